@@ -1,0 +1,37 @@
+"""``create_app()``: the Flask application factory (settings, error handlers, routes, service)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from target_server.config import resolve_config
+from target_server.embedder import SentenceTransformerEmbedder
+from target_server.errors import register_error_handlers
+from target_server.routes import bp
+from target_server.service import EXTENSION, EmbeddingService
+
+
+def create_app(
+    overrides: Mapping[str, Any] | None = None, *, embedder: SentenceTransformerEmbedder | None = None
+) -> Flask:
+    """Build the server. Settings: defaults, then ``EMBED_BENCH_*`` env vars, then ``overrides``.
+
+    ``embedder`` lets tests share one loaded model between apps; normally the service loads it.
+    """
+    app = Flask(__name__)
+    mapping, config = resolve_config(overrides)
+    app.config.from_mapping(mapping)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    logging.getLogger("target_server").setLevel(logging.INFO)
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    EmbeddingService(config, embedder).init_app(app)
+    return app
+
+
+def service_of(app: Flask) -> EmbeddingService:
+    return app.extensions[EXTENSION]

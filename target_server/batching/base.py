@@ -1,0 +1,361 @@
+"""What every batching mode shares: jobs, admission control, batch cutting and OOM-safe execution.
+
+A request becomes a :class:`Job` holding one token-id list per input. Modes differ only in *when*
+they run which inputs together (:meth:`Batcher._enqueue`); how a set of inputs is cut into forward
+passes that fit the padded-token budget, and how an out-of-memory error is survived, is common.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import torch
+
+from target_server.embedder import is_out_of_memory
+from target_server.errors import ApiError, overloaded
+from target_server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> torch.Tensor: ...
+    def release_memory(self) -> None: ...
+
+
+@dataclass(eq=False)
+class Job:
+    """One request's inputs on their way through a batcher; request threads wait on :attr:`done`."""
+
+    ids: list[list[int]]
+    task: str | None
+    tokens: int
+    results: list[torch.Tensor | None] = field(init=False)
+    remaining: int = field(init=False)
+    error: ApiError | None = None
+    cancelled: bool = False
+    enqueued_at: float = field(default_factory=time.perf_counter)
+    started_at: float | None = None
+    finished_at: float | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.ids)
+        self.remaining = len(self.ids)
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set() or self.cancelled
+
+    def entries(self) -> list[Entry]:
+        return [Entry(self, index) for index in range(len(self.ids))]
+
+    def mark_started(self, now: float) -> None:
+        with self._lock:
+            if self.started_at is None:
+                self.started_at = now
+
+    def complete(self, index: int, vector: torch.Tensor) -> None:
+        with self._lock:
+            if self.done.is_set() or self.results[index] is not None:
+                return
+            self.results[index] = vector
+            self.remaining -= 1
+            last = self.remaining == 0
+        if last:
+            self._finish()
+
+    def fail(self, error: ApiError) -> None:
+        with self._lock:
+            if self.done.is_set():
+                return
+            self.error = error
+        self._finish()
+
+    def _finish(self) -> None:
+        self.finished_at = time.perf_counter()
+        self.done.set()
+
+    def wait(self, timeout_s: float) -> torch.Tensor:
+        """The embeddings in input order, or the job's error; never waits past ``timeout_s``."""
+        if not self.done.wait(timeout_s):
+            self.cancelled = True  # inputs not yet run are skipped by the batcher
+            raise ApiError(
+                503,
+                f"no answer within {timeout_s:g} s; the server is overloaded",
+                "timeout",
+                {"Retry-After": "5"},
+            )
+        if self.error is not None:
+            raise self.error
+        return torch.stack(self.results)  # type: ignore[arg-type]
+
+    def timings_ms(self) -> tuple[float, float]:
+        """(queue time, inference time): admission to first forward pass, first pass to last result."""
+        started = self.started_at if self.started_at is not None else self.finished_at or self.enqueued_at
+        finished = self.finished_at or started
+        return (started - self.enqueued_at) * 1e3, (finished - started) * 1e3
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One input of a job: the unit the batchers sort and cut."""
+
+    job: Job
+    index: int
+
+    @property
+    def ids(self) -> list[int]:
+        return self.job.ids[self.index]
+
+    @property
+    def length(self) -> int:
+        return len(self.job.ids[self.index])
+
+
+def cut_batches(entries: Iterable[Entry], max_batch_tokens: int) -> list[list[Entry]]:
+    """Cut entries, in the order given, into batches with ``longest x rows <= max_batch_tokens``.
+
+    Sorting by length before cutting (as the continuous batcher does) keeps padding small; an input
+    longer than the budget alone still gets a batch of its own.
+    """
+    batches: list[list[Entry]] = []
+    current: list[Entry] = []
+    longest = 0
+    for entry in entries:
+        widest = max(longest, entry.length)
+        if current and widest * (len(current) + 1) > max_batch_tokens:
+            batches.append(current)
+            current, widest = [], entry.length
+        current.append(entry)
+        longest = widest
+    if current:
+        batches.append(current)
+    return batches
+
+
+def group_by_task(entries: Iterable[Entry]) -> dict[str | None, list[Entry]]:
+    """Multi-task models run one adapter per forward pass, so inputs of different tasks never mix."""
+    groups: dict[str | None, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.job.task, []).append(entry)
+    return groups
+
+
+class Batcher(ABC):
+    """Admission control plus OOM-safe execution; subclasses decide when inputs run."""
+
+    mode: ClassVar[str]
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        metrics: ServerMetrics,
+        *,
+        max_batch_tokens: int,
+        max_queue_tokens: int,
+        batch_timeout_s: float = 0.0,
+    ) -> None:
+        self.embedder = embedder
+        self.metrics = metrics
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue_tokens = max_queue_tokens
+        self.batch_timeout_s = batch_timeout_s
+        self._admission_lock = threading.Lock()
+        self._in_flight_tokens = 0
+        self._tokens_per_s = 0.0  # moving average of forward-pass throughput, for Retry-After
+        metrics.gauge(
+            "embed_in_flight_tokens", "Tokens admitted and not yet answered", lambda: self.in_flight_tokens
+        )
+        metrics.gauge("embed_queue_depth", "Inputs waiting for a forward pass", lambda: self.queue_depth())
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start background threads, if the mode has any."""
+
+    def stop(self) -> None:
+        """Stop background threads, if the mode has any."""
+
+    def alive(self) -> bool:
+        return True
+
+    def queue_depth(self) -> int:
+        return 0
+
+    def warmup(self, batch: list[list[int]]) -> None:
+        """Run one full-budget batch before serving, through the same OOM-safe path as real traffic."""
+        job = Job(ids=batch, task=None, tokens=sum(map(len, batch)))
+        started = time.perf_counter()
+        self.execute(job.entries())
+        if job.error is not None:
+            raise RuntimeError(f"warm-up failed: {job.error.message}")
+        log.info(
+            "warm-up: %d x %d tokens in %.2f s", len(batch), len(batch[0]), time.perf_counter() - started
+        )
+
+    # ---- admission --------------------------------------------------------------------------------
+    @property
+    def in_flight_tokens(self) -> int:
+        return self._in_flight_tokens
+
+    def retry_after_s(self) -> int:
+        """Seconds until the backlog should have drained, from the measured throughput (1..60)."""
+        if self._tokens_per_s <= 0:
+            return 1
+        return max(1, min(60, math.ceil(self._in_flight_tokens / self._tokens_per_s)))
+
+    def submit(self, ids: list[list[int]], task: str | None = None) -> Job:
+        """Admit a request (or raise 429 at once) and hand it to the mode's scheduling."""
+        tokens = sum(map(len, ids))
+        with self._admission_lock:
+            # An empty server admits anything, so one request larger than the limit is never starved.
+            if self._in_flight_tokens and self._in_flight_tokens + tokens > self.max_queue_tokens:
+                self.metrics.rejections.inc()
+                raise overloaded(self.retry_after_s())
+            self._in_flight_tokens += tokens
+        job = Job(ids=ids, task=task, tokens=tokens)
+        try:
+            self._enqueue(job)
+        except BaseException:
+            self.release(job)
+            raise
+        return job
+
+    def release(self, job: Job) -> None:
+        """Called once a request is answered (or abandoned): its tokens leave the admission budget."""
+        with self._admission_lock:
+            self._in_flight_tokens -= job.tokens
+
+    @abstractmethod
+    def _enqueue(self, job: Job) -> None:
+        """Schedule the job's inputs; results arrive through :meth:`execute`."""
+
+    # ---- execution ----------------------------------------------------------------------------------
+    def run_in_budget(self, entries: Sequence[Entry], *, sort: bool) -> None:
+        """Run entries (grouped by task, optionally length-sorted) as budget-sized forward passes."""
+        for group in group_by_task(entries).values():
+            if sort:
+                group.sort(key=lambda entry: entry.length)
+            for batch in cut_batches(group, self.max_batch_tokens):
+                self.execute(batch)
+
+    def execute(self, batch: Sequence[Entry]) -> None:
+        """Run a batch; on out-of-memory, free the cache, halve and retry; only a lone input fails.
+
+        The retry happens outside the ``except`` block so the exception (and the tensors its traceback
+        references) is released before the halves run -- otherwise the memory is not really freed.
+        """
+        pending: list[list[Entry]] = [[entry for entry in batch if not entry.job.finished]]
+        while pending:
+            part = pending.pop()
+            if not part:
+                continue
+            started = time.perf_counter()
+            for entry in part:
+                entry.job.mark_started(started)
+            out_of_memory = False
+            try:
+                vectors = self.embedder.embed([entry.ids for entry in part], part[0].job.task)
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    log.exception("forward pass failed")
+                    self._fail(
+                        part, ApiError(500, f"forward pass failed: {type(error).__name__}", "internal_error")
+                    )
+                    continue
+                out_of_memory = True
+                message = str(error).splitlines()[0]
+            if out_of_memory:
+                # Python unbinds `error` when its except block ends, so the traceback's frames (and
+                # the activations they hold) are gone before the cache is emptied and the halves run.
+                self.embedder.release_memory()
+                if len(part) == 1:
+                    self.metrics.oom_failures.inc()
+                    log.warning("input of %d tokens does not fit even alone: %s", part[0].length, message)
+                    self._fail(
+                        part,
+                        ApiError(
+                            413,
+                            f"an input of {part[0].length} tokens does not fit in device memory even alone "
+                            f"({message}); shorten it or lower the server's load",
+                            "input_too_large_for_device",
+                        ),
+                    )
+                else:
+                    self.metrics.oom_splits.inc()
+                    half = len(part) // 2
+                    log.warning(
+                        "out of memory on %d inputs; retrying as %d + %d", len(part), half, len(part) - half
+                    )
+                    pending += [part[half:], part[:half]]  # first half runs first
+                continue
+            self._record(part, vectors, time.perf_counter() - started)
+
+    def _record(self, part: Sequence[Entry], vectors: torch.Tensor, seconds: float) -> None:
+        tokens = sum(entry.length for entry in part)
+        padded = max(entry.length for entry in part) * len(part)
+        self.metrics.batch_size.observe(len(part))
+        self.metrics.batch_tokens.observe(padded)
+        self.metrics.batch_seconds.observe(seconds)
+        self.metrics.inputs.inc(len(part))
+        self.metrics.tokens.inc(tokens)
+        if seconds > 0:
+            rate = tokens / seconds
+            self._tokens_per_s = rate if self._tokens_per_s == 0 else 0.8 * self._tokens_per_s + 0.2 * rate
+        for entry, vector in zip(part, vectors, strict=True):
+            entry.job.complete(entry.index, vector)
+
+    @staticmethod
+    def _fail(part: Sequence[Entry], error: ApiError) -> None:
+        for entry in part:
+            entry.job.fail(error)
+
+
+class ThreadedBatcher(Batcher):
+    """A batcher with one device thread fed by a queue; the thread survives every error."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"{self.mode}-batcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            work = self._next_work()
+            if work is None:
+                return
+            try:
+                self._process(work)
+            except Exception:
+                log.exception("%s batcher: unexpected error", self.mode)
+                self._fail(work, ApiError(500, "internal error in the batcher", "internal_error"))
+
+    @abstractmethod
+    def _next_work(self) -> list[Entry] | None:
+        """Block until there is work; return the entries to run now, or None to stop."""
+
+    def _process(self, entries: list[Entry]) -> None:
+        self.run_in_budget(entries, sort=True)

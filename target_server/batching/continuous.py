@@ -1,0 +1,51 @@
+"""``continuous`` (default): a work-conserving batcher with no timer.
+
+Whenever the device is free it takes what is queued (oldest first, up to a few batches' worth, so
+nothing starves behind a flood), sorts those inputs by length and cuts them into batches whose
+padded size (longest x rows) fits ``max_batch_tokens``. A request with many inputs is split into
+per-input entries, so a 128 x 8192-token request spans several batches and small requests that
+arrive meanwhile ride along in the next pass instead of waiting behind all of it. A lone request
+runs at once: at concurrency 1 this adds only a thread hand-off to the no-batching latency.
+Anchors: text-embeddings-inference (core/src/queue.rs), Triton's dynamic batcher without delay.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from target_server.batching.base import Entry, Job, ThreadedBatcher
+
+# How many budgets' worth of queued tokens one round takes before sorting and cutting.
+ROUND_BUDGETS = 4
+
+
+class ContinuousBatching(ThreadedBatcher):
+    mode = "continuous"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._entries: deque[Entry] = deque()
+
+    def queue_depth(self) -> int:
+        return len(self._entries)
+
+    def _enqueue(self, job: Job) -> None:
+        with self._cond:
+            self._entries.extend(job.entries())
+            self._cond.notify()
+
+    def _next_work(self) -> list[Entry] | None:
+        with self._cond:
+            while not self._entries and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            taken: list[Entry] = []
+            tokens, limit = 0, ROUND_BUDGETS * self.max_batch_tokens
+            while self._entries and (not taken or tokens + self._entries[0].length <= limit):
+                entry = self._entries.popleft()
+                if entry.job.finished:  # timed out or failed: skip its remaining inputs
+                    continue
+                taken.append(entry)
+                tokens += entry.length
+        return taken

@@ -1,0 +1,34 @@
+"""``none``: every request runs on arrival, alone -- the study's "standard" server.
+
+Unlike the study's, a large request is cut into budget-sized passes, so 128 long passages no longer
+exhaust device memory; forward passes are serialized on one lock (the device runs one at a time).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from target_server.batching.base import Batcher, Job
+
+
+class NoBatching(Batcher):
+    mode = "none"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._device = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._waiting = 0
+
+    def queue_depth(self) -> int:
+        return self._waiting
+
+    def _count(self, delta: int) -> None:
+        with self._count_lock:
+            self._waiting += delta
+
+    def _enqueue(self, job: Job) -> None:
+        self._count(len(job.ids))
+        with self._device:
+            self._count(-len(job.ids))
+            self.run_in_budget(job.entries(), sort=False)

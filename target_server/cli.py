@@ -1,0 +1,144 @@
+"""``embed-bench serve`` / ``python -m target_server``: the target server under gunicorn.
+
+gunicorn's ``gthread`` worker, one worker owning the model and many threads: request threads parse
+and tokenize in parallel while one batcher thread drives the device. The model is loaded inside the
+worker (never the master), in the background, so ``/health`` answers 503 until it is ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from target_server.config import BATCHING_MODES, DEVICES, DTYPES, ConfigError, resolve_config
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m target_server",
+        description="Serve a sentence-transformers embedding model for load tests (POST /embed, "
+        "POST /v1/embeddings, GET /health, /info, /metrics).",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="local path or hub id (default: the bundled all-MiniLM-L6-v2)")
+    model.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        default=None,
+        help="allow the model's own code (jina-embeddings-v3 needs it)",
+    )
+    model.add_argument("--device", choices=DEVICES, help="default: auto (cuda if available)")
+    model.add_argument("--dtype", choices=DTYPES, help="default: auto (bf16/fp16 on cuda, fp32 on cpu)")
+    batching = parser.add_argument_group("batching")
+    batching.add_argument("--batching", choices=BATCHING_MODES, help="default: continuous")
+    batching.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        metavar="N",
+        help="padded tokens per forward pass (default: 8192 for timeout, else 16384)",
+    )
+    batching.add_argument(
+        "--batch-timeout",
+        type=float,
+        dest="batch_timeout_s",
+        metavar="S",
+        help="timeout mode: longest wait for a batch to fill (default: 2.0)",
+    )
+    batching.add_argument(
+        "--max-queue-tokens",
+        type=int,
+        metavar="N",
+        help="admission limit: tokens in flight before 429 (default: 4194304)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-inputs",
+        type=int,
+        dest="max_inputs_per_request",
+        metavar="N",
+        help="inputs per request before 413 (default: 2048)",
+    )
+    limits.add_argument("--max-body-bytes", type=int, metavar="N", help="default: 8388608")
+    limits.add_argument(
+        "--request-timeout",
+        type=float,
+        dest="request_timeout_s",
+        metavar="S",
+        help="longest wait for a result before 503 (default: 120)",
+    )
+    limits.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set EMBED_BENCH_API_KEY)")
+    limits.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        default=None,
+        help="skip the full-budget warm-up batch at start",
+    )
+    http = parser.add_argument_group("http")
+    http.add_argument("--host", default="0.0.0.0", help="bind address (default: 0.0.0.0)")
+    http.add_argument("--port", type=int, default=8000, help="default: 8000")
+    http.add_argument("--threads", type=int, default=64, help="request threads of the worker (default: 64)")
+    http.add_argument(
+        "--access-log", action="store_true", help="log every request (off: it costs throughput)"
+    )
+    http.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    return parser
+
+
+SERVER_FLAGS = ("host", "port", "threads", "access_log", "log_level")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only what was given on the command line, so EMBED_BENCH_* env vars fill the rest."""
+    return {key: value for key, value in vars(args).items() if key not in SERVER_FLAGS and value is not None}
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise SystemExit(
+                    f"error: port {port} on {host} is already in use; pick another with --port"
+                ) from None
+            raise SystemExit(f"error: cannot bind {host}:{port}: {error.strerror}") from None
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    overrides = config_overrides(args) | {"load_in_background": True}
+    try:  # fail here, with the setting named, rather than inside the worker
+        resolve_config(overrides)
+    except (ConfigError, TypeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print("error: --threads must be at least 1", file=sys.stderr)
+        return 2
+    check_port_free(args.host, args.port)
+    from target_server.gunicorn_app import GunicornServer
+
+    GunicornServer(
+        overrides,
+        {
+            "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": args.threads,
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "keepalive": 30,
+            "backlog": 2048,
+            "accesslog": "-" if args.access_log else None,
+            "loglevel": args.log_level,
+            # No per-user control socket: several servers (tests, one per GPU) must not share one.
+            "control_socket_disable": True,
+        },
+    ).run()
+    return 0

@@ -1,0 +1,117 @@
+"""Server settings: one dataclass, filled from defaults, then ``EMBED_BENCH_*`` env vars, then overrides.
+
+Flask keeps configuration as an upper-case mapping; :class:`ServerConfig` is the typed view of it
+that the rest of the server reads, validated once so that a bad value fails at start with a message
+that says what to fix, not in the middle of a load test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+BATCHING_MODES = ("continuous", "timeout", "none")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+BUNDLED_MODEL = "bundled"
+ENV_PREFIX = "EMBED_BENCH"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the setting and what to change."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the target server can be told. Field names match the CLI flags (``--max-batch-tokens``)."""
+
+    model: str = BUNDLED_MODEL
+    trust_remote_code: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    batching: str = "continuous"
+    # Padded tokens (longest input x rows) one forward pass may take. None: 8192 for the study's
+    # `timeout` batcher (its MAX_TOKENS), 16384 otherwise (the study's high-load request size).
+    max_batch_tokens: int | None = None
+    batch_timeout_s: float = 2.0
+    # Admission control: tokens admitted but not yet answered. Past it, new requests get 429 at once.
+    max_queue_tokens: int = 4_194_304
+    max_inputs_per_request: int = 2048
+    max_body_bytes: int = 8 * 1024 * 1024
+    # How long a request thread waits for its embeddings before answering 503 (never hang).
+    request_timeout_s: float = 120.0
+    api_key: str | None = None
+    warmup: bool = True
+    # Load the model on a background thread so /health answers 503 while loading (readiness probes).
+    load_in_background: bool = False
+    # Test hook: raise a CUDA-style out-of-memory error from any forward pass over this many padded
+    # tokens, so OOM recovery can be exercised on a machine without a GPU. Never set in production.
+    inject_oom_above_padded_tokens: int | None = None
+
+    @property
+    def effective_max_batch_tokens(self) -> int:
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        return 8192 if self.batching == "timeout" else 16384
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> ServerConfig:
+        """Build from a Flask-style upper-case mapping; unknown keys are ignored (Flask keeps its own)."""
+        values = {f.name: mapping[f.name.upper()] for f in fields(cls) if f.name.upper() in mapping}
+        # Prefixed env vars are parsed as JSON, so EMBED_BENCH_API_KEY=123 arrives as a number.
+        for name in ("model", "api_key"):
+            if values.get(name) is not None:
+                values[name] = str(values[name])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {key.upper(): value for key, value in dataclasses.asdict(self).items()}
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ConfigError(message)
+
+        need(
+            self.batching in BATCHING_MODES,
+            f"batching must be one of {BATCHING_MODES}, got {self.batching!r}",
+        )
+        need(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        need(isinstance(self.model, str) and bool(self.model), "model must be a local path or a hub id")
+        for name in ("max_queue_tokens", "max_inputs_per_request", "max_body_bytes"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
+        need(
+            self.max_batch_tokens is None
+            or (isinstance(self.max_batch_tokens, int) and self.max_batch_tokens >= 16),
+            f"max_batch_tokens must be an integer >= 16, got {self.max_batch_tokens!r}",
+        )
+        need(
+            isinstance(self.batch_timeout_s, (int, float)) and self.batch_timeout_s >= 0,
+            f"batch_timeout_s must be >= 0 seconds, got {self.batch_timeout_s!r}",
+        )
+        need(
+            isinstance(self.request_timeout_s, (int, float)) and self.request_timeout_s > 0,
+            f"request_timeout_s must be > 0 seconds, got {self.request_timeout_s!r}",
+        )
+        need(self.api_key is None or bool(self.api_key), "api_key must not be empty (leave it unset instead)")
+
+
+def resolve_config(overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], ServerConfig]:
+    """Defaults, then ``EMBED_BENCH_*`` env vars (JSON-parsed, as Flask does), then ``overrides``.
+
+    Returns the upper-case mapping (for ``app.config``) and its validated typed view.
+    """
+    from flask import Config
+
+    mapping = Config("")
+    mapping.from_mapping(ServerConfig().to_mapping())
+    mapping.from_prefixed_env(ENV_PREFIX)
+    if overrides:
+        mapping.from_mapping({key.upper(): value for key, value in overrides.items()})
+    return dict(mapping), ServerConfig.from_mapping(mapping)

@@ -1,0 +1,116 @@
+"""HTTP routes (a Blueprint): parse, call the service, render JSON with timing headers."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+
+import torch
+from flask import Blueprint, Response, g, request
+
+from target_server.errors import unauthorized
+from target_server.parsing import EmbedRequest, parse_embed, parse_openai, read_json_object
+from target_server.service import EmbedResult, current_service
+
+bp = Blueprint("embed", __name__)
+
+# Probes and scrapers must work without the key (Kubernetes readiness, Prometheus).
+OPEN_ENDPOINTS = frozenset({"embed.health", "embed.metrics"})
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    response.headers.update(headers or {})
+    return response
+
+
+def _timing_headers(result: EmbedResult) -> dict[str, str]:
+    return {
+        "x-queue-time": f"{result.queue_ms:.2f}",
+        "x-inference-time": f"{result.inference_ms:.2f}",
+        "x-total-time": f"{(time.perf_counter() - g.started) * 1e3:.2f}",
+        "x-compute-tokens": str(result.tokens),
+    }
+
+
+def _vectors(vectors: torch.Tensor, encoding: str) -> list:
+    if encoding == "base64":  # OpenAI's encoding_format=base64: little-endian float32
+        return [base64.b64encode(row.numpy().astype("<f4").tobytes()).decode("ascii") for row in vectors]
+    return vectors.tolist()
+
+
+@bp.before_request
+def _authenticate() -> None:
+    g.started = time.perf_counter()
+    key = current_service().config.api_key
+    if key is None or request.endpoint in OPEN_ENDPOINTS:
+        return
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise unauthorized("invalid API key")
+
+
+@bp.after_app_request
+def _count(response: Response) -> Response:
+    endpoint = request.endpoint or "unknown"
+    current_service().metrics.requests.inc(1, endpoint.removeprefix("embed."), str(response.status_code))
+    return response
+
+
+@bp.get("/health")
+def health() -> Response:
+    service = current_service()
+    if service.healthy:
+        return _json({"status": "ok"})
+    status = service.state if service.state != "ready" else "batcher stopped"
+    return _json({"status": status}, 503, {"Retry-After": "5"})
+
+
+@bp.get("/info")
+def info() -> Response:
+    return _json(current_service().info())
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    return Response(current_service().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.post("/embed")
+def embed() -> Response:
+    service = current_service()
+    parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
+    result = service.embed(parsed)
+    body = {
+        "embeddings": _vectors(result.vectors, "float"),
+        "usage": {"total_tokens": result.tokens},
+        "model": service.info().get("model"),
+    }
+    return _json(body, headers=_timing_headers(result))
+
+
+@bp.post("/v1/embeddings")
+@bp.post("/embeddings")
+def openai_embeddings() -> Response:
+    service = current_service()
+    dimensions = service.embedder.info.dimensions if service.embedder else 0
+    parsed: EmbedRequest = parse_openai(
+        read_json_object(request), service.config.max_inputs_per_request, dimensions
+    )
+    result = service.embed(parsed)
+    data = [
+        {"object": "embedding", "index": index, "embedding": vector}
+        for index, vector in enumerate(_vectors(result.vectors, parsed.encoding))
+    ]
+    body = {
+        "object": "list",
+        "model": service.embedder.info.name,
+        "data": data,
+        "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
+    }
+    return _json(body, headers=_timing_headers(result))

@@ -1,0 +1,153 @@
+"""The embedding service: model, batcher and metrics behind the routes, and the readiness state.
+
+Kept apart from the routes so the HTTP layer only parses and renders, and from the app factory so
+tests can inject an embedder. It lives in ``app.extensions["embed_bench"]`` (Flask's ``init_app``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from flask import Flask, current_app
+
+from target_server.batching import BATCHERS, Batcher
+from target_server.config import ServerConfig
+from target_server.embedder import InputTooLong, SentenceTransformerEmbedder, UnknownTask, load_embedder
+from target_server.errors import bad_request, input_too_long, not_ready
+from target_server.metrics import ServerMetrics
+from target_server.parsing import EmbedRequest
+
+log = logging.getLogger(__name__)
+EXTENSION = "embed_bench"
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: torch.Tensor
+    tokens: int
+    queue_ms: float
+    inference_ms: float
+
+
+class EmbeddingService:
+    def __init__(self, config: ServerConfig, embedder: SentenceTransformerEmbedder | None = None) -> None:
+        self.config = config
+        self.metrics = ServerMetrics()
+        self.embedder = embedder
+        self.batcher: Batcher | None = None
+        self.state = "loading"
+        self._ready = threading.Event()
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION] = self
+        if self.config.load_in_background:
+            threading.Thread(target=self._load_logged, name="model-loader", daemon=True).start()
+        else:
+            self.load()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the model (unless injected), start the batcher, warm up; then report ready."""
+        if self.embedder is None:
+            self.embedder = load_embedder(self.config)
+        batcher_class = BATCHERS[self.config.batching]
+        self.batcher = batcher_class(
+            self.embedder,
+            self.metrics,
+            max_batch_tokens=self.config.effective_max_batch_tokens,
+            max_queue_tokens=self.config.max_queue_tokens,
+            batch_timeout_s=self.config.batch_timeout_s,
+        )
+        if self.config.warmup:
+            self.batcher.warmup(self.embedder.warmup_batch(self.config.effective_max_batch_tokens))
+        self.batcher.start()
+        self.state = "ready"
+        self._ready.set()
+        info = self.embedder.info
+        log.info(
+            "ready: %s (%d dims, %d max tokens) on %s/%s, batching=%s, max_batch_tokens=%d",
+            info.name,
+            info.dimensions,
+            info.max_input_tokens,
+            info.device,
+            info.dtype,
+            self.config.batching,
+            self.config.effective_max_batch_tokens,
+        )
+
+    def _load_logged(self) -> None:
+        try:
+            self.load()
+        except Exception as error:
+            log.exception("model loading failed")
+            self.state = f"failed: {type(error).__name__}: {error}"
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.stop()
+
+    @property
+    def healthy(self) -> bool:
+        return self._ready.is_set() and self.batcher is not None and self.batcher.alive()
+
+    def info(self) -> dict:
+        payload: dict = {
+            "status": self.state,
+            "batching": {
+                "mode": self.config.batching,
+                "max_batch_tokens": self.config.effective_max_batch_tokens,
+                "batch_timeout_s": self.config.batch_timeout_s if self.config.batching == "timeout" else None,
+                "max_queue_tokens": self.config.max_queue_tokens,
+            },
+            "limits": {
+                "max_inputs_per_request": self.config.max_inputs_per_request,
+                "max_body_bytes": self.config.max_body_bytes,
+                "request_timeout_s": self.config.request_timeout_s,
+            },
+        }
+        if self.embedder is not None:
+            info = self.embedder.info
+            payload |= {
+                "model": info.name,
+                "dimensions": info.dimensions,
+                "max_input_tokens": info.max_input_tokens,
+                "device": info.device,
+                "dtype": info.dtype,
+                "tasks": list(info.tasks) if info.tasks else None,
+            }
+        return payload
+
+    # ---- the work -----------------------------------------------------------------------------
+    def embed(self, request: EmbedRequest) -> EmbedResult:
+        if not self.healthy or self.embedder is None or self.batcher is None:
+            raise not_ready(f"model not ready ({self.state})")
+        try:
+            ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
+        except InputTooLong as error:
+            raise input_too_long(str(error)) from None
+        except UnknownTask as error:
+            raise bad_request(str(error)) from None
+        job = self.batcher.submit(ids, request.task)
+        try:
+            vectors = job.wait(self.config.request_timeout_s)
+        finally:
+            self.batcher.release(job)
+            self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
+        if request.dimensions is not None:
+            vectors = vectors[:, : request.dimensions]
+        if request.normalized:
+            vectors = F.normalize(vectors, p=2, dim=1)
+        queue_ms, inference_ms = job.timings_ms()
+        return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
+
+
+def current_service() -> EmbeddingService:
+    return current_app.extensions[EXTENSION]
