@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 # Registry of subcommands: name -> (module with main(argv, prog), one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("target_server.cli", "start the bundled target server (Flask + sentence-transformers, gunicorn)"),
+    "serve": (
+        "target_server.cli",
+        "start the bundled target server (Flask + sentence-transformers, gunicorn)",
+    ),
     "report": ("reports.cli", "turn Locust run directories into tables, plots and cost figures"),
 }
 
