@@ -1,0 +1,77 @@
+"""``embed-bench report`` / ``python -m reports``: the post-processor's command line.
+
+Bad input never produces a report: argparse rejects malformed options (exit 2) and ``ReportError``
+(missing directory, unknown price, a run where nothing succeeded) becomes one line on stderr and
+exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from reports.errors import ReportError
+from reports.export_md import render_table
+from reports.pipeline import build_report, write_report
+from reports.tables import summary_table
+
+
+def _usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of USD") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a price must be a positive number of USD")
+    return value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Turn Locust run directories into the study's tables, plots and cost figures, "
+                    "one column per run.",
+    )
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="a run directory (locust_stats.csv, ..., run.json, cells.csv); several become columns")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="where report.md, report.html, cells.csv, summary.csv and the plots go")
+    price = parser.add_mutually_exclusive_group()
+    price.add_argument("--pricing", metavar="NAME|FILE",
+                       help="a price name in the default pricing file, for every run; or a pricing file (TOML) "
+                            "in which each run's run.json 'pricing' name is looked up")
+    price.add_argument("--price-per-hour", type=_usd, metavar="USD",
+                       help="hourly cost (infrastructure + license) for every run")
+    price.add_argument("--price-per-million-tokens", type=_usd, metavar="USD",
+                       help="per-token price for every run (a hosted API)")
+    parser.add_argument("--compare-study", action="store_true",
+                        help="add the reference study's published figures beside the runs")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog or "embed-bench report")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help or a usage error already printed by argparse
+        return int(exit_.code or 0)
+    try:
+        report = build_report(
+            args.run_dirs,
+            pricing=args.pricing,
+            usd_per_hour=args.price_per_hour,
+            usd_per_million_tokens=args.price_per_million_tokens,
+            compare_study=args.compare_study,
+        )
+        written = write_report(report, args.out)
+    except ReportError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{parser.prog}: error: cannot write the report to {args.out}: {exc}", file=sys.stderr)
+        return 1
+    print(render_table(summary_table(report.columns)))
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0

@@ -1,0 +1,35 @@
+"""Machine-readable exports: ``cells.csv`` (every metric of every cell of every run, long format)
+and ``summary.csv`` (the headline table in the study's own layout: one row per metric, one column
+per run, so it lines up with the study's ``summary.csv``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from reports.tables import SUMMARY_METRICS, Column, RunColumn
+
+
+def cells_frame(runs: Sequence[RunColumn]) -> pd.DataFrame:
+    rows = [
+        {"run": run.label, "run_directory": run.metrics.directory, **asdict(cell)}
+        for run in runs for cell in run.metrics.cells
+    ]
+    return pd.DataFrame(rows)
+
+
+def summary_frame(columns: Sequence[Column]) -> pd.DataFrame:
+    rows = [{"metric": metric.key, **{column.label: metric.value(column) for column in columns}}
+            for metric in SUMMARY_METRICS]
+    return pd.DataFrame(rows)
+
+
+def write_cells_csv(path: Path, runs: Sequence[RunColumn]) -> None:
+    cells_frame(runs).to_csv(path, index=False)
+
+
+def write_summary_csv(path: Path, columns: Sequence[Column]) -> None:
+    summary_frame(columns).to_csv(path, index=False)

@@ -1,0 +1,69 @@
+"""``report.html``: one self-contained file -- inline CSS, plots as ``data:`` PNGs, no script, no
+external resource -- so it opens offline and can be mailed or attached to a CI run as it is."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from html import escape
+
+from reports.plots import Plot
+from reports.tables import Section, Table
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1280px; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; } h3 { font-size: 1.05rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.2rem; font-size: 0.85rem; }
+th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.55rem; text-align: right; white-space: nowrap; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+td.text { text-align: left; white-space: normal; }
+p.definition { color: #555; font-style: italic; margin: 0.2rem 0; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+nav a { margin-right: 0.8rem; }
+"""
+
+
+def _anchor(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+def render_table(table: Table, heading: bool = True) -> str:
+    """A table under its own heading, unless ``heading`` is False (it repeats the section's)."""
+    parts = [f'<h3 id="{escape(table.key)}">{escape(table.title)}</h3>'] if heading else []
+    parts.append(f'<p class="definition">{escape(table.definition)}</p>')
+    if not table.rows:
+        return "\n".join([*parts, "<p>(none)</p>"])
+    header = "".join(f"<th>{escape(title)}</th>" for title in table.header)
+    rows = "\n".join(
+        "<tr>" + "".join(f'<td class="text">{escape(value)}</td>' if len(value) > 40 else f"<td>{escape(value)}</td>"
+                         for value in row) + "</tr>"
+        for row in table.rows
+    )
+    return "\n".join([*parts, f"<table><thead><tr>{header}</tr></thead><tbody>\n{rows}\n</tbody></table>"])
+
+
+def render_plot(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
+            f"<figcaption>{escape(plot.title)}</figcaption></figure>")
+
+
+def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapping[str, Plot]) -> str:
+    nav = " ".join(f'<a href="#{_anchor(section.title)}">{escape(section.title)}</a>' for section in sections)
+    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro)}</p>", f"<nav>{nav}</nav>"]
+    for section in sections:
+        body.append(f'<h2 id="{_anchor(section.title)}">{escape(section.title)}</h2>')
+        if section.text:
+            body.append(f"<p>{escape(section.text)}</p>")
+        body += [render_table(table, heading=table.title != section.title) for table in section.tables]
+        if section.bullets:
+            body.append("<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>")
+        if section.plot in plots:
+            body.append(render_plot(plots[section.plot]))
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

@@ -1,0 +1,40 @@
+"""``report.md``: the sections as GitHub-flavoured Markdown, plots linked as PNG files beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from reports.plots import Plot
+from reports.tables import Section, Table
+
+
+def _cell(text: str) -> str:
+    """Markdown table cells cannot hold pipes or line breaks."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(table: Table, heading: bool = True) -> str:
+    """A table under its own heading, unless ``heading`` is False (it repeats the section's)."""
+    lines = [f"### {table.title}", ""] if heading else []
+    lines += [f"_{table.definition}_", ""]
+    if not table.rows:
+        return "\n".join([*lines, "(none)", ""])
+    lines.append("| " + " | ".join(_cell(title) for title in table.header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|")
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in table.rows]
+    return "\n".join([*lines, ""])
+
+
+def render_markdown(title: str, intro: str, sections: Sequence[Section], plots: Mapping[str, Plot]) -> str:
+    parts = [f"# {title}", "", intro, ""]
+    for section in sections:
+        parts += [f"## {section.title}", ""]
+        if section.text:
+            parts += [section.text, ""]
+        parts += [render_table(table, heading=table.title != section.title) for table in section.tables]
+        if section.bullets:
+            parts += [*(f"- {bullet}" for bullet in section.bullets), ""]
+        if section.plot in plots:
+            plot = plots[section.plot]
+            parts += [f"![{plot.title}]({plot.filename})", ""]
+    return "\n".join(parts)

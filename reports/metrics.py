@@ -1,0 +1,267 @@
+"""The study's metrics, per cell and per run, as pure functions over loaded run data.
+
+What Locust's CSVs can and cannot say shapes these definitions (locust/stats.py, 2.4x):
+
+- ``Request Count`` counts every completed request, failed ones included; successes are
+  ``Request Count - Failure Count``.
+- Response times (mean, median, percentiles) also cover failed requests: Locust logs the time of
+  every request before it logs the error. The study measured the same way (its self-hosted
+  "standard" setup lists response times for cells where every request failed), and its normalized
+  latency (latency / success rate) is what penalises a fast failure.
+- ``Average Content Size`` is ``sum(response_length) / Request Count`` over all requests. The Locust
+  side reports tokens embedded as ``response_length`` and 0 for a failed request (it embedded
+  nothing), so ``Average Content Size x Request Count`` is the cell's successful tokens and
+  tokens per successful request is that sum divided by the successes.
+- ``Requests/s`` divides by the time from the start of the whole run to the cell's last request, so
+  it is the cell's own rate only for a one-cell run: cells are timed by ``cells.csv`` instead and
+  Locust's figure is only the fallback.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports.cells import Cell
+from reports.errors import ReportError
+from reports.load import STATS_FILE, RunData
+
+# How a cell's duration was found, from the most to the least exact.
+TIMED_BY_CELLS = "cells.csv start and end"
+TIMED_TO_LAST_WRITE = "cells.csv start to Locust's last stats write (cell interrupted)"
+TIMED_BY_LOCUST_RATE = "Locust's Requests/s (no cells.csv row): from the run's start to the cell's last request"
+UNTIMED = "no end (cell interrupted, no stats history)"
+
+
+@dataclass(frozen=True)
+class CellMetrics:
+    """One grid cell of one run. Latencies cover all completed requests (see module docstring)."""
+
+    cell: str
+    concurrency: int
+    batch_size: int
+    passage_tokens: int
+    request_count: int
+    success_count: int
+    failure_count: int
+    success_rate_pct: float
+    mean_latency_ms: float
+    median_latency_ms: float | None
+    p95_latency_ms: float | None
+    p99_latency_ms: float | None
+    normalized_latency_ms: float | None
+    study_request_throughput_rps: float | None
+    measured_request_throughput_rps: float | None
+    successful_tokens: float
+    tokens_per_request: float | None
+    nominal_tokens_per_request: int
+    throughput_tokens_per_s: float | None
+    duration_s: float | None
+    timed_by: str
+
+    @property
+    def key(self) -> Cell:
+        return Cell(self.concurrency, self.batch_size, self.passage_tokens)
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """One run, summarised the way the study's headline and split tables are."""
+
+    label: str
+    directory: str
+    info: dict[str, Any]
+    cells: tuple[CellMetrics, ...]
+    request_count: int
+    success_count: int
+    success_rate_pct: float
+    success_rate_by_batch_size_pct: dict[int, float]
+    success_rate_by_concurrency_pct: dict[int, float]
+    success_rate_by_passage_tokens_pct: dict[int, float]
+    mean_latency_ms: float
+    normalized_latency_ms: float
+    mean_throughput_tokens_per_s: float | None
+    overall_throughput_tokens_per_s: float | None
+    peak_throughput_tokens_per_s: float | None
+    peak_cell: str | None
+    failures: tuple[tuple[str, str, int], ...]
+    notes: tuple[str, ...]
+
+    def cell(self, key: Cell) -> CellMetrics | None:
+        return next((cell for cell in self.cells if cell.key == key), None)
+
+
+def success_rate_pct(success_count: int, request_count: int) -> float:
+    """Successful requests / all completed requests, in percent."""
+    return 100.0 * success_count / request_count
+
+
+def normalized_latency_ms(latency_ms: float, success_pct: float) -> float | None:
+    """Latency / success rate: the study's penalty for failures; None when nothing succeeded."""
+    return latency_ms / (success_pct / 100.0) if success_pct > 0 else None
+
+
+def study_request_throughput_rps(concurrency: int, mean_latency_ms: float) -> float | None:
+    """The study's request throughput: concurrency / mean response time in seconds (Little's law
+    for users that send back to back)."""
+    return concurrency / (mean_latency_ms / 1000.0) if mean_latency_ms > 0 else None
+
+
+def successful_tokens(avg_content_size: float, request_count: int) -> float:
+    """Tokens embedded by a cell's successful requests (failed requests report 0 tokens)."""
+    return avg_content_size * request_count
+
+
+def cell_timing(
+    name: str,
+    request_count: int,
+    locust_requests_per_s: float,
+    cells: pd.DataFrame | None,
+    last_stats_write_s: float | None,
+) -> tuple[float | None, str]:
+    """A cell's duration in seconds and how it was found (one of the ``TIMED_*`` / ``UNTIMED``)."""
+    if cells is not None and name in cells.index:
+        start, end = cells.at[name, "start_s"], cells.at[name, "end_s"]
+        if pd.notna(end):
+            return _positive(end - start), TIMED_BY_CELLS
+        if last_stats_write_s is not None:
+            return _positive(last_stats_write_s - start), TIMED_TO_LAST_WRITE
+        return None, UNTIMED
+    rate = locust_requests_per_s if pd.notna(locust_requests_per_s) else 0.0
+    return (request_count / rate if rate > 0 else None), TIMED_BY_LOCUST_RATE
+
+
+def _positive(seconds: float) -> float | None:
+    return float(seconds) if pd.notna(seconds) and seconds > 0 else None
+
+
+def _optional(value: float) -> float | None:
+    return None if pd.isna(value) else float(value)
+
+
+def cell_metrics(row: Any, duration_s: float | None, timed_by: str) -> CellMetrics:
+    """Metrics of one ``RunData.stats`` row (an ``itertuples`` record)."""
+    success_count = row.request_count - row.failure_count
+    success_pct = success_rate_pct(success_count, row.request_count)
+    tokens = successful_tokens(0.0 if pd.isna(row.avg_content_size) else row.avg_content_size, row.request_count)
+    cell = Cell(row.concurrency, row.batch_size, row.passage_tokens)
+    return CellMetrics(
+        cell=cell.name,
+        concurrency=cell.concurrency,
+        batch_size=cell.batch_size,
+        passage_tokens=cell.passage_tokens,
+        request_count=row.request_count,
+        success_count=success_count,
+        failure_count=row.failure_count,
+        success_rate_pct=success_pct,
+        mean_latency_ms=float(row.mean_latency_ms),
+        median_latency_ms=_optional(row.median_latency_ms),
+        p95_latency_ms=_optional(row.p95_latency_ms),
+        p99_latency_ms=_optional(row.p99_latency_ms),
+        normalized_latency_ms=normalized_latency_ms(row.mean_latency_ms, success_pct),
+        study_request_throughput_rps=study_request_throughput_rps(cell.concurrency, row.mean_latency_ms),
+        measured_request_throughput_rps=row.request_count / duration_s if duration_s else None,
+        successful_tokens=tokens,
+        tokens_per_request=tokens / success_count if success_count else None,
+        nominal_tokens_per_request=cell.nominal_tokens_per_request,
+        throughput_tokens_per_s=tokens / duration_s if duration_s else None,
+        duration_s=duration_s,
+        timed_by=timed_by,
+    )
+
+
+def success_rate_by(cells: Iterable[CellMetrics], dimension: Callable[[CellMetrics], int]) -> dict[int, float]:
+    """Success rate per value of one dimension, pooled: successes / requests over those cells."""
+    successes: dict[int, int] = defaultdict(int)
+    requests: dict[int, int] = defaultdict(int)
+    for cell in cells:
+        successes[dimension(cell)] += cell.success_count
+        requests[dimension(cell)] += cell.request_count
+    return {value: success_rate_pct(successes[value], requests[value]) for value in sorted(requests)}
+
+
+def throughput_summary(cells: Iterable[CellMetrics]) -> tuple[float | None, float | None, CellMetrics | None]:
+    """(mean over timed cells of per-cell token throughput, all successful tokens / total timed
+    duration, the timed cell with the highest token throughput)."""
+    timed = [cell for cell in cells if cell.throughput_tokens_per_s is not None and cell.duration_s]
+    if not timed:
+        return None, None, None
+    mean = statistics.fmean(cell.throughput_tokens_per_s for cell in timed)
+    overall = sum(cell.successful_tokens for cell in timed) / sum(cell.duration_s for cell in timed)
+    return mean, overall, max(timed, key=lambda cell: cell.throughput_tokens_per_s)
+
+
+def top_failures(run: RunData, limit: int | None = None) -> tuple[tuple[str, str, int], ...]:
+    """(cell, error, occurrences), most frequent first."""
+    ranked = run.failures.sort_values(["occurrences", "name"], ascending=[False, True], kind="stable")
+    rows = ranked.head(limit) if limit else ranked
+    return tuple((row.name, row.error, int(row.occurrences)) for row in rows.itertuples())
+
+
+def _timing_notes(cells: Iterable[CellMetrics]) -> list[str]:
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for cell in cells:
+        if cell.timed_by != TIMED_BY_CELLS:
+            by_source[cell.timed_by].append(cell.cell)
+    return [f"timed by {source}: {', '.join(names)}" for source, names in by_source.items()]
+
+
+def _no_success_message(run: RunData, request_count: int) -> str:
+    failures = top_failures(run, limit=3)
+    listed = "; ".join(f"{error} ({count}x in {name})" for name, error, count in failures)
+    reason = f" Most frequent failures: {listed}." if listed else ""
+    return (
+        f"run {run.label!r} ({run.directory}): none of its {request_count} measured requests succeeded, so it has "
+        f"no latency or throughput to report.{reason}"
+    )
+
+
+def run_metrics(run: RunData) -> RunMetrics:
+    """Per-cell and per-run metrics; raises ReportError when the run has no successful request."""
+    cells = tuple(
+        cell_metrics(row, *cell_timing(row.name, row.request_count, row.locust_requests_per_s, run.cells,
+                                       run.last_stats_write_s))
+        for row in run.stats.itertuples(index=False)
+    )
+    if not cells:
+        raise ReportError(
+            f"run {run.label!r} ({run.directory}): {STATS_FILE} holds no measured request "
+            "(warm-up and Aggregated rows do not count)"
+        )
+    request_count = sum(cell.request_count for cell in cells)
+    success_count = sum(cell.success_count for cell in cells)
+    if success_count == 0:
+        raise ReportError(_no_success_message(run, request_count))
+    success_pct = success_rate_pct(success_count, request_count)
+    mean_latency = statistics.fmean(cell.mean_latency_ms for cell in cells)
+    mean_throughput, overall_throughput, peak = throughput_summary(cells)
+    started = set(run.cells.index) if run.cells is not None else set()
+    never_measured = sorted(started - {cell.cell for cell in cells})
+    notes = [*run.notes, *_timing_notes(cells)]
+    if never_measured:
+        notes.append(f"cells started but without any recorded request: {', '.join(never_measured)}")
+    return RunMetrics(
+        label=run.label,
+        directory=str(run.directory),
+        info=run.info,
+        cells=cells,
+        request_count=request_count,
+        success_count=success_count,
+        success_rate_pct=success_pct,
+        success_rate_by_batch_size_pct=success_rate_by(cells, lambda cell: cell.batch_size),
+        success_rate_by_concurrency_pct=success_rate_by(cells, lambda cell: cell.concurrency),
+        success_rate_by_passage_tokens_pct=success_rate_by(cells, lambda cell: cell.passage_tokens),
+        mean_latency_ms=mean_latency,
+        normalized_latency_ms=normalized_latency_ms(mean_latency, success_pct),
+        mean_throughput_tokens_per_s=mean_throughput,
+        overall_throughput_tokens_per_s=overall_throughput,
+        peak_throughput_tokens_per_s=peak.throughput_tokens_per_s if peak else None,
+        peak_cell=peak.cell if peak else None,
+        failures=top_failures(run),
+        notes=tuple(notes),
+    )

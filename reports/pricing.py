@@ -1,0 +1,164 @@
+"""Prices and the cost per million tokens.
+
+A price is either per token (a hosted API) or per hour (an endpoint or a GPU server: infrastructure
+plus license). An hourly price only becomes a price per token through a throughput, which is why
+cost is computed here from a run's measured token throughput rather than stored.
+
+The default pricing file, ``reports/data/pricing.toml``, holds the study's prices; ``--pricing FILE``
+replaces it with another file of the same format (see that file's header).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from reports.errors import ReportError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 needs the backport: `tomli; python_version < "3.11"` in the reports extra
+    import tomli as tomllib
+
+DEFAULT_PRICING_FILE = "pricing.toml"
+_PER_TOKEN_KEYS = {"usd_per_million_tokens"}
+_HOURLY_KEYS = {"infrastructure_usd_per_hour", "license_usd_per_hour"}
+
+
+@dataclass(frozen=True)
+class Price:
+    """One named price: ``usd_per_million_tokens`` or the two hourly figures, never both."""
+
+    name: str
+    description: str
+    usd_per_million_tokens: float | None = None
+    infrastructure_usd_per_hour: float | None = None
+    license_usd_per_hour: float | None = None
+
+    @property
+    def total_usd_per_hour(self) -> float | None:
+        if self.infrastructure_usd_per_hour is None:
+            return None
+        return self.infrastructure_usd_per_hour + (self.license_usd_per_hour or 0.0)
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """A run's price per million tokens at its mean and at its peak token throughput."""
+
+    price: Price
+    usd_per_million_tokens_at_mean: float | None
+    usd_per_million_tokens_at_peak: float | None
+
+
+def hourly_cost_per_million_tokens_usd(usd_per_hour: float, throughput_tokens_per_s: float) -> float:
+    """The study's formula: hourly cost / (tokens per second x 3600 / 1e6)."""
+    return usd_per_hour / (throughput_tokens_per_s * 3600 / 1e6)
+
+
+def price_per_million_tokens_usd(price: Price, throughput_tokens_per_s: float | None) -> float | None:
+    """A per-token price as it is; an hourly one at the given throughput (None without one)."""
+    if price.usd_per_million_tokens is not None:
+        return price.usd_per_million_tokens
+    if price.total_usd_per_hour is None or not throughput_tokens_per_s:
+        return None
+    return hourly_cost_per_million_tokens_usd(price.total_usd_per_hour, throughput_tokens_per_s)
+
+
+def run_cost(price: Price, mean_tokens_per_s: float | None, peak_tokens_per_s: float | None) -> RunCost:
+    return RunCost(
+        price=price,
+        usd_per_million_tokens_at_mean=price_per_million_tokens_usd(price, mean_tokens_per_s),
+        usd_per_million_tokens_at_peak=price_per_million_tokens_usd(price, peak_tokens_per_s),
+    )
+
+
+def _positive_number(source: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ReportError(f"{source}: {key} must be a non-negative number, found {value!r}")
+    return float(value)
+
+
+def parse_price(name: str, entry: Mapping[str, Any], source: str) -> Price:
+    """Validate one table of a pricing file."""
+    where = f"{source} [{name}]"
+    keys = set(entry) - {"description"}
+    if keys == _PER_TOKEN_KEYS:
+        figures = {"usd_per_million_tokens": _positive_number(where, "usd_per_million_tokens",
+                                                               entry["usd_per_million_tokens"])}
+    elif keys == _HOURLY_KEYS:
+        figures = {key: _positive_number(where, key, entry[key]) for key in sorted(_HOURLY_KEYS)}
+    else:
+        raise ReportError(
+            f"{where}: give either usd_per_million_tokens or infrastructure_usd_per_hour + license_usd_per_hour "
+            f"(and a description); found {', '.join(sorted(keys)) or 'nothing'}"
+        )
+    return Price(name=name, description=str(entry.get("description", "")), **figures)
+
+
+def load_price_book(path: Path | None = None) -> dict[str, Price]:
+    """Every price in a pricing file (the packaged default when ``path`` is None), by name."""
+    if path is None:
+        resource = resources.files("reports") / "data" / DEFAULT_PRICING_FILE
+        source, text = f"default {DEFAULT_PRICING_FILE}", resource.read_text(encoding="utf-8")
+    else:
+        source, text = str(path), _read(path)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ReportError(f"{source}: not a valid TOML pricing file ({exc})") from exc
+    tables = {name: entry for name, entry in document.items() if isinstance(entry, dict)}
+    if not tables or len(tables) != len(document):
+        raise ReportError(f"{source}: a pricing file holds only [name] tables, one per price")
+    return {name: parse_price(name, entry, source) for name, entry in tables.items()}
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot read pricing file ({exc.strerror})") from exc
+
+
+def _look_up(book: Mapping[str, Price], name: str, source: str) -> Price:
+    if name not in book:
+        raise ReportError(f"unknown price {name!r} in {source}; known: {', '.join(sorted(book))}")
+    return book[name]
+
+
+def choose_prices(
+    run_pricing_names: Sequence[str | None],
+    pricing: str | None = None,
+    usd_per_hour: float | None = None,
+    usd_per_million_tokens: float | None = None,
+) -> list[Price | None]:
+    """The price of each run, from the command line or from each run's run.json ``pricing`` name.
+
+    ``usd_per_hour`` / ``usd_per_million_tokens``: one custom price for every run.
+    ``pricing`` naming an existing file: that file replaces the default one; each run is priced by
+    its run.json name, or by the file's only entry when the run names none.
+    ``pricing`` otherwise: a name in the default file, for every run.
+    Neither: each run by its run.json name in the default file; a run that names none has no price.
+    """
+    if usd_per_hour is not None:
+        custom = Price("custom", f"--price-per-hour {usd_per_hour:g}", infrastructure_usd_per_hour=usd_per_hour,
+                       license_usd_per_hour=0.0)
+        return [custom for _ in run_pricing_names]
+    if usd_per_million_tokens is not None:
+        custom = Price("custom", f"--price-per-million-tokens {usd_per_million_tokens:g}",
+                       usd_per_million_tokens=usd_per_million_tokens)
+        return [custom for _ in run_pricing_names]
+    if pricing is not None and not Path(pricing).is_file():
+        if pricing.endswith(".toml") or "/" in pricing:
+            raise ReportError(f"--pricing {pricing}: no such pricing file")
+        price = _look_up(load_price_book(), pricing, f"the default {DEFAULT_PRICING_FILE} (--pricing)")
+        return [price for _ in run_pricing_names]
+    book = load_price_book(Path(pricing) if pricing else None)
+    source = pricing or f"the default {DEFAULT_PRICING_FILE}"
+    only = next(iter(book.values())) if len(book) == 1 else None
+    return [_look_up(book, name, f"{source} (run.json pricing)") if name else only for name in run_pricing_names]
