@@ -167,10 +167,10 @@ def _load_stats(directory: Path, notes: list[str]) -> pd.DataFrame:
     for locust_name, name in _PERCENTILE_COLUMNS.items():
         frame[name] = frame[locust_name] if locust_name in frame.columns else float("nan")
     measured, others = _with_cells(frame)
-    warmups = int(others.map(is_warmup_name).sum())
-    if warmups:
-        notes.append(f"{STATS_FILE}: {warmups} warm-up row(s) ignored")
-    foreign = sorted(set(others[~others.map(is_warmup_name) & (others != AGGREGATED_NAME)]))
+    warmup = others.map(is_warmup_name).astype(bool)
+    if warmup.any():
+        notes.append(f"{STATS_FILE}: {int(warmup.sum())} warm-up row(s) ignored")
+    foreign = sorted(set(others[~warmup & (others != AGGREGATED_NAME)]))
     if foreign:
         notes.append(f"{STATS_FILE}: request names that are not grid cells ignored: {', '.join(foreign)}")
     duplicated = sorted(set(measured.loc[measured["name"].duplicated(), "name"]))

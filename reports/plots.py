@@ -109,6 +109,9 @@ def _grouped_bars(ax: Axes, groups: Sequence[str], series: Sequence[tuple[str, S
             ax.barh(positions, lengths, height=width, label=label, color=_colour(index))
         else:
             ax.bar(positions, lengths, width=width, label=label, color=_colour(index))
+            for position, value in zip(positions, values, strict=True):
+                if value == 0:  # a zero bar is invisible: say it, so it differs from a missing cell
+                    ax.text(position, 0, "0", ha="center", va="bottom", fontsize=7, color=_colour(index))
     if horizontal:
         ax.set_yticks(range(len(groups)), groups)
         ax.invert_yaxis()
@@ -131,7 +134,7 @@ def success_rate_plot(columns: Sequence[Column]) -> Plot:
         ax.set_ylim(0, 105)
     figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(len(columns), 4),
                   fontsize=8)
-    figure.suptitle("Request success rate by dimension (no bar: no such cell)")
+    figure.suptitle("Request success rate by dimension (no bar: no such cell; 0: nothing succeeded)")
     return Plot("success_rate", "success_rate.png", "Request success rate by dimension", _png(figure))
 
 
@@ -151,7 +154,7 @@ def _summary_bars(key: str, title: str, filename: str, xlabel: str, metrics: Seq
         ax.bar_label(container, fmt=label_format, fontsize=7, padding=2)
     ax.margins(x=0.15)
     ax.set_xlabel(xlabel)
-    ax.legend(fontsize=8, loc="lower right")
+    figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=len(metrics), fontsize=8)
     figure.suptitle(title)
     return Plot(key, filename, title, _png(figure))
 

@@ -163,7 +163,7 @@ def write_run(
     """Write a run directory as ``embed-bench run`` would; returns ``directory``."""
     layout = layout or RunLayout()
     directory.mkdir(parents=True, exist_ok=True)
-    clock = RUN_START_S + WARMUP_S
+    clock = RUN_START_S + (WARMUP_S if layout.warmup_requests else 0.0)
     timeline = []  # (spec, start, end)
     for spec in cells:
         timeline.append((spec, clock, clock + spec.duration_s))
