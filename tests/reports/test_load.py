@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,7 +125,7 @@ def test_locust_na_row_is_ignored(tmp_path: Path) -> None:
 def test_unreadable_directories_fail_loudly(tmp_path: Path, breakage, message: str) -> None:
     directory = write_run(tmp_path / "run", CELLS)
     breakage(directory)
-    with pytest.raises(ReportError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ReportError, match=re.escape(message)):
         load_run(directory)
 
 
