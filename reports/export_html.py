@@ -15,7 +15,9 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1280px;
 h1 { font-size: 1.6rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ccc; } h3 { font-size: 1.05rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.2rem; font-size: 0.85rem; }
 th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.55rem; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; white-space: normal; min-width: 5rem; vertical-align: bottom; }
+td:first-child, th:first-child { text-align: left; }
+div.scroll { overflow-x: auto; }
 td.text { text-align: left; white-space: normal; }
 p.definition { color: #555; font-style: italic; margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -39,7 +41,8 @@ def render_table(table: Table, heading: bool = True) -> str:
                          for value in row) + "</tr>"
         for row in table.rows
     )
-    return "\n".join([*parts, f"<table><thead><tr>{header}</tr></thead><tbody>\n{rows}\n</tbody></table>"])
+    table_html = f"<table><thead><tr>{header}</tr></thead><tbody>\n{rows}\n</tbody></table>"
+    return "\n".join([*parts, f'<div class="scroll">{table_html}</div>'])
 
 
 def render_plot(plot: Plot) -> str:

@@ -134,6 +134,9 @@ def runs_table(runs: Sequence[RunColumn]) -> Table:
     fields = ("backend", "host", "model", "grid", "started_at", "ended_at")
     rows = [("directory", *(run.metrics.directory for run in runs))]
     rows += [(field, *(str(run.metrics.info.get(field) or MISSING) for run in runs)) for field in fields]
+    rows.append(("versions", *(", ".join(f"{name} {version}" for name, version in
+                                         (run.metrics.info.get("versions") or {}).items()) or MISSING
+                               for run in runs)))
     rows.append(("price", *(run.cost.price.name if run.cost else "none given" for run in runs)))
     return Table("runs", "Runs", "from each run's run.json (—: field absent)", _header(["field"], runs), tuple(rows))
 
