@@ -109,6 +109,8 @@ def _load_info(directory: Path, notes: list[str]) -> dict[str, Any]:
         raise ReportError(f"{path}: expected a JSON object, found {type(info).__name__}")
     if "ended_at" in info and info["ended_at"] is None:
         notes.append(f"{RUN_FILE} has no ended_at: the run did not finish")
+    if info.get("status") not in (None, "completed"):
+        notes.append(f"{RUN_FILE} status: {info['status']}")
     return info
 
 

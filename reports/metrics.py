@@ -15,6 +15,10 @@ What Locust's CSVs can and cannot say shapes these definitions (locust/stats.py,
 - ``Requests/s`` divides by the time from the start of the whole run to the cell's last request, so
   it is the cell's own rate only for a one-cell run: cells are timed by ``cells.csv`` instead and
   Locust's figure is only the fallback.
+
+A cell's duration is ``cells.csv`` end - start: GridShape records the start when it spawns the
+cell's users (before their warm-up requests) and the end when the last user is done, so the window
+slightly understates a cell's steady-state rate; it is the same window for every run compared.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.cells import Cell
+from reports.cells import Cell, parse_cell_name
 from reports.errors import ReportError
 from reports.load import STATS_FILE, RunData
 
@@ -211,6 +215,13 @@ def _timing_notes(cells: Iterable[CellMetrics]) -> list[str]:
     return [f"timed by {source}: {', '.join(names)}" for source, names in by_source.items()]
 
 
+def _expected_cells(run: RunData) -> set[Cell]:
+    """Cells the run planned (run.json ``cells``) or started (cells.csv)."""
+    planned = run.info.get("cells") or []
+    started = list(run.cells.index) if run.cells is not None else []
+    return {cell for cell in map(parse_cell_name, [*map(str, planned), *started]) if cell is not None}
+
+
 def _no_success_message(run: RunData, request_count: int) -> str:
     failures = top_failures(run, limit=3)
     listed = "; ".join(f"{error} ({count}x in {name})" for name, error, count in failures)
@@ -240,11 +251,10 @@ def run_metrics(run: RunData) -> RunMetrics:
     success_pct = success_rate_pct(success_count, request_count)
     mean_latency = statistics.fmean(cell.mean_latency_ms for cell in cells)
     mean_throughput, overall_throughput, peak = throughput_summary(cells)
-    started = set(run.cells.index) if run.cells is not None else set()
-    never_measured = sorted(started - {cell.cell for cell in cells})
     notes = [*run.notes, *_timing_notes(cells)]
+    never_measured = sorted(_expected_cells(run) - {cell.key for cell in cells})
     if never_measured:
-        notes.append(f"cells started but without any recorded request: {', '.join(never_measured)}")
+        notes.append(f"grid cells without any recorded request: {', '.join(cell.name for cell in never_measured)}")
     return RunMetrics(
         label=run.label,
         directory=str(run.directory),

@@ -131,7 +131,7 @@ def summary_table(columns: Sequence[Column]) -> Table:
 
 def runs_table(runs: Sequence[RunColumn]) -> Table:
     """Where each run came from, as run.json tells it."""
-    fields = ("backend", "host", "model", "grid", "started_at", "ended_at")
+    fields = ("backend", "host", "model", "grid", "started_at", "ended_at", "status")
     rows = [("directory", *(run.metrics.directory for run in runs))]
     rows += [(field, *(str(run.metrics.info.get(field) or MISSING) for run in runs)) for field in fields]
     rows.append(("versions", *(", ".join(f"{name} {version}" for name, version in
@@ -211,7 +211,8 @@ CELL_FIGURES: tuple[CellFigure, ...] = (
                lambda c: fmt(c.study_request_throughput_rps, ".2f"),
                lambda s, k: fmt(s.request_throughput_rps.get(k), ".2f")),
     CellFigure("measured_request_throughput_rps", "Measured request throughput (requests/s) per cell",
-               "completed requests / cell duration (cells.csv end - start; see Notes for cells timed otherwise)",
+               "completed requests / cell duration; cell duration = cells.csv end - start, the window in which "
+               "the cell's users were held (spawn, warm-up and measured requests); Notes name cells timed otherwise",
                lambda c: fmt(c.measured_request_throughput_rps, ".2f")),
     CellFigure("latency_percentiles_ms", "Median / p95 / p99 response time (ms) per cell",
                "Locust's percentiles, which it rounds to two significant digits; failed requests included",
@@ -226,7 +227,7 @@ CELL_FIGURES: tuple[CellFigure, ...] = (
                "embedded (server usage, else batch x passage tokens) as response_length and 0 for a failure",
                _tokens),
     CellFigure("throughput_tokens_per_s", "Token throughput (tokens/s) per cell",
-               "successful tokens / cell duration", _throughput),
+               "successful tokens / cell duration (as for the measured request throughput)", _throughput),
 )
 
 

@@ -218,8 +218,11 @@ def write_run(
             "host": "http://127.0.0.1:8000",
             "model": "jinaai/jina-embeddings-v3",
             "grid": "article",
+            "cells": [spec.name for spec in cells],
+            "workers": 1,
             "started_at": _utc(RUN_START_S),
             "ended_at": None if layout.interrupted else _utc(run_end),
+            "status": "running" if layout.interrupted else "completed",  # a killed run never rewrote it
             "pricing": pricing,
             "versions": {"locust": "2.47.0", "embed-bench": "0.1.0"},
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -213,4 +214,15 @@ def test_started_cells_without_requests_are_noted(tmp_path: Path) -> None:
     with (directory / "cells.csv").open("a", newline="") as cells:
         cells.write("b=128 t=1024 c=10,1750000500.0,,10\r\n")
     metrics = run_metrics(load_run(directory))
-    assert any("without any recorded request: b=128 t=1024 c=10" in note for note in metrics.notes)
+    assert any("grid cells without any recorded request: b=128 t=1024 c=10" in note for note in metrics.notes)
+
+
+def test_planned_cells_without_requests_are_noted(tmp_path: Path) -> None:
+    """run.json lists the grid's cells: those that never ran (a run stopped early) are named."""
+    directory = write_run(tmp_path / "run", MIXED)
+    info = json.loads((directory / "run.json").read_text())
+    info.update(cells=[spec.name for spec in MIXED] + ["b=1 t=8192 c=10"], status="interrupted")
+    (directory / "run.json").write_text(json.dumps(info))
+    metrics = run_metrics(load_run(directory))
+    assert "grid cells without any recorded request: b=1 t=8192 c=10" in metrics.notes
+    assert "run.json status: interrupted" in metrics.notes
