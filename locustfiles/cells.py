@@ -1,0 +1,191 @@
+"""Grid cells, the built-in grids, grid TOML files and the ``cells.csv`` record.
+
+Kept free of Locust imports so that ``embed-bench run`` can list and check grids without gevent
+monkey-patching its own process; ``locustfiles.grid`` re-exports all of it next to GridShape.
+
+Grid TOML format: an array of ``[[cells]]`` tables, each with ``concurrency``, ``batch_size`` and
+``passage_tokens`` given as an integer or a list of integers; a table with lists stands for the
+product of its lists (concurrency outermost, then batch size, then passage tokens). Tables run in
+file order; an optional top-level ``description`` string is shown in the log. Example::
+
+    description = "small batches, then the high-load pair"
+
+    [[cells]]
+    concurrency = [1, 5]
+    batch_size = [1, 32]
+    passage_tokens = 512
+
+    [[cells]]
+    concurrency = 10
+    batch_size = 128
+    passage_tokens = 128
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+WARMUP_PREFIX = "warmup "
+CELLS_CSV = "cells.csv"
+CELLS_CSV_COLUMNS = ("cell", "start", "end", "users")
+_CELL_KEYS = ("concurrency", "batch_size", "passage_tokens")
+
+
+class GridError(ValueError):
+    """A grid name or grid file that cannot be walked."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the study's grid: requests of ``batch_size`` passages of ``passage_tokens`` tokens,
+    sent by ``concurrency`` users at once."""
+
+    batch_size: int
+    passage_tokens: int
+    concurrency: int
+
+    def __post_init__(self) -> None:
+        for key in _CELL_KEYS:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GridError(f"{key} must be a positive integer, got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """The request name of the cell's measured requests, e.g. ``b=32 t=512 c=5``."""
+        return f"b={self.batch_size} t={self.passage_tokens} c={self.concurrency}"
+
+    @property
+    def warmup_name(self) -> str:
+        return WARMUP_PREFIX + self.name
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    cells: tuple[Cell, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.cells:
+            raise GridError(f"grid {self.name!r} has no cells")
+        seen: set[str] = set()
+        for cell in self.cells:
+            if cell.name in seen:
+                # Locust keys statistics by request name: a repeated cell would merge two measurements.
+                raise GridError(f"grid {self.name!r} lists cell {cell.name!r} more than once")
+            seen.add(cell.name)
+
+
+def product(
+    concurrency: Iterable[int], batch_size: Iterable[int], passage_tokens: Iterable[int]
+) -> tuple[Cell, ...]:
+    """Cells of a product, concurrency outermost (the study's tables are grouped that way)."""
+    return tuple(
+        Cell(batch_size=b, passage_tokens=t, concurrency=c)
+        for c, b, t in itertools.product(concurrency, batch_size, passage_tokens)
+    )
+
+
+GRIDS: dict[str, Grid] = {
+    # Small enough for the demo on 2 CPU cores with the bundled MiniLM model (it truncates at 256).
+    "quick": Grid("quick", product([1, 8], [1, 16], [128]), "demo: 4 cells, seconds each on a CPU"),
+    # The study's grid: every latency cell plus the 8192-token passages of its success-by-length table.
+    "article": Grid(
+        "article", product([1, 5, 10], [1, 32, 128], [128, 512, 1024, 8192]), "the study's 36 cells"
+    ),
+    # The study's high-load token throughput: concurrency 10, 16,384 tokens per request.
+    "throughput": Grid(
+        "throughput",
+        (Cell(32, 512, 10), Cell(128, 128, 10)),
+        "concurrency 10 x (32 x 512, 128 x 128)",
+    ),
+}
+
+
+def _as_ints(value: object, key: str, where: str) -> list[int]:
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise GridError(f"{where}: {key} must be an integer or a non-empty list of integers")
+    return list(values)
+
+
+def parse_grid_toml(text: str, name: str = "file") -> Grid:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise GridError(f"{name}: not valid TOML ({exc})") from exc
+    unknown = set(data) - {"cells", "description"}
+    if unknown:
+        raise GridError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}; expected [[cells]] tables")
+    tables = data.get("cells")
+    if not isinstance(tables, list) or not tables:
+        raise GridError(f"{name}: no [[cells]] tables")
+    cells: list[Cell] = []
+    for number, table in enumerate(tables, start=1):
+        where = f"{name}: [[cells]] #{number}"
+        if not isinstance(table, dict):
+            raise GridError(f"{where}: expected a table")
+        missing = [key for key in _CELL_KEYS if key not in table]
+        extra = sorted(set(table) - set(_CELL_KEYS))
+        if missing or extra:
+            raise GridError(f"{where}: missing {missing or 'nothing'}, unknown {extra or 'nothing'}")
+        cells.extend(product(*(_as_ints(table[key], key, where) for key in _CELL_KEYS)))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise GridError(f"{name}: description must be a string")
+    return Grid(name, tuple(cells), description)
+
+
+def load_grid(spec: str) -> Grid:
+    """A built-in grid by name, or a grid TOML file by path."""
+    spec = spec.strip()
+    if spec in GRIDS:
+        return GRIDS[spec]
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise GridError(f"unknown grid {spec!r}: choose {', '.join(GRIDS)} or give a grid TOML file")
+    return parse_grid_toml(path.read_text(encoding="utf-8"), name=str(path))
+
+
+def single_cell_grid(batch_size: int, passage_tokens: int, concurrency: int) -> Grid:
+    cell = Cell(batch_size=batch_size, passage_tokens=passage_tokens, concurrency=concurrency)
+    return Grid("single", (cell,), "one cell from --batch-size, --passage-tokens and --users")
+
+
+@dataclass
+class CellRecord:
+    cell: Cell
+    start: float
+    end: float | None = None
+
+
+class CellsCsv:
+    """``cells.csv`` (cell, start, end, users): rewritten whole at every change, atomically, so an
+    interrupted run leaves the started cell with an empty end rather than a torn file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / CELLS_CSV
+
+    def write(self, records: Sequence[CellRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=".cells-", suffix=".csv")
+        try:
+            with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(CELLS_CSV_COLUMNS)
+                for record in records:
+                    end = "" if record.end is None else f"{record.end:.6f}"
+                    writer.writerow([record.cell.name, f"{record.start:.6f}", end, record.cell.concurrency])
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

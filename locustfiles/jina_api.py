@@ -1,0 +1,57 @@
+"""JinaApiUser: the Jina Embeddings API and any OpenAI-compatible embeddings server.
+
+    JINA_API_KEY=jina_... locust -f locustfiles/jina_api.py -H https://api.jina.ai --grid article
+    locust -f locustfiles/jina_api.py -H http://127.0.0.1:8080 --model BAAI/bge-small-en-v1.5 \\
+        --embeddings-path /embeddings --grid quick        # TEI, vLLM, Infinity, the bundled server
+
+Request ``{"model": ..., "input": [...], "task": ...}`` (``task`` only when ``--task`` is set) to
+``--embeddings-path`` with ``Authorization: Bearer <key>`` when a key is set; response
+``{"data": [{"index": i, "embedding": [...]}], "usage": {"total_tokens": n}}``. Error codes of the
+Jina API (``{"code": "RATE_TOKEN_LIMIT_EXCEEDED"}``), of OpenAI-style servers and of the bundled
+server all end up in the failure message, e.g. ``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``.
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl before anything else)
+
+# isort: split
+import json
+from typing import Any
+
+from locustfiles.base import BadBody, Embeddings, EmbeddingUser
+from locustfiles.grid import GridShape
+from locustfiles.options import BenchOptions
+
+__all__ = ["GridShape", "JinaApiUser"]
+
+
+class JinaApiUser(EmbeddingUser):
+    backend = "jina"
+
+    @classmethod
+    def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
+        body: dict[str, Any] = {"model": options.model, "input": passages}
+        if options.task:
+            body["task"] = options.task
+        return json.dumps(body).encode()
+
+    def request_path(self) -> str:
+        path = self.options.embeddings_path
+        return path if path.startswith("/") else "/" + path
+
+    def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise BadBody("bad body: no data list")
+        items = body["data"]
+        if not all(isinstance(item, dict) and "embedding" in item for item in items):
+            raise BadBody("bad body: data item without embedding")
+        if all(isinstance(item.get("index"), int) for item in items):
+            items = sorted(items, key=lambda item: item["index"])
+            if [item["index"] for item in items] != list(range(len(items))):
+                raise BadBody("bad body: data indices are not 0..n-1")
+        usage = body.get("usage")
+        tokens = None
+        if isinstance(usage, dict):
+            tokens = usage.get("total_tokens", usage.get("prompt_tokens"))
+        return Embeddings([item["embedding"] for item in items], tokens if isinstance(tokens, int) else None)

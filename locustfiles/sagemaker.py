@@ -1,0 +1,161 @@
+"""SageMakerUser: jina-embeddings-v3's Marketplace container on a SageMaker real-time endpoint.
+
+    AWS_PROFILE=bench locust -f locustfiles/sagemaker.py --sagemaker-endpoint jina-v3 \\
+        --aws-region us-east-1 --grid article     # host defaults to runtime.sagemaker.<region>...
+
+An ``HttpUser`` whose requests are signed with SigV4 (requests-aws4auth, signing service
+``sagemaker``) from the standard boto3 credential chain, refreshed per request. The body is the
+container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per item,
+summed into ``response_length``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
+``ThrottlingException``, ...), which names the failure. A body over SageMaker's 6 MB limit is
+recorded as a failure without being sent.
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: gevent monkey-patches ssl before boto3 loads, or ssl recurses)
+
+# isort: split
+import functools
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import requests
+from locust.env import Environment
+from locust.exception import StopTest
+from requests.auth import AuthBase
+from requests_aws4auth import AWS4Auth
+
+from locustfiles.base import BadBody, Embeddings, EmbeddingUser, error_code
+from locustfiles.grid import GridShape
+from locustfiles.options import BenchOptions
+from locustfiles.workload import PlannedRequest
+
+__all__ = ["GridShape", "SageMakerUser"]
+
+logger = logging.getLogger(__name__)
+
+BODY_LIMIT_BYTES = 6_291_456
+SIGNING_SERVICE = "sagemaker"  # not "sagemaker-runtime": the runtime API signs as "sagemaker"
+DEFAULT_TASK = "text-matching"
+_ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+_RUNTIME_HOST = re.compile(r"runtime\.sagemaker\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
+
+
+def runtime_url(region: str) -> str:
+    return f"https://runtime.sagemaker.{region}.amazonaws.com"
+
+
+def resolve_region(options: BenchOptions, host: str | None) -> str:
+    """--aws-region, else the region in a runtime host name, else the boto3 default region."""
+    if options.aws_region:
+        return options.aws_region
+    match = _RUNTIME_HOST.fullmatch(urlsplit(host or "").hostname or "")
+    if match:
+        return match.group(1)
+    region = boto3.Session().region_name
+    if not region:
+        raise StopTest("SageMaker: no region; pass --aws-region or set AWS_REGION / a profile region")
+    return region
+
+
+@functools.lru_cache(maxsize=1)
+def _credentials() -> Any:
+    """The boto3 chain (env, profile, SSO, role), resolved once per process, refreshed by botocore."""
+    credentials = boto3.Session().get_credentials()
+    if credentials is None:
+        raise StopTest("SageMaker: no AWS credentials found in the boto3 credential chain")
+    return credentials
+
+
+def host_header(url: str) -> str:
+    """The Host that requests will send; signed explicitly because some requests-aws4auth versions
+    sign the host without its port (tedder/requests-aws4auth#79)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port is not None and parts.port == default_port:
+        netloc = netloc.rsplit(":", 1)[0]
+    return netloc
+
+
+class SageMakerUser(EmbeddingUser):
+    backend = "sagemaker"
+
+    def __init__(self, environment: Environment) -> None:
+        options = BenchOptions.from_namespace(environment.parsed_options)
+        endpoint = options.sagemaker_endpoint
+        if not endpoint or len(endpoint) > 63 or not _ENDPOINT_NAME.fullmatch(endpoint):
+            raise StopTest(f"SageMaker: --sagemaker-endpoint {endpoint!r} is not a valid endpoint name")
+        self.region = resolve_region(options, self.host or environment.host)
+        if not self.host:
+            self.host = runtime_url(self.region)
+        super().__init__(environment)
+        self._path = f"/endpoints/{endpoint}/invocations"
+        self._host_header = host_header(self.host)
+        self._auth = AWS4Auth(
+            refreshable_credentials=_credentials(), region=self.region, service=SIGNING_SERVICE
+        )
+
+    @classmethod
+    def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
+        parameters = {"task": options.task or DEFAULT_TASK, "dimensions": None, "late_chunking": False}
+        return json.dumps(
+            {"data": [{"text": passage} for passage in passages], "parameters": parameters}
+        ).encode()
+
+    def request_path(self) -> str:
+        return self._path
+
+    def request_headers(self) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Accept": "application/json", "Host": self._host_header}
+
+    def request_auth(self) -> AuthBase:
+        return self._auth
+
+    def precheck(self, request: PlannedRequest) -> str | None:
+        if len(request.body) > BODY_LIMIT_BYTES:
+            return f"payload too large: over {BODY_LIMIT_BYTES} bytes"
+        return None
+
+    def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise BadBody("bad body: no data list")
+        items = body["data"]
+        if not all(isinstance(item, dict) and "embedding" in item for item in items):
+            raise BadBody("bad body: data item without embedding")
+        usages = [item.get("usage") for item in items]
+        counts = [usage.get("total_tokens") if isinstance(usage, dict) else None for usage in usages]
+        tokens = sum(counts) if counts and all(isinstance(count, int) for count in counts) else None
+        return Embeddings([item["embedding"] for item in items], tokens)
+
+    def describe_error(self, response: requests.Response) -> str:
+        error_type = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
+        if not error_type:
+            return super().describe_error(response)
+        message = f"HTTP {response.status_code} {error_type}"
+        if error_type == "ModelError":
+            message += _model_error_detail(response.content)
+        return message
+
+
+def _model_error_detail(content: bytes) -> str:
+    """A ModelError is the container's failure: say whether it timed out or what status it gave."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    text = " ".join(str(body.get(key, "")) for key in ("Message", "message", "OriginalMessage")).lower()
+    if "timed out" in text:
+        return ": container timeout"
+    status = body.get("OriginalStatusCode")
+    if isinstance(status, int):
+        return f": container returned {status}"
+    code = error_code(body)
+    return f": {code}" if code else ""

@@ -1,0 +1,41 @@
+"""SelfHostedUser: the bundled target server's ``POST /embed`` (the study's own endpoint).
+
+    locust -f locustfiles/self_hosted.py -H http://127.0.0.1:8000 --grid quick
+
+Request ``{"texts": [...], "truncate": true}``; response ``{"embeddings": [[...]], "usage":
+{"total_tokens": n}, "model": ...}``. The server counts the special tokens it embeds and truncates at
+the model's limit, so its usage is what ``response_length`` reports. ``--api-key`` (or
+``JINA_API_KEY``), if set, is sent as a Bearer token for a server started with ``--api-key``.
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl before anything else)
+
+# isort: split
+import json
+from typing import Any
+
+from locustfiles.base import BadBody, Embeddings, EmbeddingUser
+from locustfiles.grid import GridShape
+from locustfiles.options import BenchOptions
+
+__all__ = ["GridShape", "SelfHostedUser"]
+
+
+class SelfHostedUser(EmbeddingUser):
+    backend = "self-hosted"
+
+    @classmethod
+    def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
+        return json.dumps({"texts": passages, "truncate": True}).encode()
+
+    def request_path(self) -> str:
+        return "/embed"
+
+    def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
+        if not isinstance(body, dict) or not isinstance(body.get("embeddings"), list):
+            raise BadBody("bad body: no embeddings list")
+        usage = body.get("usage")
+        tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+        return Embeddings(body["embeddings"], tokens if isinstance(tokens, int) else None)

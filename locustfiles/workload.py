@@ -1,0 +1,265 @@
+"""The requests of the current cell, prepared on every load-generating process before the cell starts.
+
+Payload generation is CPU work (tokenizing up to 128 x 8192 tokens per request), and under gevent
+CPU work in one user stalls every other user's clock. So GridShape (on the master) announces each
+cell with a ``CellPlan`` message; every process that runs users (a worker, or the single local
+process) builds all of that cell's request bodies, answers "ready", and only then does the master
+record the cell's start and spawn its users, who just pop prepared requests. When a user has sent its
+last measured request it reports "done"; the master ends the cell when all ``concurrency`` users have.
+
+Listeners are classes that subscribe in ``__init__``; the master side (``CellTracker``) is attached to
+master and local runners, the worker side (``Workload``) to worker and local runners.
+"""
+
+from __future__ import annotations
+
+import locust  # first: gevent monkey-patches before anything else loads
+from locust.env import Environment
+from locust.rpc import Message
+from locust.runners import MasterRunner, Runner, WorkerRunner
+
+# isort: split
+import logging
+import math
+import time
+import weakref
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import gevent
+
+from locustfiles.cells import Cell
+from locustfiles.options import BenchOptions
+from locustfiles.payloads import PassageFactory
+
+logger = logging.getLogger(__name__)
+
+CELL_MESSAGE = "embed-bench:cell"
+READY_MESSAGE = "embed-bench:cell-ready"
+DONE_MESSAGE = "embed-bench:user-done"
+LOCAL_NODE = "local"  # the node id LocalRunner.send_message gives its own messages
+
+
+class RequestEncoder(Protocol):
+    """What a user class offers the workload: the backend's request body for a list of passages."""
+
+    __name__: str
+
+    @classmethod
+    def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """Everything a process needs to prepare a cell; the options travel along because a worker only
+    learns the master's options with the spawn message, which comes after preparation."""
+
+    run_id: str
+    index: int
+    batch_size: int
+    passage_tokens: int
+    concurrency: int
+    users_per_runner: int
+    seed: int
+    options: dict[str, Any]  # BenchOptions.public(): never the API key
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.batch_size, self.passage_tokens, self.concurrency)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.run_id, self.index)
+
+    def bench_options(self) -> BenchOptions:
+        return BenchOptions.from_mapping(self.options)
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    name: str
+    body: bytes
+    inputs: int
+    passage_tokens: int
+    measured: bool
+
+
+@dataclass
+class UserAssignment:
+    """The requests one user sends in one cell: warm-ups first, then the measured ones."""
+
+    plan: CellPlan
+    requests: deque[PlannedRequest]
+
+
+class Workload:
+    """Worker side: prepares each announced cell and hands every new user its share."""
+
+    _instances: weakref.WeakKeyDictionary[Environment, Workload] = weakref.WeakKeyDictionary()
+
+    def __init__(self, environment: Environment, runner: Runner) -> None:
+        self.environment = environment
+        self.runner = runner
+        self.plan: CellPlan | None = None
+        self._assignments: dict[str, deque[UserAssignment]] = {}
+        self._built = 0
+        self._factories: dict[tuple[str, int], PassageFactory] = {}
+        runner.register_message(CELL_MESSAGE, self.on_cell)
+        Workload._instances[environment] = self
+
+    @classmethod
+    def of(cls, environment: Environment) -> Workload | None:
+        return cls._instances.get(environment)
+
+    def on_cell(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        plan = CellPlan(**msg.data)
+        error = None
+        try:
+            self.prepare(plan)
+        except Exception as exc:  # reported to the master, which stops the run with the reason
+            logger.exception("preparing cell %s failed", plan.cell.name)
+            error = f"{type(exc).__name__}: {exc}"
+        self.runner.send_message(READY_MESSAGE, {"run_id": plan.run_id, "index": plan.index, "error": error})
+
+    def prepare(self, plan: CellPlan) -> None:
+        started = time.perf_counter()
+        self.plan = plan
+        self._assignments = {}
+        self._built = 0
+        for user_class in self._encoders():
+            self._assignments[user_class.__name__] = deque(
+                self._build_assignment(plan, user_class, user) for user in range(plan.users_per_runner)
+            )
+        self._built = plan.users_per_runner
+        logger.info(
+            "prepared cell %s: %d user(s) x %d request(s) in %.1f s",
+            plan.cell.name,
+            plan.users_per_runner,
+            self._requests_per_user(plan),
+            time.perf_counter() - started,
+        )
+
+    def take(self, user_class: type) -> UserAssignment | None:
+        """The next unclaimed share of the current cell; built on the spot (and logged) if this
+        process got more users than planned, which only an uneven dispatch can cause."""
+        if self.plan is None:
+            return None
+        queue = self._assignments.setdefault(user_class.__name__, deque())
+        if queue:
+            return queue.popleft()
+        logger.warning("cell %s: more users than prepared; building a share now", self.plan.cell.name)
+        self._built += 1
+        return self._build_assignment(self.plan, user_class, self._built - 1)
+
+    def report_done(self, plan: CellPlan) -> None:
+        self.runner.send_message(DONE_MESSAGE, {"run_id": plan.run_id, "index": plan.index})
+
+    def _encoders(self) -> list[type[RequestEncoder]]:
+        return [cls for cls in self.environment.user_classes if hasattr(cls, "encode_request")]
+
+    def _factory(self, tokenizer: str, seed: int) -> PassageFactory:
+        key = (tokenizer, seed)
+        if key not in self._factories:
+            self._factories[key] = PassageFactory(tokenizer, seed)
+        return self._factories[key]
+
+    @staticmethod
+    def _requests_per_user(plan: CellPlan) -> int:
+        options = plan.bench_options()
+        return options.warmup_requests + options.requests_per_user
+
+    def _build_assignment(
+        self, plan: CellPlan, user_class: type[RequestEncoder], user: int
+    ) -> UserAssignment:
+        options = plan.bench_options()
+        factory = self._factory(options.tokenizer, plan.seed)
+        cell = plan.cell
+        worker = getattr(self.runner, "worker_index", 0)
+        requests: deque[PlannedRequest] = deque()
+        for number in range(options.warmup_requests + options.requests_per_user):
+            measured = number >= options.warmup_requests
+            # The stream names the request's place in the run, so a seed reproduces the same passages.
+            stream = f"{cell.name}/w{worker}/u{user}/r{number}"
+            passages = factory.passages(cell.batch_size, cell.passage_tokens, stream)
+            requests.append(
+                PlannedRequest(
+                    name=cell.name if measured else cell.warmup_name,
+                    body=user_class.encode_request(passages, options),
+                    inputs=cell.batch_size,
+                    passage_tokens=cell.passage_tokens,
+                    measured=measured,
+                )
+            )
+            gevent.sleep(0)  # long preparations must not starve heartbeats or the web UI
+        return UserAssignment(plan, requests)
+
+
+class CellTracker:
+    """Master side: announces cells and counts the workers' "ready" and the users' "done" messages."""
+
+    _instances: weakref.WeakKeyDictionary[Environment, CellTracker] = weakref.WeakKeyDictionary()
+
+    def __init__(self, environment: Environment, runner: Runner) -> None:
+        self.runner = runner
+        self._ready: dict[tuple[str, int], dict[str, str | None]] = {}
+        self._done: dict[tuple[str, int], list[float]] = {}
+        runner.register_message(READY_MESSAGE, self.on_ready)
+        runner.register_message(DONE_MESSAGE, self.on_done)
+        CellTracker._instances[environment] = self
+
+    @classmethod
+    def of(cls, environment: Environment) -> CellTracker:
+        tracker = cls._instances.get(environment)
+        if tracker is None:
+            raise RuntimeError("embed-bench listeners are not attached: fire environment.events.init first")
+        return tracker
+
+    def load_generators(self) -> set[str]:
+        """Ids of the processes that will run users: the connected workers, or this local process."""
+        if isinstance(self.runner, MasterRunner):
+            clients = self.runner.clients
+            return {node.id for node in [*clients.ready, *clients.spawning, *clients.running]}
+        return {LOCAL_NODE}
+
+    def announce(self, plan: CellPlan) -> None:
+        self._ready[plan.key] = {}
+        self._done[plan.key] = []
+        self.runner.send_message(CELL_MESSAGE, asdict(plan))
+
+    def ready(self, plan: CellPlan) -> dict[str, str | None]:
+        """node id -> error (None when the node prepared the cell)."""
+        return self._ready.get(plan.key, {})
+
+    def done_times(self, plan: CellPlan) -> list[float]:
+        return self._done.get(plan.key, [])
+
+    def on_ready(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        key = (msg.data["run_id"], msg.data["index"])
+        if key in self._ready:
+            self._ready[key][msg.node_id] = msg.data.get("error")
+
+    def on_done(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        key = (msg.data["run_id"], msg.data["index"])
+        if key in self._done:
+            self._done[key].append(time.time())
+
+
+def users_per_runner(concurrency: int, runners: int) -> int:
+    """Locust's dispatcher spreads users round-robin, so no process gets more than this share."""
+    return math.ceil(concurrency / max(1, runners))
+
+
+def attach(environment: Environment, runner: Runner | None) -> None:
+    """Attach the listeners this runner's role needs (a local runner plays both roles)."""
+    if runner is None or CellTracker._instances.get(environment) or Workload.of(environment):
+        return
+    if not isinstance(runner, WorkerRunner):
+        CellTracker(environment, runner)
+    if not isinstance(runner, MasterRunner):
+        Workload(environment, runner)
+
+
+@locust.events.init.add_listener
+def _attach_on_init(environment: Environment, runner: Runner | None = None, **_kwargs: Any) -> None:
+    attach(environment, runner)
