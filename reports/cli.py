@@ -32,22 +32,46 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Turn Locust run directories into the study's tables, plots and cost figures, "
-                    "one column per run.",
+        "one column per run.",
     )
-    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="a run directory (locust_stats.csv, ..., run.json, cells.csv); several become columns")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="where report.md, report.html, cells.csv, summary.csv and the plots go")
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a run directory (locust_stats.csv, ..., run.json, cells.csv); several become columns",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="where report.md, report.html, cells.csv, summary.csv and the plots go",
+    )
     price = parser.add_mutually_exclusive_group()
-    price.add_argument("--pricing", metavar="NAME|FILE",
-                       help="a price name in the default pricing file, for every run; or a pricing file (TOML) "
-                            "in which each run's run.json 'pricing' name is looked up")
-    price.add_argument("--price-per-hour", type=_usd, metavar="USD",
-                       help="hourly cost (infrastructure + license) for every run")
-    price.add_argument("--price-per-million-tokens", type=_usd, metavar="USD",
-                       help="per-token price for every run (a hosted API)")
-    parser.add_argument("--compare-study", action="store_true",
-                        help="add the reference study's published figures beside the runs")
+    price.add_argument(
+        "--pricing",
+        metavar="NAME|FILE",
+        help="a price name in the default pricing file, for every run; or a pricing file (TOML) "
+        "in which each run's run.json 'pricing' name is looked up",
+    )
+    price.add_argument(
+        "--price-per-hour",
+        type=_usd,
+        metavar="USD",
+        help="hourly cost (infrastructure + license) for every run",
+    )
+    price.add_argument(
+        "--price-per-million-tokens",
+        type=_usd,
+        metavar="USD",
+        help="per-token price for every run (a hosted API)",
+    )
+    parser.add_argument(
+        "--compare-study",
+        action="store_true",
+        help="add the reference study's published figures beside the runs",
+    )
     return parser
 
 

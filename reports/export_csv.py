@@ -16,14 +16,17 @@ from reports.tables import SUMMARY_METRICS, Column, RunColumn
 def cells_frame(runs: Sequence[RunColumn]) -> pd.DataFrame:
     rows = [
         {"run": run.label, "run_directory": run.metrics.directory, **asdict(cell)}
-        for run in runs for cell in run.metrics.cells
+        for run in runs
+        for cell in run.metrics.cells
     ]
     return pd.DataFrame(rows)
 
 
 def summary_frame(columns: Sequence[Column]) -> pd.DataFrame:
-    rows = [{"metric": metric.key, **{column.label: metric.value(column) for column in columns}}
-            for metric in SUMMARY_METRICS]
+    rows = [
+        {"metric": metric.key, **{column.label: metric.value(column) for column in columns}}
+        for metric in SUMMARY_METRICS
+    ]
     return pd.DataFrame(rows)
 
 

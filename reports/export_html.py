@@ -31,14 +31,18 @@ def _anchor(title: str) -> str:
 
 def render_table(table: Table, heading: bool = True) -> str:
     """A table under its own heading, unless ``heading`` is False (it repeats the section's)."""
-    parts = [f'<h3 id="{escape(table.key)}">{escape(table.title)}</h3>'] if heading else []
+    parts = [f'<h3 id="table-{escape(table.key)}">{escape(table.title)}</h3>'] if heading else []
     parts.append(f'<p class="definition">{escape(table.definition)}</p>')
     if not table.rows:
         return "\n".join([*parts, "<p>(none)</p>"])
     header = "".join(f"<th>{escape(title)}</th>" for title in table.header)
     rows = "\n".join(
-        "<tr>" + "".join(f'<td class="text">{escape(value)}</td>' if len(value) > 40 else f"<td>{escape(value)}</td>"
-                         for value in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="text">{escape(value)}</td>' if len(value) > 40 else f"<td>{escape(value)}</td>"
+            for value in row
+        )
+        + "</tr>"
         for row in table.rows
     )
     table_html = f"<table><thead><tr>{header}</tr></thead><tbody>\n{rows}\n</tbody></table>"
@@ -47,8 +51,10 @@ def render_table(table: Table, heading: bool = True) -> str:
 
 def render_plot(plot: Plot) -> str:
     data = base64.b64encode(plot.png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
-            f"<figcaption>{escape(plot.title)}</figcaption></figure>")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(plot.title)}">'
+        f"<figcaption>{escape(plot.title)}</figcaption></figure>"
+    )
 
 
 def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapping[str, Plot]) -> str:
@@ -60,7 +66,9 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
             body.append(f"<p>{escape(section.text)}</p>")
         body += [render_table(table, heading=table.title != section.title) for table in section.tables]
         if section.bullets:
-            body.append("<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>")
+            body.append(
+                "<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>"
+            )
         if section.plot in plots:
             body.append(render_plot(plots[section.plot]))
     return (

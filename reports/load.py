@@ -182,11 +182,15 @@ def _load_stats(directory: Path, notes: list[str]) -> pd.DataFrame:
     measured = _numeric(measured, columns)
     empty = measured["request_count"].isna() | (measured["request_count"] <= 0)
     if empty.any():
-        notes.append(f"{STATS_FILE}: cells without any recorded request ignored: {', '.join(measured.loc[empty, 'name'])}")
+        notes.append(
+            f"{STATS_FILE}: cells without any recorded request ignored: {', '.join(measured.loc[empty, 'name'])}"
+        )
     measured = measured[~empty].astype({"request_count": int})
     measured["failure_count"] = measured["failure_count"].fillna(0).astype(int)
     keys = ["name", "concurrency", "batch_size", "passage_tokens"]
-    return measured[keys + columns].sort_values(["concurrency", "batch_size", "passage_tokens"], ignore_index=True)
+    return measured[keys + columns].sort_values(
+        ["concurrency", "batch_size", "passage_tokens"], ignore_index=True
+    )
 
 
 def _load_failures(directory: Path, notes: list[str]) -> pd.DataFrame:

@@ -38,7 +38,9 @@ from reports.load import STATS_FILE, RunData
 # How a cell's duration was found, from the most to the least exact.
 TIMED_BY_CELLS = "cells.csv start and end"
 TIMED_TO_LAST_WRITE = "cells.csv start to Locust's last stats write (cell interrupted)"
-TIMED_BY_LOCUST_RATE = "Locust's Requests/s (no cells.csv row): from the run's start to the cell's last request"
+TIMED_BY_LOCUST_RATE = (
+    "Locust's Requests/s (no cells.csv row): from the run's start to the cell's last request"
+)
 UNTIMED = "no end (cell interrupted, no stats history)"
 
 
@@ -152,7 +154,9 @@ def cell_metrics(row: Any, duration_s: float | None, timed_by: str) -> CellMetri
     """Metrics of one ``RunData.stats`` row (an ``itertuples`` record)."""
     success_count = row.request_count - row.failure_count
     success_pct = success_rate_pct(success_count, row.request_count)
-    tokens = successful_tokens(0.0 if pd.isna(row.avg_content_size) else row.avg_content_size, row.request_count)
+    tokens = successful_tokens(
+        0.0 if pd.isna(row.avg_content_size) else row.avg_content_size, row.request_count
+    )
     cell = Cell(row.concurrency, row.batch_size, row.passage_tokens)
     return CellMetrics(
         cell=cell.name,
@@ -179,7 +183,9 @@ def cell_metrics(row: Any, duration_s: float | None, timed_by: str) -> CellMetri
     )
 
 
-def success_rate_by(cells: Iterable[CellMetrics], dimension: Callable[[CellMetrics], int]) -> dict[int, float]:
+def success_rate_by(
+    cells: Iterable[CellMetrics], dimension: Callable[[CellMetrics], int]
+) -> dict[int, float]:
     """Success rate per value of one dimension, pooled: successes / requests over those cells."""
     successes: dict[int, int] = defaultdict(int)
     requests: dict[int, int] = defaultdict(int)
@@ -235,8 +241,12 @@ def _no_success_message(run: RunData, request_count: int) -> str:
 def run_metrics(run: RunData) -> RunMetrics:
     """Per-cell and per-run metrics; raises ReportError when the run has no successful request."""
     cells = tuple(
-        cell_metrics(row, *cell_timing(row.name, row.request_count, row.locust_requests_per_s, run.cells,
-                                       run.last_stats_write_s))
+        cell_metrics(
+            row,
+            *cell_timing(
+                row.name, row.request_count, row.locust_requests_per_s, run.cells, run.last_stats_write_s
+            ),
+        )
         for row in run.stats.itertuples(index=False)
     )
     if not cells:
@@ -254,7 +264,9 @@ def run_metrics(run: RunData) -> RunMetrics:
     notes = [*run.notes, *_timing_notes(cells)]
     never_measured = sorted(_expected_cells(run) - {cell.key for cell in cells})
     if never_measured:
-        notes.append(f"grid cells without any recorded request: {', '.join(cell.name for cell in never_measured)}")
+        notes.append(
+            f"grid cells without any recorded request: {', '.join(cell.name for cell in never_measured)}"
+        )
     return RunMetrics(
         label=run.label,
         directory=str(run.directory),

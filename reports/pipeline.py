@@ -38,7 +38,9 @@ class Report:
 def unique_labels(runs: Sequence[RunData]) -> list[RunData]:
     """Column titles must differ: a repeated label gets its directory appended."""
     counts = Counter(run.label for run in runs)
-    return [replace(run, label=f"{run.label} ({run.directory})") if counts[run.label] > 1 else run for run in runs]
+    return [
+        replace(run, label=f"{run.label} ({run.directory})") if counts[run.label] > 1 else run for run in runs
+    ]
 
 
 def build_report(
@@ -51,18 +53,23 @@ def build_report(
 ) -> Report:
     """Everything the exporters need; raises ReportError on input that cannot be reported honestly."""
     loaded = unique_labels([load_run(directory) for directory in run_dirs])
-    prices = choose_prices([run.info.get("pricing") for run in loaded], pricing, usd_per_hour, usd_per_million_tokens)
+    prices = choose_prices(
+        [run.info.get("pricing") for run in loaded], pricing, usd_per_hour, usd_per_million_tokens
+    )
     runs = []
     for run, price in zip(loaded, prices, strict=True):
         metrics = run_metrics(run)
-        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, metrics.peak_throughput_tokens_per_s) if price \
-            else None
+        peak = metrics.peak_throughput_tokens_per_s
+        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak) if price else None
         runs.append(RunColumn(metrics, cost))
     study = load_study() if compare_study else ()
     columns = (*runs, *study)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    intro = (f"{len(runs)} run(s) side by side: " + ", ".join(f"{run.label} ({run.metrics.directory})" for run in runs)
-             + f". Generated {generated}.")
+    intro = (
+        f"{len(runs)} run(s) side by side: "
+        + ", ".join(f"{run.label} ({run.metrics.directory})" for run in runs)
+        + f". Generated {generated}."
+    )
     if study:
         intro += " Columns marked 'study:' are the reference study's published figures (January 2025)."
     return Report(intro, tuple(runs), columns, build_sections(runs, study), build_plots(columns))
@@ -75,8 +82,12 @@ def write_report(report: Report, out: Path) -> list[Path]:
     for plot in report.plots.values():
         (out / plot.filename).write_bytes(plot.png)
         written.append(out / plot.filename)
-    (out / "report.md").write_text(render_markdown(TITLE, report.intro, report.sections, report.plots), encoding="utf-8")
-    (out / "report.html").write_text(render_html(TITLE, report.intro, report.sections, report.plots), encoding="utf-8")
+    (out / "report.md").write_text(
+        render_markdown(TITLE, report.intro, report.sections, report.plots), encoding="utf-8"
+    )
+    (out / "report.html").write_text(
+        render_html(TITLE, report.intro, report.sections, report.plots), encoding="utf-8"
+    )
     write_cells_csv(out / "cells.csv", report.runs)
     write_summary_csv(out / "summary.csv", report.columns)
     return [out / "report.md", out / "report.html", out / "cells.csv", out / "summary.csv", *written]

@@ -47,7 +47,11 @@ def _colour(index: int) -> str:
 def _cells(columns: Sequence[Column]) -> set[Cell]:
     cells: set[Cell] = set()
     for column in columns:
-        cells |= {cell.key for cell in column.metrics.cells} if isinstance(column, RunColumn) else set(column.latency_ms)
+        cells |= (
+            {cell.key for cell in column.metrics.cells}
+            if isinstance(column, RunColumn)
+            else set(column.latency_ms)
+        )
     return cells
 
 
@@ -58,15 +62,21 @@ def latency_plot(columns: Sequence[Column]) -> Plot:
     batches = sorted({cell.batch_size for cell in cells})
     lengths = sorted({cell.passage_tokens for cell in cells})
     grids = {
-        (index, concurrency): np.ma.masked_invalid([
-            [_seconds(latency_ms(column, Cell(concurrency, batch, length))) for length in lengths] for batch in batches
-        ])
-        for index, column in enumerate(columns) for concurrency in concurrencies
+        (index, concurrency): np.ma.masked_invalid(
+            [
+                [_seconds(latency_ms(column, Cell(concurrency, batch, length))) for length in lengths]
+                for batch in batches
+            ]
+        )
+        for index, column in enumerate(columns)
+        for concurrency in concurrencies
     }
     positive = [value for grid in grids.values() for value in grid.compressed() if value > 0]
     norm = LogNorm(vmin=min(positive), vmax=max(positive)) if len(set(positive)) > 1 else None
-    figure = Figure(figsize=(3.2 * len(concurrencies) + 1.2, 0.55 * len(batches) * len(columns) + 0.9 * len(columns)),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(3.2 * len(concurrencies) + 1.2, 0.55 * len(batches) * len(columns) + 0.9 * len(columns)),
+        layout="constrained",
+    )
     axes = figure.subplots(len(columns), len(concurrencies), squeeze=False)
     for (index, concurrency), grid in grids.items():
         ax = axes[index][concurrencies.index(concurrency)]
@@ -75,17 +85,25 @@ def latency_plot(columns: Sequence[Column]) -> Plot:
         for (row, col), value in np.ndenumerate(grid.filled(np.nan)):
             if not math.isnan(value):
                 dark = norm is not None and value > 0 and norm(value) < 0.5
-                text = f"{value:.2f}" + _success_mark(columns[index], Cell(concurrency, batches[row], lengths[col]))
-                ax.text(col, row, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+                text = f"{value:.2f}" + _success_mark(
+                    columns[index], Cell(concurrency, batches[row], lengths[col])
+                )
+                ax.text(
+                    col, row, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+                )
         ax.set_xticks(range(len(lengths)), [str(length) for length in lengths], fontsize=8)
         ax.set_yticks(range(len(batches)), [str(batch) for batch in batches], fontsize=8)
         ax.set_title(f"{columns[index].label}, c={concurrency}", fontsize=9)
         ax.set_xlabel("passage tokens", fontsize=8)
         ax.set_ylabel("batch size", fontsize=8)
     figure.colorbar(image, ax=axes, label="mean response time (s)", shrink=0.6)
-    figure.suptitle("Mean response time (s) by batch size x passage length, per concurrency\n"
-                    "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)")
-    return Plot("latency", "latency_by_cell.png", "Mean response time by batch size x passage length", _png(figure))
+    figure.suptitle(
+        "Mean response time (s) by batch size x passage length, per concurrency\n"
+        "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)"
+    )
+    return Plot(
+        "latency", "latency_by_cell.png", "Mean response time by batch size x passage length", _png(figure)
+    )
 
 
 def _success_mark(column: Column, cell: Cell) -> str:
@@ -98,8 +116,12 @@ def _seconds(milliseconds: float | None) -> float:
     return math.nan if milliseconds is None else milliseconds / 1000
 
 
-def _grouped_bars(ax: Axes, groups: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]],
-                  horizontal: bool = False) -> None:
+def _grouped_bars(
+    ax: Axes,
+    groups: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    horizontal: bool = False,
+) -> None:
     """Bars per group, one colour per series; a missing value draws no bar."""
     width = 0.8 / max(len(series), 1)
     for index, (label, values) in enumerate(series):
@@ -126,23 +148,39 @@ def success_rate_plot(columns: Sequence[Column]) -> Plot:
     for ax, (_, title, attribute) in zip(axes, DIMENSIONS, strict=True):
         splits = [success_split(column, attribute) for column in columns]
         values = sorted(set().union(*splits))
-        series = [(column.label, [split.get(value) for value in values])
-                  for column, split in zip(columns, splits, strict=True)]
+        series = [
+            (column.label, [split.get(value) for value in values])
+            for column, split in zip(columns, splits, strict=True)
+        ]
         _grouped_bars(ax, [str(value) for value in values], series)
         ax.set_xlabel(title)
         ax.set_ylabel("success rate (%)")
         ax.set_ylim(0, 105)
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(len(columns), 4),
-                  fontsize=8)
+    figure.legend(
+        *axes[0].get_legend_handles_labels(),
+        loc="outside lower center",
+        ncol=min(len(columns), 4),
+        fontsize=8,
+    )
     figure.suptitle("Request success rate by dimension (no bar: no such cell; 0: nothing succeeded)")
     return Plot("success_rate", "success_rate.png", "Request success rate by dimension", _png(figure))
 
 
-def _summary_bars(key: str, title: str, filename: str, xlabel: str, metrics: Sequence[tuple[str, str]],
-                  columns: Sequence[Column], label_format: str, log: bool) -> Plot | None:
+def _summary_bars(
+    key: str,
+    title: str,
+    filename: str,
+    xlabel: str,
+    metrics: Sequence[tuple[str, str]],
+    columns: Sequence[Column],
+    label_format: str,
+    log: bool,
+) -> Plot | None:
     """Horizontal bars of summary figures, one group per column, one colour per (metric key, label);
     None when no column has any of them."""
-    series = [(label, [SUMMARY_BY_KEY[metric].value(column) for column in columns]) for metric, label in metrics]
+    series = [
+        (label, [SUMMARY_BY_KEY[metric].value(column) for column in columns]) for metric, label in metrics
+    ]
     if not any(value for _, values in series for value in values):
         return None
     figure = Figure(figsize=(10, 1.2 + 0.28 * len(columns) * len(metrics)), layout="constrained")
@@ -161,22 +199,44 @@ def _summary_bars(key: str, title: str, filename: str, xlabel: str, metrics: Seq
 
 def token_throughput_plot(columns: Sequence[Column]) -> Plot | None:
     return _summary_bars(
-        "token_throughput", "Token throughput (successful tokens / s)", "token_throughput.png", "tokens/s",
-        [("token_throughput_tokens_per_s", "mean over cells"), ("overall_token_throughput_tokens_per_s", "overall"),
-         ("peak_token_throughput_tokens_per_s", "peak cell")],
-        columns, "{:,.0f}", log=False)
+        "token_throughput",
+        "Token throughput (successful tokens / s)",
+        "token_throughput.png",
+        "tokens/s",
+        [
+            ("token_throughput_tokens_per_s", "mean over cells"),
+            ("overall_token_throughput_tokens_per_s", "overall"),
+            ("peak_token_throughput_tokens_per_s", "peak cell"),
+        ],
+        columns,
+        "{:,.0f}",
+        log=False,
+    )
 
 
 def cost_plot(columns: Sequence[Column]) -> Plot | None:
     """None when no column has a price."""
     return _summary_bars(
-        "cost", "Cost per million tokens (USD)", "cost_per_million_tokens.png", "USD per million tokens (log scale)",
-        [("price_usd_per_million_tokens", "at mean token throughput"),
-         ("price_at_peak_usd_per_million_tokens", "at peak token throughput")],
-        columns, "{:.4f}", log=True)
+        "cost",
+        "Cost per million tokens (USD)",
+        "cost_per_million_tokens.png",
+        "USD per million tokens (log scale)",
+        [
+            ("price_usd_per_million_tokens", "at mean token throughput"),
+            ("price_at_peak_usd_per_million_tokens", "at peak token throughput"),
+        ],
+        columns,
+        "{:.4f}",
+        log=True,
+    )
 
 
 def build_plots(columns: Sequence[Column]) -> dict[str, Plot]:
     """Every figure that has something to show, by key (the keys ``tables.Section.plot`` names)."""
-    plots = [latency_plot(columns), success_rate_plot(columns), token_throughput_plot(columns), cost_plot(columns)]
+    plots = [
+        latency_plot(columns),
+        success_rate_plot(columns),
+        token_throughput_plot(columns),
+        cost_plot(columns),
+    ]
     return {plot.key: plot for plot in plots if plot is not None}

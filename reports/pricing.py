@@ -89,8 +89,11 @@ def parse_price(name: str, entry: Mapping[str, Any], source: str) -> Price:
     where = f"{source} [{name}]"
     keys = set(entry) - {"description"}
     if keys == _PER_TOKEN_KEYS:
-        figures = {"usd_per_million_tokens": _positive_number(where, "usd_per_million_tokens",
-                                                               entry["usd_per_million_tokens"])}
+        figures = {
+            "usd_per_million_tokens": _positive_number(
+                where, "usd_per_million_tokens", entry["usd_per_million_tokens"]
+            )
+        }
     elif keys == _HOURLY_KEYS:
         figures = {key: _positive_number(where, key, entry[key]) for key in sorted(_HOURLY_KEYS)}
     else:
@@ -146,12 +149,19 @@ def choose_prices(
     Neither: each run by its run.json name in the default file; a run that names none has no price.
     """
     if usd_per_hour is not None:
-        custom = Price("custom", f"--price-per-hour {usd_per_hour:g}", infrastructure_usd_per_hour=usd_per_hour,
-                       license_usd_per_hour=0.0)
+        custom = Price(
+            "custom",
+            f"--price-per-hour {usd_per_hour:g}",
+            infrastructure_usd_per_hour=usd_per_hour,
+            license_usd_per_hour=0.0,
+        )
         return [custom for _ in run_pricing_names]
     if usd_per_million_tokens is not None:
-        custom = Price("custom", f"--price-per-million-tokens {usd_per_million_tokens:g}",
-                       usd_per_million_tokens=usd_per_million_tokens)
+        custom = Price(
+            "custom",
+            f"--price-per-million-tokens {usd_per_million_tokens:g}",
+            usd_per_million_tokens=usd_per_million_tokens,
+        )
         return [custom for _ in run_pricing_names]
     if pricing is not None and not Path(pricing).is_file():
         if pricing.endswith(".toml") or "/" in pricing:
@@ -161,4 +171,6 @@ def choose_prices(
     book = load_price_book(Path(pricing) if pricing else None)
     source = pricing or f"the default {DEFAULT_PRICING_FILE}"
     only = next(iter(book.values())) if len(book) == 1 else None
-    return [_look_up(book, name, f"{source} (run.json pricing)") if name else only for name in run_pricing_names]
+    return [
+        _look_up(book, name, f"{source} (run.json pricing)") if name else only for name in run_pricing_names
+    ]

@@ -20,8 +20,12 @@ from reports.cells import Cell
 _SYSTEMS = (
     ("jina_api", "study: Jina API", "latency_jina_api.csv", ""),
     ("sagemaker", "study: SageMaker", "latency_sagemaker.csv", ""),
-    ("self_hosted_dynamic_batching", "study: self-hosted, dynamic batching", "latency_self_hosted.csv",
-     "dynamic_batching_"),
+    (
+        "self_hosted_dynamic_batching",
+        "study: self-hosted, dynamic batching",
+        "latency_self_hosted.csv",
+        "dynamic_batching_",
+    ),
     ("self_hosted_standard", "study: self-hosted, standard", "latency_self_hosted.csv", "standard_"),
 )
 
@@ -63,11 +67,14 @@ def _system(key: str, label: str, latency_file: str, prefix: str) -> StudySystem
         summary={row["metric"]: float(row[key]) for row in study_table("summary.csv")},
         success_rate_by_batch_size_pct=_by_dimension("success_by_batch_size.csv", "batch_size", key),
         success_rate_by_concurrency_pct=_by_dimension("success_by_concurrency.csv", "concurrency", key),
-        success_rate_by_passage_tokens_pct=_by_dimension("success_by_passage_length.csv", "passage_tokens", key),
+        success_rate_by_passage_tokens_pct=_by_dimension(
+            "success_by_passage_length.csv", "passage_tokens", key
+        ),
         latency_ms={_cell(row): float(row[f"{prefix}response_time_ms"]) for row in latency},
         request_throughput_rps={_cell(row): float(row[f"{prefix}request_throughput_rps"]) for row in latency},
         high_load_throughput_tokens_per_s={
-            _cell(row): float(row[f"{key}_tokens_per_s"]) for row in study_table("token_throughput_high_load.csv")
+            _cell(row): float(row[f"{key}_tokens_per_s"])
+            for row in study_table("token_throughput_high_load.csv")
         },
     )
 

@@ -84,34 +84,81 @@ def _cost_at_peak(column: RunColumn) -> float | None:
 
 
 SUMMARY_METRICS: tuple[SummaryMetric, ...] = (
-    SummaryMetric("request_count", "requests measured", ",.0f", lambda c: c.metrics.request_count, None,
-                  "completed measured requests over all cells, failed ones included (warm-up excluded)"),
-    SummaryMetric("request_success_rate_pct", "request success rate (%)", ".1f",
-                  lambda c: c.metrics.success_rate_pct, "request_success_rate_pct",
-                  "successful requests / all measured requests, pooled over all cells"),
-    SummaryMetric("latency_s", "latency (s)", ".2f", lambda c: c.metrics.mean_latency_ms / 1000, "latency_s",
-                  "mean over cells of each cell's mean response time (Locust's average, failed requests "
-                  "included), every cell weighted equally"),
-    SummaryMetric("normalized_latency_by_success_rate_s", "normalized latency (s)", ".2f",
-                  lambda c: c.metrics.normalized_latency_ms / 1000, "normalized_latency_by_success_rate_s",
-                  "latency (s) above / request success rate (as a fraction)"),
-    SummaryMetric("token_throughput_tokens_per_s", "token throughput, mean over cells (tokens/s)", ",.0f",
-                  lambda c: c.metrics.mean_throughput_tokens_per_s, "token_throughput_tokens_per_s",
-                  "mean over timed cells of per-cell token throughput, each = successful tokens / cell duration "
-                  "(the study's own average: method not stated)"),
-    SummaryMetric("overall_token_throughput_tokens_per_s", "token throughput, overall (tokens/s)", ",.0f",
-                  lambda c: c.metrics.overall_throughput_tokens_per_s, None,
-                  "all successful tokens of the timed cells / the sum of their durations"),
-    SummaryMetric("peak_token_throughput_tokens_per_s", "peak token throughput (tokens/s)", ",.0f",
-                  lambda c: c.metrics.peak_throughput_tokens_per_s, "peak_token_throughput_tokens_per_s",
-                  "the best cell's token throughput (the cell is named in the token throughput table)"),
-    SummaryMetric("price_usd_per_million_tokens", "price (USD per million tokens)", ".4f", _cost_at_mean,
-                  "price_usd_per_million_tokens",
-                  "per-token price as given; hourly price / (mean token throughput x 3600 / 1e6), "
-                  "as the study priced at its average throughput"),
-    SummaryMetric("price_at_peak_usd_per_million_tokens", "price at peak throughput (USD per million tokens)",
-                  ".4f", _cost_at_peak, None,
-                  "per-token price as given; hourly price / (peak token throughput x 3600 / 1e6): the best case"),
+    SummaryMetric(
+        "request_count",
+        "requests measured",
+        ",.0f",
+        lambda c: c.metrics.request_count,
+        None,
+        "completed measured requests over all cells, failed ones included (warm-up excluded)",
+    ),
+    SummaryMetric(
+        "request_success_rate_pct",
+        "request success rate (%)",
+        ".1f",
+        lambda c: c.metrics.success_rate_pct,
+        "request_success_rate_pct",
+        "successful requests / all measured requests, pooled over all cells",
+    ),
+    SummaryMetric(
+        "latency_s",
+        "latency (s)",
+        ".2f",
+        lambda c: c.metrics.mean_latency_ms / 1000,
+        "latency_s",
+        "mean over cells of each cell's mean response time (Locust's average, failed requests "
+        "included), every cell weighted equally",
+    ),
+    SummaryMetric(
+        "normalized_latency_by_success_rate_s",
+        "normalized latency (s)",
+        ".2f",
+        lambda c: c.metrics.normalized_latency_ms / 1000,
+        "normalized_latency_by_success_rate_s",
+        "latency (s) above / request success rate (as a fraction)",
+    ),
+    SummaryMetric(
+        "token_throughput_tokens_per_s",
+        "token throughput, mean over cells (tokens/s)",
+        ",.0f",
+        lambda c: c.metrics.mean_throughput_tokens_per_s,
+        "token_throughput_tokens_per_s",
+        "mean over timed cells of per-cell token throughput, each = successful tokens / cell duration "
+        "(the study's own average: method not stated)",
+    ),
+    SummaryMetric(
+        "overall_token_throughput_tokens_per_s",
+        "token throughput, overall (tokens/s)",
+        ",.0f",
+        lambda c: c.metrics.overall_throughput_tokens_per_s,
+        None,
+        "all successful tokens of the timed cells / the sum of their durations",
+    ),
+    SummaryMetric(
+        "peak_token_throughput_tokens_per_s",
+        "peak token throughput (tokens/s)",
+        ",.0f",
+        lambda c: c.metrics.peak_throughput_tokens_per_s,
+        "peak_token_throughput_tokens_per_s",
+        "the best cell's token throughput (the cell is named in the token throughput table)",
+    ),
+    SummaryMetric(
+        "price_usd_per_million_tokens",
+        "price (USD per million tokens)",
+        ".4f",
+        _cost_at_mean,
+        "price_usd_per_million_tokens",
+        "per-token price as given; hourly price / (mean token throughput x 3600 / 1e6), "
+        "as the study priced at its average throughput",
+    ),
+    SummaryMetric(
+        "price_at_peak_usd_per_million_tokens",
+        "price at peak throughput (USD per million tokens)",
+        ".4f",
+        _cost_at_peak,
+        None,
+        "per-token price as given; hourly price / (peak token throughput x 3600 / 1e6): the best case",
+    ),
 )
 
 
@@ -124,9 +171,12 @@ def _header(first: Sequence[str], columns: Sequence[Column]) -> tuple[str, ...]:
 
 def summary_table(columns: Sequence[Column]) -> Table:
     rows = tuple(
-        (metric.label, *(fmt(metric.value(column), metric.spec) for column in columns)) for metric in SUMMARY_METRICS
+        (metric.label, *(fmt(metric.value(column), metric.spec) for column in columns))
+        for metric in SUMMARY_METRICS
     )
-    return Table("summary", "Summary", "each figure is defined below the table", _header(["metric"], columns), rows)
+    return Table(
+        "summary", "Summary", "each figure is defined below the table", _header(["metric"], columns), rows
+    )
 
 
 def runs_table(runs: Sequence[RunColumn]) -> Table:
@@ -134,11 +184,22 @@ def runs_table(runs: Sequence[RunColumn]) -> Table:
     fields = ("backend", "host", "model", "grid", "started_at", "ended_at", "status")
     rows = [("directory", *(run.metrics.directory for run in runs))]
     rows += [(field, *(str(run.metrics.info.get(field) or MISSING) for run in runs)) for field in fields]
-    rows.append(("versions", *(", ".join(f"{name} {version}" for name, version in
-                                         (run.metrics.info.get("versions") or {}).items()) or MISSING
-                               for run in runs)))
+    rows.append(
+        (
+            "versions",
+            *(
+                ", ".join(
+                    f"{name} {version}" for name, version in (run.metrics.info.get("versions") or {}).items()
+                )
+                or MISSING
+                for run in runs
+            ),
+        )
+    )
     rows.append(("price", *(run.cost.price.name if run.cost else "none given" for run in runs)))
-    return Table("runs", "Runs", "from each run's run.json (—: field absent)", _header(["field"], runs), tuple(rows))
+    return Table(
+        "runs", "Runs", "from each run's run.json (—: field absent)", _header(["field"], runs), tuple(rows)
+    )
 
 
 DIMENSIONS = (
@@ -168,9 +229,15 @@ def success_tables(columns: Sequence[Column]) -> tuple[Table, ...]:
         by_column = [success_split(column, attribute) for column in columns]
         values = sorted(set().union(*by_column))
         rows = tuple((str(value), *(fmt(split.get(value), ".1f") for split in by_column)) for value in values)
-        tables.append(Table(f"success_by_{key}", f"Success rate (%) by {title}",
-                            f"successful / all requests over the cells with that {title}, pooled",
-                            _header([title], columns), rows))
+        tables.append(
+            Table(
+                f"success_by_{key}",
+                f"Success rate (%) by {title}",
+                f"successful / all requests over the cells with that {title}, pooled",
+                _header([title], columns),
+                rows,
+            )
+        )
     return tuple(tables)
 
 
@@ -190,8 +257,9 @@ class CellFigure:
 
 
 def _percentiles(cell: CellMetrics) -> str:
-    return " / ".join(fmt(value, ",.0f") for value in (cell.median_latency_ms, cell.p95_latency_ms,
-                                                        cell.p99_latency_ms))
+    return " / ".join(
+        fmt(value, ",.0f") for value in (cell.median_latency_ms, cell.p95_latency_ms, cell.p99_latency_ms)
+    )
 
 
 def _tokens(cell: CellMetrics) -> str:
@@ -203,35 +271,64 @@ def _throughput(cell: CellMetrics) -> str:
 
 
 CELL_FIGURES: tuple[CellFigure, ...] = (
-    CellFigure("latency_ms", "Response time (ms) per cell",
-               "Locust's mean response time of the cell's measured requests, failed ones included",
-               lambda c: fmt(c.mean_latency_ms, ",.0f"), lambda s, k: fmt(s.latency_ms.get(k), ",.0f")),
-    CellFigure("request_throughput_rps", "Request throughput (requests/s) per cell, the study's formula",
-               "concurrency / mean response time in seconds",
-               lambda c: fmt(c.study_request_throughput_rps, ".2f"),
-               lambda s, k: fmt(s.request_throughput_rps.get(k), ".2f")),
-    CellFigure("measured_request_throughput_rps", "Measured request throughput (requests/s) per cell",
-               "completed requests / cell duration; cell duration = cells.csv end - start, the window in which "
-               "the cell's users were held (spawn, warm-up and measured requests); Notes name cells timed otherwise",
-               lambda c: fmt(c.measured_request_throughput_rps, ".2f")),
-    CellFigure("latency_percentiles_ms", "Median / p95 / p99 response time (ms) per cell",
-               "Locust's percentiles, which it rounds to two significant digits; failed requests included",
-               _percentiles),
-    CellFigure("success_rate_pct", "Success rate (%) per cell", "successful / all requests of the cell",
-               lambda c: f"{c.success_rate_pct:.1f} ({c.success_count}/{c.request_count})"),
-    CellFigure("normalized_latency_ms", "Normalized latency (ms) per cell",
-               "mean response time / success rate; — where no request succeeded",
-               lambda c: fmt(c.normalized_latency_ms, ",.0f")),
-    CellFigure("tokens_per_request", "Tokens per successful request (nominal batch x passage tokens)",
-               "Average Content Size x Request Count / successful requests: the Locust side reports tokens "
-               "embedded (server usage, else batch x passage tokens) as response_length and 0 for a failure",
-               _tokens),
-    CellFigure("throughput_tokens_per_s", "Token throughput (tokens/s) per cell",
-               "successful tokens / cell duration (as for the measured request throughput)", _throughput),
+    CellFigure(
+        "latency_ms",
+        "Response time (ms) per cell",
+        "Locust's mean response time of the cell's measured requests, failed ones included",
+        lambda c: fmt(c.mean_latency_ms, ",.0f"),
+        lambda s, k: fmt(s.latency_ms.get(k), ",.0f"),
+    ),
+    CellFigure(
+        "request_throughput_rps",
+        "Request throughput (requests/s) per cell, the study's formula",
+        "concurrency / mean response time in seconds",
+        lambda c: fmt(c.study_request_throughput_rps, ".2f"),
+        lambda s, k: fmt(s.request_throughput_rps.get(k), ".2f"),
+    ),
+    CellFigure(
+        "measured_request_throughput_rps",
+        "Measured request throughput (requests/s) per cell",
+        "completed requests / cell duration; cell duration = cells.csv end - start, the window in which "
+        "the cell's users were held (spawn, warm-up and measured requests); Notes name cells timed otherwise",
+        lambda c: fmt(c.measured_request_throughput_rps, ".2f"),
+    ),
+    CellFigure(
+        "latency_percentiles_ms",
+        "Median / p95 / p99 response time (ms) per cell",
+        "Locust's percentiles, which it rounds to two significant digits; failed requests included",
+        _percentiles,
+    ),
+    CellFigure(
+        "success_rate_pct",
+        "Success rate (%) per cell",
+        "successful / all requests of the cell",
+        lambda c: f"{c.success_rate_pct:.1f} ({c.success_count}/{c.request_count})",
+    ),
+    CellFigure(
+        "normalized_latency_ms",
+        "Normalized latency (ms) per cell",
+        "mean response time / success rate; — where no request succeeded",
+        lambda c: fmt(c.normalized_latency_ms, ",.0f"),
+    ),
+    CellFigure(
+        "tokens_per_request",
+        "Tokens per successful request (nominal batch x passage tokens)",
+        "Average Content Size x Request Count / successful requests: the Locust side reports tokens "
+        "embedded (server usage, else batch x passage tokens) as response_length and 0 for a failure",
+        _tokens,
+    ),
+    CellFigure(
+        "throughput_tokens_per_s",
+        "Token throughput (tokens/s) per cell",
+        "successful tokens / cell duration (as for the measured request throughput)",
+        _throughput,
+    ),
 )
 
 
-def _cell_rows(columns: Sequence[Column], figure: CellFigure, cells: Sequence[Cell]) -> tuple[tuple[str, ...], ...]:
+def _cell_rows(
+    columns: Sequence[Column], figure: CellFigure, cells: Sequence[Cell]
+) -> tuple[tuple[str, ...], ...]:
     rows = []
     for key in cells:
         values = []
@@ -253,10 +350,20 @@ def cell_tables(columns: Sequence[Column]) -> tuple[Table, ...]:
         shown = [column for column in columns if isinstance(column, RunColumn) or figure.of_study]
         cells = set()
         for column in shown:
-            cells |= ({cell.key for cell in column.metrics.cells} if isinstance(column, RunColumn)
-                      else set(column.latency_ms))
-        tables.append(Table(figure.key, figure.title, figure.definition, _header(keys, shown),
-                            _cell_rows(shown, figure, sorted(cells))))
+            cells |= (
+                {cell.key for cell in column.metrics.cells}
+                if isinstance(column, RunColumn)
+                else set(column.latency_ms)
+            )
+        tables.append(
+            Table(
+                figure.key,
+                figure.title,
+                figure.definition,
+                _header(keys, shown),
+                _cell_rows(shown, figure, sorted(cells)),
+            )
+        )
     return tuple(tables)
 
 
@@ -272,16 +379,25 @@ def high_load_table(columns: Sequence[Column], study_cells: Sequence[Cell]) -> T
             else:
                 values.append(fmt(column.high_load_throughput_tokens_per_s.get(key), ",.0f"))
         rows.append((str(key.concurrency), str(key.batch_size), str(key.passage_tokens), *values))
-    return Table("high_load", "Token throughput (tokens/s) at high load",
-                 "the study's two high-load cells: concurrency 10, 16,384 tokens per request; "
-                 "runs: successful tokens / cell duration",
-                 _header(("concurrency", "batch size", "passage tokens"), columns), tuple(rows))
+    return Table(
+        "high_load",
+        "Token throughput (tokens/s) at high load",
+        "the study's two high-load cells: concurrency 10, 16,384 tokens per request; "
+        "runs: successful tokens / cell duration",
+        _header(("concurrency", "batch size", "passage tokens"), columns),
+        tuple(rows),
+    )
 
 
 def peak_table(runs: Sequence[RunColumn]) -> Table:
     rows = (("peak cell", *(run.metrics.peak_cell or MISSING for run in runs)),)
-    return Table("peak_cell", "Peak token throughput cell", "the timed cell with the highest token throughput",
-                 _header(["figure"], runs), rows)
+    return Table(
+        "peak_cell",
+        "Peak token throughput cell",
+        "the timed cell with the highest token throughput",
+        _header(["figure"], runs),
+        rows,
+    )
 
 
 def cost_table(columns: Sequence[Column]) -> Table:
@@ -292,28 +408,51 @@ def cost_table(columns: Sequence[Column]) -> Table:
         ("price", lambda c: c.cost.price.name if c.cost else "none given", None),
         ("price description", lambda c: c.cost.price.description if c.cost else MISSING, None),
         ("hourly cost (USD/h, infrastructure + license)", hourly, None),
-        ("USD per million tokens at mean token throughput", lambda c: fmt(_cost_at_mean(c), ".4f"),
-         "price_usd_per_million_tokens"),
+        (
+            "USD per million tokens at mean token throughput",
+            lambda c: fmt(_cost_at_mean(c), ".4f"),
+            "price_usd_per_million_tokens",
+        ),
         ("USD per million tokens at peak token throughput", lambda c: fmt(_cost_at_peak(c), ".4f"), None),
     ]
     rows = tuple(
-        (label, *(of_run(column) if isinstance(column, RunColumn)
-                  else fmt(column.summary.get(study_key), ".4f") if study_key else MISSING for column in columns))
+        (
+            label,
+            *(
+                of_run(column)
+                if isinstance(column, RunColumn)
+                else fmt(column.summary.get(study_key), ".4f")
+                if study_key
+                else MISSING
+                for column in columns
+            ),
+        )
         for label, of_run, study_key in per_run
     )
-    return Table("cost", "Cost", "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); "
-                 "a per-token price (hosted API) is taken as it is", _header(["figure"], columns), rows)
+    return Table(
+        "cost",
+        "Cost",
+        "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); "
+        "a per-token price (hosted API) is taken as it is",
+        _header(["figure"], columns),
+        rows,
+    )
 
 
 def failures_table(runs: Sequence[RunColumn], limit: int = 10) -> Table:
     """The most frequent failure messages of each run, from locust_failures.csv."""
     rows = tuple(
         (run.label, cell, error.replace("\n", " "), f"{count:,}")
-        for run in runs for cell, error, count in run.metrics.failures[:limit]
+        for run in runs
+        for cell, error, count in run.metrics.failures[:limit]
     )
-    return Table("failures", "Most frequent failures",
-                 f"from locust_failures.csv, up to {limit} per run, most frequent first",
-                 ("run", "cell", "error", "occurrences"), rows)
+    return Table(
+        "failures",
+        "Most frequent failures",
+        f"from locust_failures.csv, up to {limit} per run, most frequent first",
+        ("run", "cell", "error", "occurrences"),
+        rows,
+    )
 
 
 def build_sections(runs: Sequence[RunColumn], study: Sequence[StudySystem]) -> tuple[Section, ...]:
@@ -323,16 +462,39 @@ def build_sections(runs: Sequence[RunColumn], study: Sequence[StudySystem]) -> t
     notes = tuple(f"{run.label}: {note}" for run in runs for note in run.metrics.notes) or ("none",)
     return (
         Section("Runs", tables=(runs_table(runs),)),
-        Section("Summary", tables=(summary_table(columns),),
-                bullets=tuple(f"{metric.label}: {metric.definition}" for metric in SUMMARY_METRICS)),
+        Section(
+            "Summary",
+            tables=(summary_table(columns),),
+            bullets=tuple(f"{metric.label}: {metric.definition}" for metric in SUMMARY_METRICS),
+        ),
         Section("Success rate", tables=success_tables(columns), plot="success_rate"),
-        Section("Latency", tables=tuple(figures[key] for key in (
-            "latency_ms", "latency_percentiles_ms", "normalized_latency_ms", "success_rate_pct")), plot="latency"),
-        Section("Request throughput",
-                tables=(figures["request_throughput_rps"], figures["measured_request_throughput_rps"])),
-        Section("Token throughput", plot="token_throughput",
-                tables=(figures["throughput_tokens_per_s"], figures["tokens_per_request"], peak_table(runs),
-                        high_load_table(columns, high_load_cells()))),
+        Section(
+            "Latency",
+            tables=tuple(
+                figures[key]
+                for key in (
+                    "latency_ms",
+                    "latency_percentiles_ms",
+                    "normalized_latency_ms",
+                    "success_rate_pct",
+                )
+            ),
+            plot="latency",
+        ),
+        Section(
+            "Request throughput",
+            tables=(figures["request_throughput_rps"], figures["measured_request_throughput_rps"]),
+        ),
+        Section(
+            "Token throughput",
+            plot="token_throughput",
+            tables=(
+                figures["throughput_tokens_per_s"],
+                figures["tokens_per_request"],
+                peak_table(runs),
+                high_load_table(columns, high_load_cells()),
+            ),
+        ),
         Section("Cost", tables=(cost_table(columns),), plot="cost"),
         Section("Failures", tables=(failures_table(runs),)),
         Section("Notes", text="What the input lacked and how the report coped with it.", bullets=notes),

@@ -22,7 +22,8 @@ def study_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One run directory per latency table of the study, 5 x concurrency requests per cell."""
     root = tmp_path_factory.mktemp("study_runs")
     return {
-        system: write_run(root / system, study_cells(system), label=system.replace("_", " "),
-                          pricing=STUDY_PRICING[system])
+        system: write_run(
+            root / system, study_cells(system), label=system.replace("_", " "), pricing=STUDY_PRICING[system]
+        )
         for system in STUDY_LATENCY
     }

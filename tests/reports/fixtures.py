@@ -24,13 +24,36 @@ from pathlib import Path
 
 PERCENTILES = (0.5, 0.66, 0.75, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0)
 PERCENTILE_TITLES = ("50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "99.9%", "99.99%", "100%")
-STATS_HEADER = ("Type", "Name", "Request Count", "Failure Count", "Median Response Time", "Average Response Time",
-                "Min Response Time", "Max Response Time", "Average Content Size", "Requests/s", "Failures/s",
-                *PERCENTILE_TITLES)
-HISTORY_HEADER = ("Timestamp", "User Count", "Type", "Name", "Requests/s", "Failures/s", *PERCENTILE_TITLES,
-                  "Total Request Count", "Total Failure Count", "Total Median Response Time",
-                  "Total Average Response Time", "Total Min Response Time", "Total Max Response Time",
-                  "Total Average Content Size")
+STATS_HEADER = (
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
+    "Average Content Size",
+    "Requests/s",
+    "Failures/s",
+    *PERCENTILE_TITLES,
+)
+HISTORY_HEADER = (
+    "Timestamp",
+    "User Count",
+    "Type",
+    "Name",
+    "Requests/s",
+    "Failures/s",
+    *PERCENTILE_TITLES,
+    "Total Request Count",
+    "Total Failure Count",
+    "Total Median Response Time",
+    "Total Average Response Time",
+    "Total Min Response Time",
+    "Total Max Response Time",
+    "Total Average Content Size",
+)
 FAILURES_HEADER_OLD = ("Method", "Name", "Error", "Occurrences")
 FAILURES_HEADER_NEW = (*FAILURES_HEADER_OLD, "First Seen", "Last Seen")
 RUN_START_S = 1_750_000_000.0
@@ -72,7 +95,11 @@ class CellSpec:
 
     @property
     def tokens(self) -> int:
-        return self.tokens_per_request if self.tokens_per_request is not None else self.batch_size * self.passage_tokens
+        return (
+            self.tokens_per_request
+            if self.tokens_per_request is not None
+            else self.batch_size * self.passage_tokens
+        )
 
     @property
     def successful_tokens(self) -> int:
@@ -112,11 +139,24 @@ def percentile(times: Sequence[float], fraction: float) -> int:
     return bucket(ordered[max(0, math.ceil(fraction * len(ordered)) - 1)])
 
 
-def _stats_row(name: str, times: Sequence[float], failures: int, tokens: float, elapsed_s: float,
-               method: str = "POST") -> list[object]:
+def _stats_row(
+    name: str, times: Sequence[float], failures: int, tokens: float, elapsed_s: float, method: str = "POST"
+) -> list[object]:
     count = len(times)
-    return [method, name, count, failures, percentile(times, 0.5), sum(times) / count, min(times), max(times),
-            tokens / count, count / elapsed_s, failures / elapsed_s, *(percentile(times, p) for p in PERCENTILES)]
+    return [
+        method,
+        name,
+        count,
+        failures,
+        percentile(times, 0.5),
+        sum(times) / count,
+        min(times),
+        max(times),
+        tokens / count,
+        count / elapsed_s,
+        failures / elapsed_s,
+        *(percentile(times, p) for p in PERCENTILES),
+    ]
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -138,8 +178,9 @@ def _utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _history_rows(timeline: Sequence[tuple[CellSpec, float, float]], all_times: Sequence[float],
-                  run_end: float) -> list[list[object]]:
+def _history_rows(
+    timeline: Sequence[tuple[CellSpec, float, float]], all_times: Sequence[float], run_end: float
+) -> list[list[object]]:
     """One Aggregated row per second, as Locust writes without --csv-full-history."""
     rows: list[list[object]] = []
     for second in range(int(RUN_START_S), int(run_end) + 1):
@@ -178,21 +219,27 @@ def write_run(
         rows.append(_stats_row(spec.name, times, spec.failures, spec.successful_tokens, end - RUN_START_S))
         if layout.warmup_requests:
             warm = response_times(spec.mean_latency_ms * 1.5, layout.warmup_requests)
-            rows.append(_stats_row(f"warmup {spec.name}", warm, 0, spec.tokens * len(warm), end - RUN_START_S))
+            rows.append(
+                _stats_row(f"warmup {spec.name}", warm, 0, spec.tokens * len(warm), end - RUN_START_S)
+            )
     rows += [_stats_row(name, [5.0], 0, 0, WARMUP_S, method="GET") for name in layout.extra_names]
     rows.sort(key=lambda row: str(row[1]))
     total_failures = sum(spec.failures for spec in cells)
     total_tokens = sum(spec.successful_tokens for spec in cells)
     if all_times:
-        rows.append(_stats_row("Aggregated", all_times, total_failures, total_tokens, run_end - RUN_START_S, ""))
+        rows.append(
+            _stats_row("Aggregated", all_times, total_failures, total_tokens, run_end - RUN_START_S, "")
+        )
     stats = _csv_text(STATS_HEADER, rows)
-    (directory / "locust_stats.csv").write_text(_cut_last_line(stats) if layout.interrupted else stats,
-                                                newline="")
+    (directory / "locust_stats.csv").write_text(
+        _cut_last_line(stats) if layout.interrupted else stats, newline=""
+    )
 
     if layout.write_history:
         history = _csv_text(HISTORY_HEADER, _history_rows(timeline, all_times, run_end))
         (directory / "locust_stats_history.csv").write_text(
-            _cut_last_line(history) if layout.interrupted else history, newline="")
+            _cut_last_line(history) if layout.interrupted else history, newline=""
+        )
 
     header = FAILURES_HEADER_NEW if layout.failures_layout == "new" else FAILURES_HEADER_OLD
     failure_rows = []
@@ -202,13 +249,18 @@ def write_run(
             failure_rows.append(["POST", spec.name, spec.error, spec.failures, *seen])
     failures = _csv_text(header, failure_rows)
     (directory / "locust_failures.csv").write_text(
-        _cut_last_line(failures) if layout.interrupted and failure_rows else failures, newline="")
+        _cut_last_line(failures) if layout.interrupted and failure_rows else failures, newline=""
+    )
 
     if layout.write_cells_csv:
-        cell_rows = [[spec.name, f"{start:.3f}", f"{end:.3f}", spec.concurrency] for spec, start, end in timeline]
+        cell_rows = [
+            [spec.name, f"{start:.3f}", f"{end:.3f}", spec.concurrency] for spec, start, end in timeline
+        ]
         if layout.interrupted and cell_rows:
             cell_rows[-1][2] = ""
-        (directory / "cells.csv").write_text(_csv_text(("cell", "start", "end", "users"), cell_rows), newline="")
+        (directory / "cells.csv").write_text(
+            _csv_text(("cell", "start", "end", "users"), cell_rows), newline=""
+        )
 
     if layout.write_run_json:
         info = {
@@ -246,14 +298,25 @@ def study_cells(system: str) -> list[CellSpec]:
         concurrency, batch = int(row["concurrency"]), int(row["batch_size"])
         requests = REPEATS * concurrency
         oom = system == "self_hosted_standard" and batch >= 32
-        cells.append(CellSpec(batch_size=batch, passage_tokens=int(row["passage_tokens"]), concurrency=concurrency,
-                              mean_latency_ms=float(row[f"{prefix}response_time_ms"]), requests=requests,
-                              failures=requests if oom else 0))
+        cells.append(
+            CellSpec(
+                batch_size=batch,
+                passage_tokens=int(row["passage_tokens"]),
+                concurrency=concurrency,
+                mean_latency_ms=float(row[f"{prefix}response_time_ms"]),
+                requests=requests,
+                failures=requests if oom else 0,
+            )
+        )
     return cells
 
 
 def study_throughput_rps(system: str) -> dict[str, float]:
     """The study's printed request throughput per cell name."""
     _, prefix = STUDY_LATENCY[system]
-    return {f"b={row['batch_size']} t={row['passage_tokens']} c={row['concurrency']}":
-            float(row[f"{prefix}request_throughput_rps"]) for row in study_rows(system)}
+    return {
+        f"b={row['batch_size']} t={row['passage_tokens']} c={row['concurrency']}": float(
+            row[f"{prefix}request_throughput_rps"]
+        )
+        for row in study_rows(system)
+    }

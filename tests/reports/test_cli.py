@@ -27,7 +27,11 @@ def markdown_table(report: str, title: str) -> list[list[str]]:
     """Rows (header first) of the Markdown table under the heading ``title`` (## or ###)."""
     section = re.split(rf"^#{{2,3}} {re.escape(title)}\n", report, maxsplit=1, flags=re.MULTILINE)[1]
     lines = [line for line in section.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines if not line.startswith("|---")]
+    return [
+        [cell.strip() for cell in line.strip("|").split(" | ")]
+        for line in lines
+        if not line.startswith("|---")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,12 @@ def test_report_files(study_report: Path) -> None:
     for name in REPORT_FILES:
         assert (study_report / name).stat().st_size > 0
     plots = sorted(study_report.glob("*.png"))
-    assert [plot.name for plot in plots] == ["cost_per_million_tokens.png", "latency_by_cell.png",
-                                             "success_rate.png", "token_throughput.png"]
+    assert [plot.name for plot in plots] == [
+        "cost_per_million_tokens.png",
+        "latency_by_cell.png",
+        "success_rate.png",
+        "token_throughput.png",
+    ]
     markdown = (study_report / "report.md").read_text()
     html = (study_report / "report.html").read_text()
     for plot in plots:
@@ -75,13 +83,16 @@ def test_csv_exports_hold_the_computed_metrics(study_runs: dict[str, Path], stud
     runs = [run_metrics(load_run(path)) for path in study_runs.values()]
     cells = pd.read_csv(study_report / "cells.csv")
     assert len(cells) == sum(len(run.cells) for run in runs)
-    assert {"p95_latency_ms", "throughput_tokens_per_s", "study_request_throughput_rps", "timed_by"} <= set(cells)
+    assert {"p95_latency_ms", "throughput_tokens_per_s", "study_request_throughput_rps", "timed_by"} <= set(
+        cells
+    )
     summary = pd.read_csv(study_report / "summary.csv").set_index("metric")
     assert list(summary.index) == [metric.key for metric in SUMMARY_METRICS]
     for run in runs:
         assert summary.at["latency_s", run.label] == pytest.approx(run.mean_latency_ms / 1000)
         assert summary.at["peak_token_throughput_tokens_per_s", run.label] == pytest.approx(
-            run.peak_throughput_tokens_per_s)
+            run.peak_throughput_tokens_per_s
+        )
         assert summary.at["request_success_rate_pct", run.label] == pytest.approx(run.success_rate_pct)
 
 
@@ -94,7 +105,10 @@ def test_only_failed_cells_have_no_normalized_latency(study_report: Path) -> Non
 
 def test_missing_cells_are_dashes(study_runs: dict[str, Path], tmp_path: Path) -> None:
     """The self-hosted table lacks 9 of the 27 cells SageMaker has."""
-    assert main([str(study_runs["sagemaker"]), str(study_runs["self_hosted_standard"]), "--out", str(tmp_path)]) == 0
+    assert (
+        main([str(study_runs["sagemaker"]), str(study_runs["self_hosted_standard"]), "--out", str(tmp_path)])
+        == 0
+    )
     rows = markdown_table((tmp_path / "report.md").read_text(), "Response time (ms) per cell")
     assert len(rows) - 1 == 27
     present = {cell.cell for cell in run_metrics(load_run(study_runs["self_hosted_standard"])).cells}
@@ -114,8 +128,11 @@ def test_broken_runs_still_report(tmp_path: Path) -> None:
     """An interrupted run, a plain Locust run without cells.csv or run.json, the old failures layout."""
     cells = [CellSpec(1, 128, 1, 150.0, requests=5), CellSpec(32, 512, 5, 2000.0, requests=25, failures=5)]
     killed = write_run(tmp_path / "killed", cells, label="killed", layout=RunLayout(interrupted=True))
-    plain = write_run(tmp_path / "plain", cells, layout=RunLayout(write_cells_csv=False, write_run_json=False,
-                                                                  failures_layout="old"))
+    plain = write_run(
+        tmp_path / "plain",
+        cells,
+        layout=RunLayout(write_cells_csv=False, write_run_json=False, failures_layout="old"),
+    )
     out = tmp_path / "out"
     assert main([str(killed), str(plain), "--out", str(out)]) == 0
     markdown = (out / "report.md").read_text()
@@ -125,7 +142,8 @@ def test_broken_runs_still_report(tmp_path: Path) -> None:
     assert "plain: no cells.csv" in notes
     assert "plain: no run.json" in notes
     assert markdown_table(markdown, "Most frequent failures")[1:] == [
-        ["plain", "b=32 t=512 c=5", "HTTP 500 CUDA out of memory", "5"]]  # killed's row was cut
+        ["plain", "b=32 t=512 c=5", "HTTP 500 CUDA out of memory", "5"]
+    ]  # killed's row was cut
 
 
 def test_repeated_labels_get_their_directory(tmp_path: Path) -> None:
@@ -138,7 +156,9 @@ def test_repeated_labels_get_their_directory(tmp_path: Path) -> None:
 
 @pytest.fixture
 def failed_run(tmp_path: Path) -> Path:
-    return write_run(tmp_path / "failed", [CellSpec(32, 512, 5, 80.0, requests=25, failures=25)], label="failed")
+    return write_run(
+        tmp_path / "failed", [CellSpec(32, 512, 5, 80.0, requests=25, failures=25)], label="failed"
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,15 +167,25 @@ def failed_run(tmp_path: Path) -> Path:
         (["{missing}"], 1, "no such run directory"),
         (["{failed}"], 1, "none of its 25 measured requests succeeded"),
         (["{ok}", "--pricing", "aws_moon_base"], 1, "unknown price 'aws_moon_base'"),
-        (["{ok}", "--price-per-hour", "1", "--price-per-million-tokens", "1"], 2, "not allowed with argument"),
+        (
+            ["{ok}", "--price-per-hour", "1", "--price-per-million-tokens", "1"],
+            2,
+            "not allowed with argument",
+        ),
         (["{ok}", "--pricing", "jina_api", "--price-per-hour", "1"], 2, "not allowed with argument"),
         (["{ok}", "--price-per-hour", "-3"], 2, "a price must be a positive number"),
         (["{ok}", "--price-per-million-tokens", "cheap"], 2, "'cheap' is not a number"),
     ],
 )
-def test_bad_input_fails_loudly(tmp_path: Path, failed_run: Path, study_runs: dict[str, Path],
-                                capsys: pytest.CaptureFixture[str], extra: list[str], code: int,
-                                message: str) -> None:
+def test_bad_input_fails_loudly(
+    tmp_path: Path,
+    failed_run: Path,
+    study_runs: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    code: int,
+    message: str,
+) -> None:
     paths = {"missing": tmp_path / "missing", "failed": failed_run, "ok": study_runs["sagemaker"]}
     out = tmp_path / "out"
     argv = [arg.format(**paths) for arg in extra] + ["--out", str(out)]
@@ -171,8 +201,9 @@ def test_out_is_required(capsys: pytest.CaptureFixture[str], study_runs: dict[st
     assert "--out" in capsys.readouterr().err
 
 
-def test_embed_bench_report_dispatches_here(study_runs: dict[str, Path], tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_bench_report_dispatches_here(
+    study_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert embed_bench_main(["report", str(study_runs["jina_api"]), "--out", str(tmp_path)]) == 0
     assert "### Summary" in capsys.readouterr().out
     assert embed_bench_main(["report", "--help"]) == 0
@@ -180,11 +211,21 @@ def test_embed_bench_report_dispatches_here(study_runs: dict[str, Path], tmp_pat
 
 
 def test_python_dash_m_reports(study_runs: dict[str, Path], tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "reports", str(study_runs["jina_api"]), "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "reports", str(study_runs["jina_api"]), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "report.html").exists()
-    failed = subprocess.run([sys.executable, "-m", "reports", str(tmp_path / "nope"), "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120, check=False)
+    failed = subprocess.run(
+        [sys.executable, "-m", "reports", str(tmp_path / "nope"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert failed.returncode == 1
     assert re.match(r"python -m reports: error: .*nope: no such run directory", failed.stderr)

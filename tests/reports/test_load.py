@@ -53,8 +53,11 @@ def test_only_measured_cells_are_kept(tmp_path: Path) -> None:
 def test_stats_figures_come_through(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path / "run", CELLS))
     for spec, row in zip(CELLS, run.stats.itertuples(), strict=True):
-        assert (row.concurrency, row.batch_size, row.passage_tokens) == (spec.concurrency, spec.batch_size,
-                                                                        spec.passage_tokens)
+        assert (row.concurrency, row.batch_size, row.passage_tokens) == (
+            spec.concurrency,
+            spec.batch_size,
+            spec.passage_tokens,
+        )
         assert (row.request_count, row.failure_count) == (spec.requests, spec.failures)
         assert row.mean_latency_ms == pytest.approx(spec.mean_latency_ms)
         assert row.avg_content_size * row.request_count == pytest.approx(spec.successful_tokens)
@@ -65,7 +68,10 @@ def test_stats_figures_come_through(tmp_path: Path) -> None:
 def test_both_failures_layouts(tmp_path: Path, layout: str) -> None:
     run = load_run(write_run(tmp_path / layout, CELLS, layout=RunLayout(failures_layout=layout)))
     expected = {(spec.name, spec.error, spec.failures) for spec in CELLS if spec.failures}
-    assert set(zip(run.failures["name"], run.failures["error"], run.failures["occurrences"], strict=True)) == expected
+    assert (
+        set(zip(run.failures["name"], run.failures["error"], run.failures["occurrences"], strict=True))
+        == expected
+    )
     seen = run.failures["first_seen"].notna()
     assert seen.all() if layout == "new" else not seen.any()
 
@@ -83,7 +89,10 @@ def test_interrupted_run(tmp_path: Path) -> None:
     run = load_run(write_run(tmp_path / "killed", CELLS, layout=RunLayout(interrupted=True)))
     assert len(run.stats) == len(CELLS)  # the cut line is the Aggregated row
     assert math.isnan(run.cells.at[CELLS[-1].name, "end_s"])
-    assert run.last_stats_write_s is not None and run.last_stats_write_s > run.cells.at[CELLS[-1].name, "start_s"]
+    assert (
+        run.last_stats_write_s is not None
+        and run.last_stats_write_s > run.cells.at[CELLS[-1].name, "start_s"]
+    )
     notes = " ".join(run.notes)
     assert "locust_stats.csv: last line cut off" in notes
     assert "locust_failures.csv: last line cut off" in notes
@@ -118,7 +127,10 @@ def test_locust_na_row_is_ignored(tmp_path: Path) -> None:
     [
         (lambda d: (d / "locust_stats.csv").unlink(), "no locust_stats.csv"),
         (lambda d: (d / "run.json").write_text("{not json"), "run.json: not valid JSON"),
-        (lambda d: (d / "cells.csv").write_text("name,begin\r\nx,1\r\n"), "cells.csv: missing column(s) cell"),
+        (
+            lambda d: (d / "cells.csv").write_text("name,begin\r\nx,1\r\n"),
+            "cells.csv: missing column(s) cell",
+        ),
         (lambda d: (d / "locust_stats.csv").write_text("a,b\r\n1,2\r\n"), "missing column(s) Name"),
     ],
 )

@@ -33,6 +33,7 @@ def study_rounding(rps: float, response_time_ms: float) -> float:
     it prints rounded to the millisecond (0.5 ms moves the throughput by rps x 0.5 / ms)."""
     return 0.01 + rps * 0.5 / response_time_ms
 
+
 # Cells whose printed throughput contradicts the printed response time (concurrency / time): a typo in
 # the study itself (3931 ms gives 0.25 req/s, it prints 0.33). Checked to stay inconsistent below.
 STUDY_INCONSISTENT = {("sagemaker", "b=32 t=512 c=1")}
@@ -64,15 +65,18 @@ def test_study_averages_and_peak_follow_their_definitions(study_runs: dict[str, 
     rows = study_rows(system)
     latencies_ms = [float(row[f"{prefix}response_time_ms"]) for row in rows]
     per_cell_tokens_per_s = [
-        int(row["concurrency"]) / (float(row[f"{prefix}response_time_ms"]) / 1000)
-        * int(row["batch_size"]) * int(row["passage_tokens"])
+        int(row["concurrency"])
+        / (float(row[f"{prefix}response_time_ms"]) / 1000)
+        * int(row["batch_size"])
+        * int(row["passage_tokens"])
         for row in rows
         if not (system == "self_hosted_standard" and int(row["batch_size"]) >= 32)  # all failed: 0 tokens
     ]
     failed_cells = len(rows) - len(per_cell_tokens_per_s)
     assert metrics.mean_latency_ms == pytest.approx(statistics.fmean(latencies_ms))
     assert metrics.mean_throughput_tokens_per_s == pytest.approx(
-        sum(per_cell_tokens_per_s) / (len(per_cell_tokens_per_s) + failed_cells))
+        sum(per_cell_tokens_per_s) / (len(per_cell_tokens_per_s) + failed_cells)
+    )
     assert metrics.peak_throughput_tokens_per_s == pytest.approx(max(per_cell_tokens_per_s))
 
 
@@ -109,13 +113,21 @@ def test_cell_figures(mixed) -> None:
         assert cell.nominal_tokens_per_request == spec.batch_size * spec.passage_tokens
         assert cell.duration_s == pytest.approx(spec.duration_s, abs=1e-3)
         assert cell.timed_by == TIMED_BY_CELLS
-        assert cell.throughput_tokens_per_s == pytest.approx(spec.successful_tokens / spec.duration_s, rel=1e-4)
-        assert cell.measured_request_throughput_rps == pytest.approx(spec.requests / spec.duration_s, rel=1e-4)
-        assert cell.study_request_throughput_rps == pytest.approx(spec.concurrency / (spec.mean_latency_ms / 1000))
+        assert cell.throughput_tokens_per_s == pytest.approx(
+            spec.successful_tokens / spec.duration_s, rel=1e-4
+        )
+        assert cell.measured_request_throughput_rps == pytest.approx(
+            spec.requests / spec.duration_s, rel=1e-4
+        )
+        assert cell.study_request_throughput_rps == pytest.approx(
+            spec.concurrency / (spec.mean_latency_ms / 1000)
+        )
         assert cell.median_latency_ms is not None and cell.p95_latency_ms >= cell.median_latency_ms
         if successes:
             assert cell.tokens_per_request == pytest.approx(spec.tokens)
-            assert cell.normalized_latency_ms == pytest.approx(spec.mean_latency_ms * spec.requests / successes)
+            assert cell.normalized_latency_ms == pytest.approx(
+                spec.mean_latency_ms * spec.requests / successes
+            )
         else:
             assert cell.tokens_per_request is None
             assert cell.normalized_latency_ms is None  # never a figure for a cell where nothing succeeded
@@ -133,20 +145,25 @@ def test_run_figures(mixed) -> None:
     per_cell = [spec.successful_tokens / spec.duration_s for spec in MIXED]
     assert mixed.mean_throughput_tokens_per_s == pytest.approx(statistics.fmean(per_cell), rel=1e-4)
     assert mixed.overall_throughput_tokens_per_s == pytest.approx(
-        sum(spec.successful_tokens for spec in MIXED) / sum(spec.duration_s for spec in MIXED), rel=1e-4)
+        sum(spec.successful_tokens for spec in MIXED) / sum(spec.duration_s for spec in MIXED), rel=1e-4
+    )
     assert mixed.peak_throughput_tokens_per_s == pytest.approx(max(per_cell), rel=1e-4)
     assert mixed.peak_cell == MIXED[per_cell.index(max(per_cell))].name
 
 
 @pytest.mark.parametrize(
     ("attribute", "dimension"),
-    [("success_rate_by_batch_size_pct", "batch_size"), ("success_rate_by_concurrency_pct", "concurrency"),
-     ("success_rate_by_passage_tokens_pct", "passage_tokens")],
+    [
+        ("success_rate_by_batch_size_pct", "batch_size"),
+        ("success_rate_by_concurrency_pct", "concurrency"),
+        ("success_rate_by_passage_tokens_pct", "passage_tokens"),
+    ],
 )
 def test_success_rate_by_dimension_is_pooled(mixed, attribute: str, dimension: str) -> None:
     values = {getattr(spec, dimension) for spec in MIXED}
     expected = {
-        value: 100 * sum(s.requests - s.failures for s in MIXED if getattr(s, dimension) == value)
+        value: 100
+        * sum(s.requests - s.failures for s in MIXED if getattr(s, dimension) == value)
         / sum(s.requests for s in MIXED if getattr(s, dimension) == value)
         for value in values
     }
@@ -159,8 +176,10 @@ def test_failures_are_ranked(mixed) -> None:
 
 
 def test_a_run_without_any_success_fails_loudly(tmp_path: Path) -> None:
-    cells = [CellSpec(32, 512, 5, 300.0, requests=25, failures=25),
-             CellSpec(128, 512, 5, 350.0, requests=25, failures=25, error="HTTP 503 model not loaded")]
+    cells = [
+        CellSpec(32, 512, 5, 300.0, requests=25, failures=25),
+        CellSpec(128, 512, 5, 350.0, requests=25, failures=25, error="HTTP 503 model not loaded"),
+    ]
     run = load_run(write_run(tmp_path / "all-failed", cells, label="broken"))
     with pytest.raises(ReportError, match="none of its 50 measured requests succeeded") as caught:
         run_metrics(run)
@@ -178,12 +197,17 @@ def test_a_run_without_measured_requests_fails_loudly(tmp_path: Path) -> None:
 def test_without_cells_csv_locust_rate_times_the_cells(tmp_path: Path) -> None:
     """Locust's Requests/s counts from the run's start: exact for a one-cell run, an underestimate
     of every later cell."""
-    single = run_metrics(load_run(write_run(tmp_path / "one", MIXED[:1],
-                                            layout=RunLayout(write_cells_csv=False, warmup_requests=0))))
+    single = run_metrics(
+        load_run(
+            write_run(tmp_path / "one", MIXED[:1], layout=RunLayout(write_cells_csv=False, warmup_requests=0))
+        )
+    )
     [cell] = single.cells
     assert cell.timed_by == TIMED_BY_LOCUST_RATE
     assert cell.duration_s == pytest.approx(MIXED[0].duration_s, rel=1e-6)
-    several = run_metrics(load_run(write_run(tmp_path / "many", MIXED, layout=RunLayout(write_cells_csv=False))))
+    several = run_metrics(
+        load_run(write_run(tmp_path / "many", MIXED, layout=RunLayout(write_cells_csv=False)))
+    )
     measured = {cell.cell: cell.measured_request_throughput_rps for cell in several.cells}
     for spec in MIXED:
         assert measured[spec.name] < spec.requests / spec.duration_s

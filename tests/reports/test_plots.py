@@ -19,9 +19,11 @@ from tests.reports.fixtures import CellSpec, write_run
 def column(tmp_path: Path, cells: list[CellSpec], priced: bool) -> RunColumn:
     metrics = run_metrics(load_run(write_run(tmp_path / "run", cells)))
     price = load_price_book()["sagemaker_us_east_1"] if priced else None
-    cost = run_cost(price, metrics.mean_throughput_tokens_per_s, metrics.peak_throughput_tokens_per_s) if price \
-        else None
-    return RunColumn(metrics, cost)
+    if price is None:
+        return RunColumn(metrics, None)
+    return RunColumn(
+        metrics, run_cost(price, metrics.mean_throughput_tokens_per_s, metrics.peak_throughput_tokens_per_s)
+    )
 
 
 def test_run_without_price_and_a_zero_latency_cell(tmp_path: Path) -> None:

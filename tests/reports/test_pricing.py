@@ -29,8 +29,9 @@ def test_worked_check_of_the_article_readme() -> None:
     assert round(hourly_cost_per_million_tokens_usd(3.908, 15044), 4) == 0.0722
 
 
-@pytest.mark.parametrize("row", [row for row in study_cost_rows() if row["total_usd_per_hour"]],
-                         ids=lambda row: row["service"])
+@pytest.mark.parametrize(
+    "row", [row for row in study_cost_rows() if row["total_usd_per_hour"]], ids=lambda row: row["service"]
+)
 def test_default_pricing_file_holds_the_study_prices(row: dict[str, str]) -> None:
     price = load_price_book()[row["service"]]
     assert price.infrastructure_usd_per_hour == float(row["infrastructure_usd_per_hour"])
@@ -75,9 +76,13 @@ def test_custom_prices() -> None:
 
 def test_pricing_file(tmp_path: Path) -> None:
     path = tmp_path / "prices.toml"
-    path.write_text('[my_gpu]\ndescription = "one L4"\ninfrastructure_usd_per_hour = 0.8\n'
-                    "license_usd_per_hour = 0\n")
-    assert [price.name for price in choose_prices([None, "my_gpu"], pricing=str(path))] == ["my_gpu", "my_gpu"]
+    path.write_text(
+        '[my_gpu]\ndescription = "one L4"\ninfrastructure_usd_per_hour = 0.8\nlicense_usd_per_hour = 0\n'
+    )
+    assert [price.name for price in choose_prices([None, "my_gpu"], pricing=str(path))] == [
+        "my_gpu",
+        "my_gpu",
+    ]
     with pytest.raises(ReportError, match=r"unknown price 'jina_api'.*known: my_gpu"):
         choose_prices(["jina_api"], pricing=str(path))
 
@@ -98,7 +103,10 @@ def test_unknown_prices_fail_loudly(kwargs: dict, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[a]\nusd_per_million_tokens = 1\ninfrastructure_usd_per_hour = 1\nlicense_usd_per_hour = 1\n", "either"),
+        (
+            "[a]\nusd_per_million_tokens = 1\ninfrastructure_usd_per_hour = 1\nlicense_usd_per_hour = 1\n",
+            "either",
+        ),
         ("[a]\ninfrastructure_usd_per_hour = 1\n", "either"),
         ("[a]\nusd_per_million_tokens = -1\n", "non-negative number"),
         ('[a]\nusd_per_million_tokens = "cheap"\n', "non-negative number"),

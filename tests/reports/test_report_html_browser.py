@@ -15,7 +15,9 @@ from reports.cli import main
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"  # git-ignored
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
+)
 
 # Installed first in <head>: records errors and console.error calls, then after load writes what the
 # images did into the DOM, which --dump-dom prints.
@@ -43,15 +45,29 @@ PROBE_RESULT = re.compile(r'<pre id="probe">(.*?)</pre>', re.DOTALL)
 
 
 def chromium(user_data: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={user_data}", "--enable-logging=stderr", "--v=0", *arguments]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={user_data}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *arguments,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 def probe(html: Path, tmp_path: Path) -> tuple[dict, str]:
     probed = tmp_path / "probe.html"
-    probed.write_text(html.read_text(encoding="utf-8").replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8")
+    probed.write_text(
+        html.read_text(encoding="utf-8").replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8"
+    )
     done = chromium(tmp_path / "profile-probe", "--dump-dom", probed.as_uri())
     found = PROBE_RESULT.search(done.stdout)
     assert found, f"chromium printed no probe result (exit {done.returncode}): {done.stderr[-2000:]}"
@@ -61,8 +77,10 @@ def probe(html: Path, tmp_path: Path) -> tuple[dict, str]:
 def test_probe_catches_broken_images_and_errors(tmp_path: Path) -> None:
     """The check itself can fail: a broken image and a script error are reported."""
     page = tmp_path / "bad.html"
-    page.write_text('<!DOCTYPE html><html><head></head><body><img alt="broken" src="data:image/png;base64,AAAA">'
-                    "<script>console.error('boom'); missingFunction();</script></body></html>")
+    page.write_text(
+        '<!DOCTYPE html><html><head></head><body><img alt="broken" src="data:image/png;base64,AAAA">'
+        "<script>console.error('boom'); missingFunction();</script></body></html>"
+    )
     result, stderr = probe(page, tmp_path)
     assert result["broken"] == ["broken"]
     assert "console.error: boom" in result["errors"]
@@ -86,7 +104,12 @@ def test_report_html_renders(study_runs: dict[str, Path], tmp_path: Path) -> Non
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "report_html.png"
     screenshot.unlink(missing_ok=True)
-    chromium(tmp_path / "profile-shot", "--hide-scrollbars", "--window-size=1400,4200",
-             f"--screenshot={screenshot}", html.as_uri())
+    chromium(
+        tmp_path / "profile-shot",
+        "--hide-scrollbars",
+        "--window-size=1400,4200",
+        f"--screenshot={screenshot}",
+        html.as_uri(),
+    )
     assert screenshot.read_bytes().startswith(b"\x89PNG")
     print(f"screenshot of report.html: {screenshot}")
