@@ -3,6 +3,7 @@ loads, nothing is logged as an error, and a screenshot is kept for a human to lo
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -63,15 +64,15 @@ def chromium(user_data: Path, *arguments: str) -> subprocess.CompletedProcess[st
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-def probe(html: Path, tmp_path: Path) -> tuple[dict, str]:
+def probe(page: Path, tmp_path: Path) -> tuple[dict, str]:
     probed = tmp_path / "probe.html"
     probed.write_text(
-        html.read_text(encoding="utf-8").replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8"
+        page.read_text(encoding="utf-8").replace("<head>", "<head>\n" + PROBE, 1), encoding="utf-8"
     )
     done = chromium(tmp_path / "profile-probe", "--dump-dom", probed.as_uri())
     found = PROBE_RESULT.search(done.stdout)
     assert found, f"chromium printed no probe result (exit {done.returncode}): {done.stderr[-2000:]}"
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")), done.stderr
+    return json.loads(html.unescape(found.group(1))), done.stderr
 
 
 def test_probe_catches_broken_images_and_errors(tmp_path: Path) -> None:
@@ -91,11 +92,11 @@ def test_probe_catches_broken_images_and_errors(tmp_path: Path) -> None:
 def test_report_html_renders(study_runs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "report"
     assert main([*map(str, study_runs.values()), "--out", str(out), "--compare-study"]) == 0
-    html = out / "report.html"
-    text = html.read_text(encoding="utf-8")
+    page = out / "report.html"
+    text = page.read_text(encoding="utf-8")
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", text), "report.html must open offline"
 
-    result, stderr = probe(html, tmp_path)
+    result, stderr = probe(page, tmp_path)
     assert result["images"] == len(list(out.glob("*.png"))) == 4
     assert result["broken"] == []
     assert result["errors"] == []
@@ -109,7 +110,7 @@ def test_report_html_renders(study_runs: dict[str, Path], tmp_path: Path) -> Non
         "--hide-scrollbars",
         "--window-size=1400,4200",
         f"--screenshot={screenshot}",
-        html.as_uri(),
+        page.as_uri(),
     )
     assert screenshot.read_bytes().startswith(b"\x89PNG")
     print(f"screenshot of report.html: {screenshot}")
