@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from reports.cells import Cell
 from reports.tables import DIMENSIONS, SUMMARY_BY_KEY, Column, RunColumn, latency_ms, success_split
@@ -188,6 +189,7 @@ def _summary_bars(
     _grouped_bars(ax, [column.label for column in columns], series, horizontal=True)
     if log:
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
     for container in ax.containers:
         ax.bar_label(container, fmt=label_format, fontsize=7, padding=2)
     ax.margins(x=0.15)
