@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from reports.plots import Plot
-from reports.tables import Section, Table
+from reports.tables import Section, Table, numeric_columns
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1280px; padding: 0 1rem; color: #222; }
@@ -18,7 +18,7 @@ th, td { border: 1px solid #d0d0d0; padding: 0.25rem 0.55rem; text-align: right;
 th { background: #f2f2f2; white-space: normal; min-width: 5rem; vertical-align: bottom; }
 td:first-child, th:first-child { text-align: left; }
 div.scroll { overflow-x: auto; }
-td.text { text-align: left; white-space: normal; }
+td.text, th.text { text-align: left; white-space: normal; overflow-wrap: anywhere; }
 p.definition { color: #555; font-style: italic; margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 0.8rem; }
@@ -35,13 +35,13 @@ def render_table(table: Table, heading: bool = True) -> str:
     parts.append(f'<p class="definition">{escape(table.definition)}</p>')
     if not table.rows:
         return "\n".join([*parts, "<p>(none)</p>"])
-    header = "".join(f"<th>{escape(title)}</th>" for title in table.header)
+    classes = ["" if numeric else ' class="text"' for numeric in numeric_columns(table)]
+    header = "".join(
+        f"<th{kind}>{escape(title)}</th>" for kind, title in zip(classes, table.header, strict=True)
+    )
     rows = "\n".join(
         "<tr>"
-        + "".join(
-            f'<td class="text">{escape(value)}</td>' if len(value) > 40 else f"<td>{escape(value)}</td>"
-            for value in row
-        )
+        + "".join(f"<td{kind}>{escape(value)}</td>" for kind, value in zip(classes, row, strict=True))
         + "</tr>"
         for row in table.rows
     )

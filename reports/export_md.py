@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from reports.plots import Plot
-from reports.tables import Section, Table
+from reports.tables import Section, Table, numeric_columns
 
 
 def _cell(text: str) -> str:
@@ -20,7 +20,7 @@ def render_table(table: Table, heading: bool = True) -> str:
     if not table.rows:
         return "\n".join([*lines, "(none)", ""])
     lines.append("| " + " | ".join(_cell(title) for title in table.header) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|")
+    lines.append("|" + "|".join("---:" if numeric else "---" for numeric in numeric_columns(table)) + "|")
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in table.rows]
     return "\n".join([*lines, ""])
 

@@ -8,6 +8,7 @@ figure's definition travels with its table, because the study never said how it 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,19 @@ class Section:
     bullets: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
     plot: str | None = None
+
+
+_FIGURE = re.compile(r"[\d,.\s()/%—-]*\d[\d,.\s()/%—-]*|—")
+
+
+def is_figure(text: str) -> bool:
+    """Whether a formatted cell is a number (or figures like ``1,234 (1,024)``), aligned right."""
+    return _FIGURE.fullmatch(text) is not None
+
+
+def numeric_columns(table: Table) -> list[bool]:
+    """Per column: every row holds a figure (such columns are right-aligned)."""
+    return [all(is_figure(row[index]) for row in table.rows) for index in range(len(table.header))]
 
 
 def fmt(value: float | None, spec: str) -> str:
