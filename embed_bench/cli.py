@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "target_server.cli",
         "start the bundled target server (Flask + sentence-transformers, gunicorn)",
     ),
+    "run": ("embed_bench.run", "run Locust headless over a grid against one backend into a run directory"),
+    "demo": ("embed_bench.demo", "the bundled server in each batching mode, the quick grid, one report"),
     "report": ("reports.cli", "turn Locust run directories into tables, plots and cost figures"),
 }
 

@@ -39,7 +39,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--max-batch-tokens",
         type=int,
         metavar="N",
-        help="padded tokens per forward pass (default: 8192 for timeout, else 16384)",
+        help="padded tokens per forward pass (default: 8192 for timeout, else 16384 on cuda, 4096 on cpu)",
     )
     batching.add_argument(
         "--batch-timeout",

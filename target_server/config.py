@@ -32,8 +32,7 @@ class ServerConfig:
     device: str = "auto"
     dtype: str = "auto"
     batching: str = "continuous"
-    # Padded tokens (longest input x rows) one forward pass may take. None: 8192 for the study's
-    # `timeout` batcher (its MAX_TOKENS), 16384 otherwise (the study's high-load request size).
+    # Padded tokens (longest input x rows) one forward pass may take. None: see batch_token_budget.
     max_batch_tokens: int | None = None
     batch_timeout_s: float = 2.0
     # Admission control: tokens admitted but not yet answered. Past it, new requests get 429 at once.
@@ -50,11 +49,18 @@ class ServerConfig:
     # tokens, so OOM recovery can be exercised on a machine without a GPU. Never set in production.
     inject_oom_above_padded_tokens: int | None = None
 
-    @property
-    def effective_max_batch_tokens(self) -> int:
+    def batch_token_budget(self, device: str) -> int:
+        """``max_batch_tokens``, or the default for the mode and device.
+
+        The study's ``timeout`` batcher used 8192. Otherwise: 16384 on a GPU (the study's high-load
+        request fits one pass), 4096 on a CPU, where larger passes lose throughput (cache misses in
+        attention) and only add latency -- measured with benchmarks/batching.py.
+        """
         if self.max_batch_tokens is not None:
             return self.max_batch_tokens
-        return 8192 if self.batching == "timeout" else 16384
+        if self.batching == "timeout":
+            return 8192
+        return 16384 if device.startswith("cuda") else 4096
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ServerConfig:

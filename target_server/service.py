@@ -40,6 +40,7 @@ class EmbeddingService:
         self.metrics = ServerMetrics()
         self.embedder = embedder
         self.batcher: Batcher | None = None
+        self.max_batch_tokens: int | None = None  # set at load, once the device is known
         self.state = "loading"
         self._ready = threading.Event()
 
@@ -56,15 +57,16 @@ class EmbeddingService:
         if self.embedder is None:
             self.embedder = load_embedder(self.config)
         batcher_class = BATCHERS[self.config.batching]
+        self.max_batch_tokens = self.config.batch_token_budget(self.embedder.info.device)
         self.batcher = batcher_class(
             self.embedder,
             self.metrics,
-            max_batch_tokens=self.config.effective_max_batch_tokens,
+            max_batch_tokens=self.max_batch_tokens,
             max_queue_tokens=self.config.max_queue_tokens,
             batch_timeout_s=self.config.batch_timeout_s,
         )
         if self.config.warmup:
-            self.batcher.warmup(self.embedder.warmup_batch(self.config.effective_max_batch_tokens))
+            self.batcher.warmup(self.embedder.warmup_batch(self.max_batch_tokens))
         self.batcher.start()
         self.state = "ready"
         self._ready.set()
@@ -77,7 +79,7 @@ class EmbeddingService:
             info.device,
             info.dtype,
             self.config.batching,
-            self.config.effective_max_batch_tokens,
+            self.max_batch_tokens,
         )
 
     def _load_logged(self) -> None:
@@ -103,7 +105,7 @@ class EmbeddingService:
             "status": self.state,
             "batching": {
                 "mode": self.config.batching,
-                "max_batch_tokens": self.config.effective_max_batch_tokens,
+                "max_batch_tokens": self.max_batch_tokens,
                 "batch_timeout_s": self.config.batch_timeout_s if self.config.batching == "timeout" else None,
                 "max_queue_tokens": self.config.max_queue_tokens,
             },
