@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.tables import SUMMARY_METRICS, Column, RunColumn
+from reports.columns import Column, RunColumn
+from reports.headline import SUMMARY_METRICS
 
 
 def cells_frame(runs: Sequence[RunColumn]) -> pd.DataFrame:

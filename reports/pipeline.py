@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reports.columns import Column, RunColumn
 from reports.export_csv import write_cells_csv, write_summary_csv
 from reports.export_html import render_html
 from reports.export_md import render_markdown
@@ -20,8 +21,9 @@ from reports.load import RunData, load_run
 from reports.metrics import run_metrics
 from reports.plots import Plot, build_plots
 from reports.pricing import choose_prices, run_cost
+from reports.sections import build_sections
 from reports.study import load_study
-from reports.tables import Column, RunColumn, Section, build_sections
+from reports.tables import Section
 
 TITLE = "embed-bench report"
 

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from reports.cells import Cell
-from reports.tables import DIMENSIONS, SUMMARY_BY_KEY, Column, RunColumn, latency_ms, success_split
+from reports.columns import DIMENSIONS, Column, RunColumn, column_cells, latency_ms, success_split
+from reports.headline import SUMMARY_BY_KEY
 
 DPI = 100
 
@@ -45,20 +46,9 @@ def _colour(index: int) -> str:
     return f"C{index % 10}"
 
 
-def _cells(columns: Sequence[Column]) -> set[Cell]:
-    cells: set[Cell] = set()
-    for column in columns:
-        cells |= (
-            {cell.key for cell in column.metrics.cells}
-            if isinstance(column, RunColumn)
-            else set(column.latency_ms)
-        )
-    return cells
-
-
 def latency_plot(columns: Sequence[Column]) -> Plot:
     """Mean response time as a batch size x passage length grid, one panel per column and concurrency."""
-    cells = _cells(columns)
+    cells = column_cells(columns)
     concurrencies = sorted({cell.concurrency for cell in cells})
     batches = sorted({cell.batch_size for cell in cells})
     lengths = sorted({cell.passage_tokens for cell in cells})

@@ -13,10 +13,11 @@ import pytest
 
 from embed_bench.cli import main as embed_bench_main
 from reports.cli import main
+from reports.headline import SUMMARY_METRICS
 from reports.load import load_run
 from reports.metrics import run_metrics
 from reports.study import load_study
-from reports.tables import MISSING, SUMMARY_METRICS
+from reports.tables import MISSING
 from tests.reports.fixtures import STUDY_LATENCY, CellSpec, RunLayout, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from reports.columns import RunColumn
 from reports.load import load_run
 from reports.metrics import run_metrics
 from reports.plots import build_plots
 from reports.pricing import load_price_book, run_cost
 from reports.study import load_study
-from reports.tables import RunColumn
 from tests.reports.fixtures import CellSpec, write_run
 
 

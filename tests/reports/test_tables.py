@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from reports.columns import RunColumn
+from reports.headline import SUMMARY_METRICS
 from reports.load import load_run
 from reports.metrics import run_metrics
-from reports.tables import SUMMARY_METRICS, RunColumn, build_sections, is_figure
+from reports.sections import build_sections
+from reports.tables import is_figure
 
 
 @pytest.mark.parametrize(
