@@ -7,7 +7,6 @@ directories, post-processor -- on the bundled model, on the CPU when there is no
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,19 +52,6 @@ def parse_modes(text: str) -> list[str]:
     if not modes or unknown:
         raise RunError(f"--modes takes a comma-separated subset of {', '.join(BATCHING_MODES)}; got {text!r}")
     return modes
-
-
-def print_summary(report_dir: Path) -> None:
-    path = report_dir / "summary.csv"
-    if not path.exists():
-        return
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.reader(stream))
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)))
-        if number == 0:
-            print("  ".join("-" * width for width in widths))
 
 
 def plan_runs(args: argparse.Namespace, modes: list[str]) -> list[tuple[str, int, RunPlan]]:
@@ -131,7 +117,5 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     if code != 0:
         return code
-    print()
-    print_summary(report_dir)
     print(f"\nreport: {report_dir / 'report.md'} and {report_dir / 'report.html'}")
     return 0

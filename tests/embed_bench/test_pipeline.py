@@ -1,0 +1,170 @@
+"""serve -> run -> report end to end on a tiny grid, with the real server, Locust and post-processor."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from target_server.launcher import running_target_server
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-pipeline-7c1d9e"
+TINY_GRID = """description = "two cells for the tests"
+[[cells]]
+concurrency = 2
+batch_size = [1, 4]
+passage_tokens = 16
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with running_target_server("--api-key", KEY, "--threads", "16") as url:
+        yield url
+
+
+def embed_bench(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "embed_bench", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
+
+
+def stats_rows(run_dir: Path) -> dict[str, dict[str, str]]:
+    with open(run_dir / "locust_stats.csv", newline="") as stream:
+        return {row["Name"]: row for row in csv.DictReader(stream)}
+
+
+def assert_no_secret(directory: Path, *texts: str) -> None:
+    for path in directory.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), f"API key leaked into {path}"
+    for text in texts:
+        assert KEY not in text
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
+    grid = tmp_path / "tiny.toml"
+    grid.write_text(TINY_GRID)
+    run_dir = tmp_path / "run"
+    result = embed_bench(
+        "run",
+        "--backend",
+        "self-hosted",
+        "--host",
+        server,
+        "--grid",
+        str(grid),
+        "--out",
+        str(run_dir),
+        "--workers",
+        str(workers),
+        "--label",
+        "tiny",
+        "--api-key",
+        KEY,
+        "--requests-per-user",
+        "3",
+        "--pricing",
+        "self_hosted_us_east_1",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "[2/2] b=4 t=16 c=2: done" in result.stdout
+    rows = stats_rows(run_dir)
+    for batch in (1, 4):
+        row = rows[f"b={batch} t=16 c=2"]
+        assert (row["Request Count"], row["Failure Count"]) == ("6", "0")
+        assert float(row["Average Content Size"]) == batch * (16 + 2)  # server usage: [CLS] + 16 + [SEP]
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "completed" and run["label"] == "tiny" and run["workers"] == workers
+    assert run["model"] == "sentence-transformers/all-MiniLM-L6-v2" and run["grid"] == str(grid)
+    assert run["cells"] == ["b=1 t=16 c=2", "b=4 t=16 c=2"]
+
+    report_dir = tmp_path / "report"
+    report = embed_bench("report", str(run_dir), "--out", str(report_dir))
+    assert report.returncode == 0, report.stderr
+    markdown = (report_dir / "report.md").read_text()
+    assert "tiny" in markdown and "b=4 t=16 c=2" in (report_dir / "cells.csv").read_text()
+    assert_no_secret(tmp_path, result.stdout, result.stderr, report.stdout, report.stderr)
+
+
+def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text("[[cells]]\nconcurrency = 2\nbatch_size = 2\npassage_tokens = [16, 32, 64, 128]\n")
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embed_bench",
+            "run",
+            "--backend",
+            "self-hosted",
+            "--host",
+            server,
+            "--grid",
+            str(grid),
+            "--out",
+            str(run_dir),
+            "--api-key",
+            KEY,
+            "--requests-per-user",
+            "40",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the first cell is done and the second running
+        cells = run_dir / "cells.csv"
+        if cells.exists() and len(cells.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stdout
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["ended_at"]
+    assert "b=2 t=16 c=2" in stats_rows(run_dir)
+    report = embed_bench("report", str(run_dir), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    assert_no_secret(tmp_path, stdout, stderr)
+
+
+def test_demo_on_a_tiny_grid(tmp_path: Path) -> None:
+    grid = tmp_path / "tiny.toml"
+    grid.write_text(TINY_GRID)
+    out = tmp_path / "demo"
+    result = embed_bench(
+        "demo",
+        "--grid",
+        str(grid),
+        "--modes",
+        "continuous,none",
+        "--requests-per-user",
+        "2",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "report" / "report.md").exists() and (out / "report" / "report.html").exists()
+    summary = (out / "report" / "summary.csv").read_text()
+    assert "continuous" in summary and "none" in summary
+    assert f"report: {out / 'report' / 'report.md'}" in result.stdout
+    for mode in ("continuous", "none"):
+        rows = stats_rows(out / mode)
+        assert all(rows[f"b={b} t=16 c=2"]["Failure Count"] == "0" for b in (1, 4))
