@@ -20,144 +20,24 @@ from locust import HttpUser, task  # first: gevent monkey-patches before anythin
 from locust.env import Environment
 
 # isort: split
-import errno
-import json
-import math
-import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import requests
 from requests.auth import AuthBase
 
+from locustfiles.checks import (
+    BadBody,
+    Embeddings,
+    RequestFailure,
+    backoff_seconds,
+    check_embeddings,
+    classify_exception,
+    http_failure,
+    parse_json,
+)
 from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
-MAX_BACKOFF_S = 30.0
-_CONNECTION_CLASSES = (
-    (ConnectionRefusedError, "connection refused"),
-    (ConnectionResetError, "connection reset"),
-    (ConnectionAbortedError, "connection aborted"),
-    (TimeoutError, "timeout"),
-    (ssl.SSLError, "tls error"),
-)
-
-
-class RequestFailure(Exception):
-    """A failure whose repr is its message, so Locust's failures table shows just the class."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-class BadBody(ValueError):
-    """A 200 response whose body is not what the backend promises."""
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    vectors: Sequence[Sequence[float]]
-    total_tokens: int | None  # None when the backend reports no usage
-
-
-def _causes(exc: BaseException, limit: int = 12) -> list[BaseException]:
-    """The exception and what it wraps (requests -> urllib3 -> socket), breadth-first and bounded."""
-    found: list[BaseException] = []
-    queue: list[BaseException] = [exc]
-    while queue and len(found) < limit:
-        current = queue.pop(0)
-        if any(current is seen for seen in found):
-            continue
-        found.append(current)
-        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        nested += [arg for arg in current.args if isinstance(arg, BaseException)]
-        queue += [item for item in nested if isinstance(item, BaseException)]
-    return found
-
-
-def classify_exception(exc: BaseException) -> str:
-    """The failure class of a request that got no HTTP response."""
-    if isinstance(exc, requests.exceptions.Timeout):
-        return "timeout"
-    chain = _causes(exc)
-    for cause in chain:
-        for kind, label in _CONNECTION_CLASSES:
-            if isinstance(cause, kind):
-                return label
-        if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
-            return "connection refused"
-    text = " ".join(str(cause) for cause in chain).lower()
-    if "remotedisconnected" in text or "closed connection" in text or "without response" in text:
-        return "connection closed"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection closed"
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return "connection error"
-    return f"request error: {type(exc).__name__}"
-
-
-def error_code(body: Any) -> str | None:
-    """The machine-readable error class in a JSON error body, whichever convention it follows."""
-    if not isinstance(body, dict):
-        return None
-    for key in ("code", "error_type"):  # Jina API; the bundled server
-        if isinstance(body.get(key), str) and body[key]:
-            return body[key]
-    error = body.get("error")
-    if isinstance(error, dict):  # OpenAI: {"error": {"message", "type", "code"}}
-        for key in ("code", "type"):
-            if isinstance(error.get(key), str) and error[key]:
-                return error[key]
-    return None
-
-
-def check_embeddings(result: Embeddings, inputs: int, dimension: int | None) -> str | None:
-    """The failure message for a wrong body, or None when it is right."""
-    vectors = result.vectors
-    if len(vectors) != inputs:
-        return f"bad body: {len(vectors)} embeddings for {inputs} inputs"
-    sizes = {len(vector) if isinstance(vector, list) else -1 for vector in vectors}
-    if -1 in sizes:
-        return "bad body: an embedding is not a list"
-    if len(sizes) > 1:
-        return f"bad body: embeddings of dimensions {sorted(sizes)}"
-    (size,) = sizes
-    if size == 0:
-        return "bad body: empty embedding"
-    if dimension is not None and size != dimension:
-        return f"bad body: dimension {size}, expected {dimension}"
-    try:
-        # A NaN or infinity anywhere makes the sum non-finite; one C-level pass instead of per-item checks.
-        total = sum(map(sum, vectors))
-    except TypeError:
-        return "bad body: non-numeric embedding values"
-    if not math.isfinite(total):
-        return "bad body: non-finite embedding values"
-    return None
-
-
-def _reject_constant(name: str) -> float:
-    raise BadBody("bad body: non-finite embedding values")  # JSON NaN / Infinity literals
-
-
-def parse_json(content: bytes) -> Any:
-    try:
-        return json.loads(content, parse_constant=_reject_constant)
-    except BadBody:
-        raise
-    except ValueError as exc:
-        raise BadBody("bad body: not JSON") from exc
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare for rate limits, and the default pause covers it
 
 
 class EmbeddingUser(HttpUser):
@@ -201,14 +81,6 @@ class EmbeddingUser(HttpUser):
     def precheck(self, request: PlannedRequest) -> str | None:
         """A failure message for a request that must not be sent at all (e.g. over a body limit)."""
         return None
-
-    def describe_error(self, response: requests.Response) -> str:
-        """The failure message of a non-200 response: status and the backend's error code."""
-        try:
-            code = error_code(json.loads(response.content))
-        except ValueError:
-            code = None
-        return f"HTTP {response.status_code} {code}" if code else f"HTTP {response.status_code}"
 
     # --- the user's life in a cell ---------------------------------------------------------------
     def wait_time(self) -> float:
@@ -261,13 +133,13 @@ class EmbeddingUser(HttpUser):
                 response.success()
             else:
                 response.failure(RequestFailure(failure))
-                self._pause_s = self._backoff(response)
+                self._pause_s = backoff_seconds(response.status_code, response.headers or {})
 
     def _outcome(self, response: Any, request: PlannedRequest) -> tuple[str | None, int]:
         if response.error is not None and response.status_code == 0:
             return classify_exception(response.error), 0
         if response.status_code != 200:
-            return self.describe_error(response), 0
+            return http_failure(response.status_code, response.headers, response.content), 0
         try:
             result = self.parse_embeddings(parse_json(response.content), request.inputs)
         except BadBody as exc:
@@ -283,11 +155,3 @@ class EmbeddingUser(HttpUser):
             else request.inputs * request.passage_tokens
         )
         return None, tokens
-
-    @staticmethod
-    def _backoff(response: Any) -> float:
-        """Seconds to wait before the next request: a rate-limited user must not hammer the server."""
-        retry_after = retry_after_seconds(response.headers.get("Retry-After") if response.headers else None)
-        if retry_after is not None:
-            return min(retry_after, MAX_BACKOFF_S)
-        return 1.0 if response.status_code == 429 else 0.0

@@ -23,7 +23,7 @@ master and workers, because the shape only talks to the processes through Locust
 
 from __future__ import annotations
 
-from locust import LoadTestShape  # first: gevent monkey-patches before anything else loads
+from locust import LoadTestShape, events  # first: gevent monkey-patches before anything else loads
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
@@ -51,6 +51,7 @@ from locustfiles.cells import (
 from locustfiles.options import (
     BenchOptions,
     OptionError,
+    add_bench_options,
     concurrency_option,
     csv_prefix_option,
     run_time_option,
@@ -60,6 +61,9 @@ from locustfiles.workload import CellPlan, CellTracker, users_per_runner
 __all__ = ["GRIDS", "Cell", "Grid", "GridError", "GridShape", "load_grid", "parse_grid_toml"]
 
 logger = logging.getLogger(__name__)
+
+# Every locustfile imports GridShape, so this is where the custom options join Locust's parser.
+events.init_command_line_parser.add_listener(add_bench_options)
 
 STOP_RATE = 100.0  # users stopped per second between cells (Locust ramps down at the spawn rate too)
 DRAIN_LIMIT_S = 30.0  # give up waiting for users to stop (a worker that vanished) after this long

@@ -1,6 +1,8 @@
 """Every custom Locust option of embed-bench, and a typed, validated view of their values.
 
-The options are declared once, as a table, so the parser registration, the ``LOCUST_...`` environment
+This module does not import Locust (tests and ``embed-bench run`` read it without gevent);
+``locustfiles.grid`` subscribes ``add_bench_options`` to Locust's parser event. The options are
+declared once, as a table, so the parser registration, the ``LOCUST_...`` environment
 variables, the web UI form and the typed ``BenchOptions`` view cannot drift apart. Values are read
 back through ``BenchOptions.from_namespace`` because Locust hands custom options around as loosely
 typed attributes: the web UI writes form strings into options whose default is ``None``, and workers
@@ -9,9 +11,6 @@ receive the master's values as a plain dict with each spawn message.
 
 from __future__ import annotations
 
-import locust  # first: gevent monkey-patches before anything else loads
-
-# isort: split
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -133,9 +132,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
 )
 
 
-@locust.events.init_command_line_parser.add_listener
 def add_bench_options(parser: Any, **_kwargs: Any) -> None:
-    """Register the options; idempotent, since a locustfile directory may import this module twice."""
+    """Add the options to Locust's parser (an ``init_command_line_parser`` listener, subscribed by
+    ``locustfiles.grid``, which every locustfile imports); idempotent, so importing twice is harmless."""
     # Straight on the parser: argument groups are plain argparse and drop Locust's web UI flags.
     for spec in OPTION_SPECS:
         if spec.flag in parser._option_string_actions:

@@ -7,7 +7,7 @@ An ``HttpUser`` whose requests are signed with SigV4 (requests-aws4auth, signing
 ``sagemaker``) from the standard boto3 credential chain, refreshed per request. The body is the
 container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per item,
 summed into ``response_length``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
-``ThrottlingException``, ...), which names the failure. A body over SageMaker's 6 MB limit is
+``ThrottlingException``, ...), which names the failure (``locustfiles.checks``). A body over SageMaker's 6 MB limit is
 recorded as a failure without being sent.
 """
 
@@ -18,26 +18,23 @@ import locust  # noqa: F401  (first: gevent monkey-patches ssl before boto3 load
 # isort: split
 import functools
 import json
-import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
-import requests
 from locust.env import Environment
 from locust.exception import StopTest
 from requests.auth import AuthBase
 from requests_aws4auth import AWS4Auth
 
-from locustfiles.base import BadBody, Embeddings, EmbeddingUser, error_code
+from locustfiles.base import EmbeddingUser
+from locustfiles.checks import BadBody, Embeddings
 from locustfiles.grid import GridShape
 from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest
 
 __all__ = ["GridShape", "SageMakerUser"]
-
-logger = logging.getLogger(__name__)
 
 BODY_LIMIT_BYTES = 6_291_456
 SIGNING_SERVICE = "sagemaker"  # not "sagemaker-runtime": the runtime API signs as "sagemaker"
@@ -132,30 +129,3 @@ class SageMakerUser(EmbeddingUser):
         counts = [usage.get("total_tokens") if isinstance(usage, dict) else None for usage in usages]
         tokens = sum(counts) if counts and all(isinstance(count, int) for count in counts) else None
         return Embeddings([item["embedding"] for item in items], tokens)
-
-    def describe_error(self, response: requests.Response) -> str:
-        error_type = response.headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
-        if not error_type:
-            return super().describe_error(response)
-        message = f"HTTP {response.status_code} {error_type}"
-        if error_type == "ModelError":
-            message += _model_error_detail(response.content)
-        return message
-
-
-def _model_error_detail(content: bytes) -> str:
-    """A ModelError is the container's failure: say whether it timed out or what status it gave."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    text = " ".join(str(body.get(key, "")) for key in ("Message", "message", "OriginalMessage")).lower()
-    if "timed out" in text:
-        return ": container timeout"
-    status = body.get("OriginalStatusCode")
-    if isinstance(status, int):
-        return f": container returned {status}"
-    code = error_code(body)
-    return f": {code}" if code else ""

@@ -16,7 +16,8 @@ import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl befor
 import json
 from typing import Any
 
-from locustfiles.base import BadBody, Embeddings, EmbeddingUser
+from locustfiles.base import EmbeddingUser
+from locustfiles.checks import BadBody, Embeddings
 from locustfiles.grid import GridShape
 from locustfiles.options import BenchOptions
 

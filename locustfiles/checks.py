@@ -1,0 +1,185 @@
+"""Response checks and failure classes: what every embed-bench user applies to every response.
+
+Pure functions (no Locust import, so no gevent monkey-patching) shared by all backends:
+
+- a 200 must carry one finite vector per input, all of one dimension, else ``bad body: ...``
+  (``bad body: 31 embeddings for 32 inputs``);
+- a request without a response is named by what happened (``timeout``, ``connection refused``,
+  ``connection reset``, ``connection closed``, ...);
+- an HTTP error is ``HTTP <status> <code>`` with the backend's machine-readable code: the Jina API's
+  ``code``, the bundled server's ``error_type``, an OpenAI-style ``error.code``/``error.type``, or
+  SageMaker's ``x-amzn-ErrorType`` (a ``ModelError`` also says whether the container timed out or
+  which status it returned).
+
+Messages are categorical on purpose: Locust's failures table has one row per distinct message.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+MAX_BACKOFF_S = 30.0
+_CONNECTION_CLASSES = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (ConnectionAbortedError, "connection aborted"),
+    (TimeoutError, "timeout"),
+    (ssl.SSLError, "tls error"),
+)
+
+
+class RequestFailure(Exception):
+    """A failure whose repr is its message, so Locust's failures table shows just the class."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+class BadBody(ValueError):
+    """A 200 response whose body is not what the backend promises."""
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: Sequence[Sequence[float]]
+    total_tokens: int | None  # None when the backend reports no usage
+
+
+def _causes(exc: BaseException, limit: int = 12) -> list[BaseException]:
+    """The exception and what it wraps (requests -> urllib3 -> socket), breadth-first and bounded."""
+    found: list[BaseException] = []
+    queue: list[BaseException] = [exc]
+    while queue and len(found) < limit:
+        current = queue.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        nested += [arg for arg in current.args if isinstance(arg, BaseException)]
+        queue += [item for item in nested if isinstance(item, BaseException)]
+    return found
+
+
+def classify_exception(exc: BaseException) -> str:
+    """The failure class of a request that got no HTTP response."""
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timeout"
+    chain = _causes(exc)
+    for cause in chain:
+        for kind, label in _CONNECTION_CLASSES:
+            if isinstance(cause, kind):
+                return label
+        if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
+            return "connection refused"
+    text = " ".join(str(cause) for cause in chain).lower()
+    if "remotedisconnected" in text or "closed connection" in text or "without response" in text:
+        return "connection closed"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "connection closed"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection error"
+    return f"request error: {type(exc).__name__}"
+
+
+def error_code(body: Any) -> str | None:
+    """The machine-readable error class in a JSON error body, whichever convention it follows."""
+    if not isinstance(body, dict):
+        return None
+    for key in ("code", "error_type"):  # Jina API; the bundled server
+        if isinstance(body.get(key), str) and body[key]:
+            return body[key]
+    error = body.get("error")
+    if isinstance(error, dict):  # OpenAI: {"error": {"message", "type", "code"}}
+        for key in ("code", "type"):
+            if isinstance(error.get(key), str) and error[key]:
+                return error[key]
+    return None
+
+
+def check_embeddings(result: Embeddings, inputs: int, dimension: int | None) -> str | None:
+    """The failure message for a wrong body, or None when it is right."""
+    vectors = result.vectors
+    if len(vectors) != inputs:
+        return f"bad body: {len(vectors)} embeddings for {inputs} inputs"
+    sizes = {len(vector) if isinstance(vector, list) else -1 for vector in vectors}
+    if -1 in sizes:
+        return "bad body: an embedding is not a list"
+    if len(sizes) > 1:
+        return f"bad body: embeddings of dimensions {sorted(sizes)}"
+    (size,) = sizes
+    if size == 0:
+        return "bad body: empty embedding"
+    if dimension is not None and size != dimension:
+        return f"bad body: dimension {size}, expected {dimension}"
+    try:
+        # A NaN or infinity anywhere makes the sum non-finite; one C-level pass instead of per-item checks.
+        total = sum(map(sum, vectors))
+    except TypeError:
+        return "bad body: non-numeric embedding values"
+    if not math.isfinite(total):
+        return "bad body: non-finite embedding values"
+    return None
+
+
+def _reject_constant(name: str) -> float:
+    raise BadBody("bad body: non-finite embedding values")  # JSON NaN / Infinity literals
+
+
+def parse_json(content: bytes) -> Any:
+    try:
+        return json.loads(content, parse_constant=_reject_constant)
+    except BadBody:
+        raise
+    except ValueError as exc:
+        raise BadBody("bad body: not JSON") from exc
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for rate limits, and the default pause covers it
+
+
+def http_failure(status: int, headers: Mapping[str, str], content: bytes) -> str:
+    """The failure message of a non-200 response."""
+    error_type = headers.get("x-amzn-ErrorType", "").split(":", 1)[0].strip()
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = None
+    if error_type:
+        detail = _model_error_detail(body) if error_type == "ModelError" else ""
+        return f"HTTP {status} {error_type}{detail}"
+    code = error_code(body)
+    return f"HTTP {status} {code}" if code else f"HTTP {status}"
+
+
+def _model_error_detail(body: Any) -> str:
+    """A SageMaker ModelError is the container's failure: did it time out, or what did it return?"""
+    if not isinstance(body, dict):
+        return ""
+    text = " ".join(str(body.get(key, "")) for key in ("Message", "message", "OriginalMessage")).lower()
+    if "timed out" in text:
+        return ": container timeout"
+    status = body.get("OriginalStatusCode")
+    return f": container returned {status}" if isinstance(status, int) else ""
+
+
+def backoff_seconds(status: int, headers: Mapping[str, str]) -> float:
+    """Pause before a user's next request after a failure: honour Retry-After (capped), and wait a
+    second after a 429 without one, so a rate-limited user does not hammer the server."""
+    retry_after = retry_after_seconds(headers.get("Retry-After"))
+    if retry_after is not None:
+        return min(retry_after, MAX_BACKOFF_S)
+    return 1.0 if status == 429 else 0.0
