@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import statistics
 import sys
 import threading
@@ -27,82 +25,8 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from tests.support.target import running_target_server
-
-VOCAB = [
-    "the",
-    "a",
-    "of",
-    "to",
-    "and",
-    "in",
-    "is",
-    "for",
-    "on",
-    "that",
-    "with",
-    "as",
-    "by",
-    "at",
-    "from",
-    "it",
-    "this",
-    "be",
-    "are",
-    "was",
-    "an",
-    "or",
-    "which",
-    "embedding",
-    "vector",
-    "passage",
-    "token",
-    "latency",
-    "throughput",
-    "batch",
-    "server",
-    "model",
-    "query",
-    "cost",
-    "memory",
-    "request",
-    "response",
-    "benchmark",
-    "search",
-    "index",
-    "document",
-    "retrieval",
-    "similarity",
-    "language",
-    "neural",
-    "network",
-    "data",
-    "cloud",
-    "endpoint",
-    "deployment",
-    "hosted",
-    "price",
-    "million",
-    "second",
-    "user",
-    "concurrency",
-    "queue",
-    "device",
-]
-
-
-def passages(tokenizer, count: int, tokens: int, seed: int) -> list[str]:
-    """Distinct passages of exactly ``tokens`` tokens (special tokens excluded) under ``tokenizer``."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(count):
-        words = [rng.choice(VOCAB) for _ in range(tokens * 2)]
-        ids = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"][:tokens]
-        out.append(tokenizer.decode(ids))
-    return out
+from locustfiles.payloads import PassageFactory
+from target_server.launcher import running_target_server
 
 
 @dataclass
@@ -183,7 +107,9 @@ def main() -> int:
 
     source = bundled_model_path() if args.model == "bundled" else args.model
     model = SentenceTransformer(source, device=args.device, trust_remote_code=args.trust_remote_code)
-    texts = passages(model.tokenizer, 640, args.passage_tokens, seed=1)
+    # The Locust side's token-exact, distinct passages, under the served model's own tokenizer.
+    factory = PassageFactory("" if args.model == "bundled" else args.model, seed=1)
+    texts = factory.passages(640, args.passage_tokens, stream="benchmark")
     singles = [[t] for t in texts]
     batches32 = [texts[i : i + 32] for i in range(0, len(texts), 32)]
 
