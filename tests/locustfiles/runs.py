@@ -1,0 +1,147 @@
+"""Run real Locust processes (headless, distributed, web UI) and read back the run directory."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LOCUST = str(Path(sys.executable).with_name("locust"))
+LOCUSTFILES = REPO / "locustfiles"
+RUN_TIMEOUT_S = 120
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_grid(path: Path, cells: Iterable[tuple[int, int, int]]) -> Path:
+    """A grid TOML file with explicit cells given as (concurrency, batch size, passage tokens)."""
+    tables = [f"[[cells]]\nconcurrency = {c}\nbatch_size = {b}\npassage_tokens = {t}\n" for c, b, t in cells]
+    path.write_text("\n".join(tables))
+    return path
+
+
+def locust_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment: no real AWS or Jina credentials leak in from the machine."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JINA_", "LOCUST_"))}
+    env.update(
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class LocustRun:
+    run_dir: Path
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def stats(self) -> dict[str, dict[str, str]]:
+        return {row["Name"]: row for row in _rows(self.run_dir / "locust_stats.csv")}
+
+    def failures(self) -> list[dict[str, str]]:
+        return _rows(self.run_dir / "locust_failures.csv")
+
+    def cells(self) -> list[dict[str, str]]:
+        return _rows(self.run_dir / "cells.csv")
+
+    def failure_classes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.failures():
+            counts[row["Error"]] = counts.get(row["Error"], 0) + int(row["Occurrences"])
+        return counts
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.returncode} after {self.seconds:.1f} s\n--- stderr tail ---\n{self.stderr[-3000:]}"
+        )
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def locust_command(locustfile: str, *args: str) -> list[str]:
+    return [LOCUST, "-f", str(LOCUSTFILES / locustfile), *args]
+
+
+def run_headless(
+    locustfile: str,
+    run_dir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = RUN_TIMEOUT_S,
+) -> LocustRun:
+    """``locust --headless --csv RUN_DIR/locust ...`` to completion (bounded by ``timeout_s``)."""
+    command = locust_command(
+        locustfile, "--headless", "--only-summary", "--csv", str(run_dir / "locust"), *args
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        command, cwd=REPO, env=locust_env(env), capture_output=True, text=True, timeout=timeout_s
+    )
+    return LocustRun(run_dir, result.returncode, result.stdout, result.stderr, time.monotonic() - started)
+
+
+def run_master_and_workers(
+    locustfile: str, run_dir: Path, workers: int, *args: str, env: Mapping[str, str] | None = None
+) -> LocustRun:
+    """A headless master and ``workers`` separate worker processes on a free local port."""
+    port = str(free_port())
+    master_args = ("--master", "--expect-workers", str(workers), "--master-bind-host", "127.0.0.1")
+    master = subprocess.Popen(
+        locust_command(
+            locustfile,
+            "--headless",
+            "--only-summary",
+            "--csv",
+            str(run_dir / "locust"),
+            *master_args,
+            "--master-bind-port",
+            port,
+            *args,
+        ),
+        cwd=REPO,
+        env=locust_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    worker_processes = [
+        subprocess.Popen(
+            locust_command(locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", port),
+            cwd=REPO,
+            env=locust_env(env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    started = time.monotonic()
+    try:
+        stdout, stderr = master.communicate(timeout=RUN_TIMEOUT_S)
+        for worker in worker_processes:
+            worker.wait(timeout=30)
+    finally:
+        for process in [master, *worker_processes]:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return LocustRun(run_dir, master.returncode, stdout, stderr, time.monotonic() - started)

@@ -1,0 +1,104 @@
+"""Built-in grids, the grid TOML format and the cells.csv record."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+
+import pytest
+
+from locustfiles.cells import (
+    CELLS_CSV_COLUMNS,
+    GRIDS,
+    Cell,
+    CellRecord,
+    CellsCsv,
+    GridError,
+    load_grid,
+    parse_grid_toml,
+)
+
+
+def test_cell_names_are_the_request_names():
+    cell = Cell(batch_size=32, passage_tokens=512, concurrency=5)
+    assert cell.name == "b=32 t=512 c=5"
+    assert cell.warmup_name == "warmup b=32 t=512 c=5"
+
+
+def test_article_grid_is_the_studys_36_cells_concurrency_major():
+    grid = GRIDS["article"]
+    expected = {(c, b, t) for c, b, t in itertools.product([1, 5, 10], [1, 32, 128], [128, 512, 1024, 8192])}
+    assert {(cell.concurrency, cell.batch_size, cell.passage_tokens) for cell in grid.cells} == expected
+    assert len(grid.cells) == 36
+    assert [cell.concurrency for cell in grid.cells] == sorted(cell.concurrency for cell in grid.cells)
+
+
+def test_throughput_grid_is_the_high_load_pair():
+    cells = {(cell.concurrency, cell.batch_size, cell.passage_tokens) for cell in GRIDS["throughput"].cells}
+    assert cells == {(10, 32, 512), (10, 128, 128)}
+    assert {cell.batch_size * cell.passage_tokens for cell in GRIDS["throughput"].cells} == {16384}
+
+
+def test_quick_grid_is_small_and_fits_the_bundled_model():
+    cells = GRIDS["quick"].cells
+    assert 2 <= len(cells) <= 8
+    assert all(cell.passage_tokens <= 254 for cell in cells)  # MiniLM truncates at 256 with specials
+    assert sum(cell.concurrency * cell.batch_size * cell.passage_tokens for cell in cells) * 6 < 500_000
+
+
+def test_toml_products_and_single_cells_in_file_order(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        'description = "two blocks"\n'
+        "[[cells]]\nconcurrency = [1, 5]\nbatch_size = [1, 32]\npassage_tokens = 512\n"
+        "[[cells]]\nconcurrency = 10\nbatch_size = 128\npassage_tokens = [128]\n"
+    )
+    grid = load_grid(str(path))
+    assert [cell.name for cell in grid.cells] == [
+        "b=1 t=512 c=1",
+        "b=32 t=512 c=1",
+        "b=1 t=512 c=5",
+        "b=32 t=512 c=5",
+        "b=128 t=128 c=10",
+    ]
+    assert grid.description == "two blocks"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no \\[\\[cells\\]\\]"),
+        ("cells = 3", "no \\[\\[cells\\]\\]"),
+        ("[[cells]]\nconcurrency = 1\nbatch_size = 1\n", "missing \\['passage_tokens'\\]"),
+        (
+            "[[cells]]\nconcurrency = 1\nbatch_size = 1\npassage_tokens = 8\nusers = 2\n",
+            "unknown \\['users'\\]",
+        ),
+        ("[[cells]]\nconcurrency = 0\nbatch_size = 1\npassage_tokens = 8\n", "positive integer"),
+        ("[[cells]]\nconcurrency = '1'\nbatch_size = 1\npassage_tokens = 8\n", "integer or a non-empty list"),
+        ("[[cells]]\nconcurrency = []\nbatch_size = 1\npassage_tokens = 8\n", "integer or a non-empty list"),
+        ("[[cells]]\nconcurrency = [1, 1]\nbatch_size = 1\npassage_tokens = 8\n", "more than once"),
+        ("rounds = 2\n[[cells]]\nconcurrency = 1\nbatch_size = 1\npassage_tokens = 8\n", "unknown key"),
+        ("[[cells]\n", "not valid TOML"),
+    ],
+)
+def test_bad_grid_files_say_what_is_wrong(text, message):
+    with pytest.raises(GridError, match=message):
+        parse_grid_toml(text, name="g.toml")
+
+
+def test_unknown_grid_name():
+    with pytest.raises(GridError, match="quick, article, throughput"):
+        load_grid("nonesuch")
+
+
+def test_cells_csv_leaves_the_end_of_an_unfinished_cell_empty(tmp_path):
+    writer = CellsCsv(tmp_path / "run")
+    first, second = Cell(1, 16, 1), Cell(2, 16, 3)
+    writer.write([CellRecord(first, 100.25, 101.5), CellRecord(second, 102.0)])
+    with writer.path.open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    assert rows[0] == list(CELLS_CSV_COLUMNS)
+    assert rows[1] == ["b=1 t=16 c=1", "100.250000", "101.500000", "1"]
+    assert rows[2] == ["b=2 t=16 c=3", "102.000000", "", "3"]
+    assert [path.name for path in writer.path.parent.iterdir()] == ["cells.csv"]  # no temporary left
