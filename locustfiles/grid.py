@@ -1,14 +1,16 @@
 """GridShape: walks a grid's cells (concurrency x batch size x passage tokens) on the master.
 
-Each cell runs in four steps, one shape tick (about a second) apart at most:
+Each cell runs in three steps, one shape tick (about a second) apart:
 
 1. announce: the cell's ``CellPlan`` goes to every load-generating process, which builds all of the
-   cell's request bodies (see ``locustfiles.workload``) and answers "ready";
-2. run: the cell's start is recorded and ``concurrency`` users are spawned; each sends its warm-up
-   and ``--requests-per-user`` measured requests, then reports "done" and idles;
+   cell's request bodies (see ``locustfiles.workload``) and answers "ready"; meanwhile the previous
+   cell's users are stopped (a tick of 0 users), so every cell starts from a clean slate, even one
+   with the same concurrency;
+2. run: once all processes are ready and no user is left, the cell's start is recorded and
+   ``concurrency`` users are spawned; each sends its warm-up and ``--requests-per-user`` measured
+   requests, then reports "done" and idles;
 3. end: when every user is done (end = the last "done") or ``--cell-max-seconds`` passed (end = now);
-4. drain: users are stopped (a tick of 0 users), so the next cell starts from a clean slate even when
-   it has the same concurrency.
+   the next cell is announced in the same tick.
 
 After the last cell the shape holds zero users a few seconds more before it ends the test: Locust
 writes its CSV files once a second and does not write them again at shutdown, and workers report
@@ -74,7 +76,6 @@ class Phase(Enum):
     ANNOUNCE = "announce"
     PREPARING = "preparing"
     RUNNING = "running"
-    DRAINING = "draining"
     SETTLING = "settling"
 
 
@@ -149,11 +150,7 @@ class GridWalk:
         if self.phase is Phase.RUNNING:
             if not self._cell_finished(now):
                 return self.cell.concurrency, spawn_rate(self.cell.concurrency)
-            self._enter(Phase.DRAINING, now)
-            return 0, STOP_RATE
-        if self.phase is Phase.DRAINING:
-            if self.runner.user_count > 0 and now - self.phase_since < DRAIN_LIMIT_S:
-                return 0, STOP_RATE
+            # Announce the next cell right away: workers prepare it while the last users stop.
             self.index += 1
             self._enter(Phase.ANNOUNCE, now)
         if self.phase is Phase.ANNOUNCE and self.index >= len(self.grid.cells):
@@ -165,7 +162,7 @@ class GridWalk:
             if not self.tracker.load_generators():
                 return 0, STOP_RATE  # a master without workers yet: Locust itself says so
             self._announce(now)
-        return self._start_when_prepared(time.time())
+        return self._start_when_ready(time.time())
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.phase = phase
@@ -188,7 +185,8 @@ class GridWalk:
         self._enter(Phase.PREPARING, now)
         self.tracker.announce(self.plan)  # on a local runner this prepares right here
 
-    def _start_when_prepared(self, now: float) -> tuple[int, float] | None:
+    def _start_when_ready(self, now: float) -> tuple[int, float] | None:
+        """Start the announced cell once every process prepared it and the last cell's users stopped."""
         assert self.plan is not None
         ready = self.tracker.ready(self.plan)
         errors = {node: error for node, error in ready.items() if error}
@@ -197,7 +195,8 @@ class GridWalk:
             self.runner.environment.process_exit_code = 1
             return None
         pending = (self.expected & self.tracker.load_generators()) - set(ready)
-        if pending and now - self.phase_since < PREPARE_LIMIT_S:
+        draining = self.runner.user_count > 0 and now - self.phase_since < DRAIN_LIMIT_S
+        if draining or (pending and now - self.phase_since < PREPARE_LIMIT_S):
             return 0, STOP_RATE
         self.records.append(CellRecord(self.cell, start=now))
         self._write()

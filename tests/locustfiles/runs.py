@@ -145,3 +145,73 @@ def run_master_and_workers(
                 process.kill()
                 process.wait()
     return LocustRun(run_dir, master.returncode, stdout, stderr, time.monotonic() - started)
+
+
+def start_headless(
+    locustfile: str, run_dir: Path, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """Like ``run_headless`` but returns at once, for tests that act while the run goes on."""
+    command = locust_command(
+        locustfile, "--headless", "--only-summary", "--csv", str(run_dir / "locust"), *args
+    )
+    return subprocess.Popen(
+        command, cwd=REPO, env=locust_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], run_dir: Path, started: float) -> LocustRun:
+    try:
+        stdout, stderr = process.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return LocustRun(run_dir, process.returncode, stdout, stderr, time.monotonic() - started)
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return False
+
+
+def expected_counts(
+    cells: Iterable[tuple[int, int, int]], requests_per_user: int, warmup_requests: int
+) -> dict[str, int]:
+    """Request count per request name when every user sends all of its requests."""
+    counts: dict[str, int] = {}
+    for c, b, t in cells:
+        counts[f"b={b} t={t} c={c}"] = c * requests_per_user
+        if warmup_requests:
+            counts[f"warmup b={b} t={t} c={c}"] = c * warmup_requests
+    return counts
+
+
+def assert_complete_run(
+    run: LocustRun,
+    cells: Iterable[tuple[int, int, int]],
+    requests_per_user: int,
+    warmup_requests: int,
+    tokens_per_request,
+) -> None:
+    """Every cell under its name with its expected count, 100% success, tokens/request as content
+    size, and a finished row per cell in cells.csv."""
+    cells = list(cells)
+    stats = run.stats()
+    counts = expected_counts(cells, requests_per_user, warmup_requests)
+    assert {name: int(stats[name]["Request Count"]) for name in counts if name in stats} == counts, (
+        run.describe()
+    )
+    assert set(stats) == {*counts, "Aggregated"}, run.describe()
+    assert all(stats[name]["Failure Count"] == "0" for name in stats), run.failures()
+    for c, b, t in cells:
+        assert float(stats[f"b={b} t={t} c={c}"]["Average Content Size"]) == tokens_per_request(b, t)
+    rows = run.cells()
+    assert [row["cell"] for row in rows] == [f"b={b} t={t} c={c}" for c, b, t in cells]
+    for row, (c, _, _) in zip(rows, cells, strict=True):
+        assert row["users"] == str(c)
+        assert row["end"] and float(row["start"]) < float(row["end"])
+    assert run.returncode == 0, run.describe()
