@@ -33,6 +33,7 @@ from locustfiles.checks import (
     classify_exception,
     http_failure,
     parse_json,
+    tokens_embedded,
 )
 from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest, UserAssignment, Workload
@@ -149,9 +150,4 @@ class EmbeddingUser(HttpUser):
         if failure is not None:
             return failure, 0
         self._dimensions.setdefault(run_id, len(result.vectors[0]))
-        tokens = (
-            result.total_tokens
-            if result.total_tokens is not None
-            else request.inputs * request.passage_tokens
-        )
-        return None, tokens
+        return None, tokens_embedded(result, request.inputs, request.passage_tokens)

@@ -183,3 +183,9 @@ def backoff_seconds(status: int, headers: Mapping[str, str]) -> float:
     if retry_after is not None:
         return min(retry_after, MAX_BACKOFF_S)
     return 1.0 if status == 429 else 0.0
+
+
+def tokens_embedded(result: Embeddings, inputs: int, passage_tokens: int) -> int:
+    """A successful request's ``response_length``: the server's usage when it reports one, else
+    the tokens the request carries by construction (batch x passage tokens)."""
+    return result.total_tokens if result.total_tokens is not None else inputs * passage_tokens

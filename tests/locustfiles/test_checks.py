@@ -18,6 +18,7 @@ from locustfiles.checks import (
     classify_exception,
     http_failure,
     parse_json,
+    tokens_embedded,
 )
 from tests.locustfiles.runs import free_port
 
@@ -46,6 +47,11 @@ def test_a_right_body_passes_and_a_known_dimension_is_enforced():
 )
 def test_wrong_bodies_are_named(result, inputs, message):
     assert check_embeddings(result, inputs, None) == message
+
+
+def test_tokens_are_the_servers_usage_else_batch_times_passage_tokens():
+    assert tokens_embedded(Embeddings(vectors(32), 32 * 258), 32, 256) == 32 * 258
+    assert tokens_embedded(Embeddings(vectors(32), None), 32, 512) == 32 * 512
 
 
 def test_json_nan_and_infinity_literals_are_bad_bodies():
