@@ -42,10 +42,10 @@ IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps
 
 
 class EmbeddingUser(HttpUser):
-    """Abstract: one user of a cell. Subclasses implement the four backend hooks below."""
+    """Abstract: one user of a cell. A backend implements ``encode_request``, ``request_path`` and
+    ``parse_embeddings``, and may override ``request_headers``, ``request_auth`` and ``precheck``."""
 
     abstract = True
-    backend: ClassVar[str] = ""  # the BACKENDS key, for logs
 
     # Per run: the dimension of this process's first good response; every later one must match it.
     _dimensions: ClassVar[dict[str, int]] = {}

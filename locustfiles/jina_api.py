@@ -28,8 +28,6 @@ __all__ = ["GridShape", "JinaApiUser"]
 
 
 class JinaApiUser(EmbeddingUser):
-    backend = "jina"
-
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
         body: dict[str, Any] = {"model": options.model, "input": passages}

@@ -81,8 +81,6 @@ def host_header(url: str) -> str:
 
 
 class SageMakerUser(EmbeddingUser):
-    backend = "sagemaker"
-
     def __init__(self, environment: Environment) -> None:
         options = BenchOptions.from_namespace(environment.parsed_options)
         endpoint = options.sagemaker_endpoint

@@ -25,8 +25,6 @@ __all__ = ["GridShape", "SelfHostedUser"]
 
 
 class SelfHostedUser(EmbeddingUser):
-    backend = "self-hosted"
-
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
         return json.dumps({"texts": passages, "truncate": True}).encode()
