@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from locustfiles.payloads import (
     PassageError,
@@ -115,6 +115,38 @@ def test_exact_even_when_the_tokenizer_merges_across_spaces(tmp_path):
         passages = factory.passages(6, tokens, stream=f"merge-{tokens}")
         assert count_tokens(factory.tokenizer, passages) == [tokens] * 6
         assert len(set(passages)) == 6
+
+
+def _trained(path: Path, family: str) -> str:
+    """Small stand-ins for the hub tokenizers of the backends: SentencePiece-style Unigram with
+    Metaspace ("▁word", as XLM-R in jina-embeddings-v3) and byte-level BPE ("Ġword", as GPT-2)."""
+    rng = random.Random(1)
+    words = PassageFactory("", seed=0).words[::20]
+    corpus = [" ".join(rng.choices(words, k=16)) for _ in range(600)]
+    if family == "metaspace-unigram":
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=2000, special_tokens=["<unk>"], unk_token="<unk>")
+    else:
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=2000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.save(str(path))
+    return str(path)
+
+
+@pytest.mark.parametrize("family", ["metaspace-unigram", "byte-level-bpe"])
+def test_exact_under_sentencepiece_and_byte_level_tokenizers(tmp_path, family):
+    spec = _trained(tmp_path / f"{family}.json", family)
+    factory = PassageFactory(spec, seed=4)
+    assert len(factory.words) >= 64
+    for tokens in (16, 512):
+        passages = factory.passages(8, tokens, stream=f"{family}-{tokens}")
+        assert count_tokens(factory.tokenizer, passages) == [tokens] * 8
+        assert len(set(passages)) == 8
 
 
 def test_bad_arguments():
