@@ -134,3 +134,77 @@ def invocation(argv: Sequence[str], image: Dockerfile) -> Invocation:
 def unknown_flags(call: Invocation) -> list[str]:
     known = call.flags()
     return [flag for flag in call.used_flags() if flag not in known]
+
+
+_PARSE_PROBE = """
+import importlib, json, sys
+importlib.import_module(sys.argv[1])
+from locust.argument_parser import get_parser
+from locustfiles.cells import load_grid
+from locustfiles.options import BenchOptions
+namespace = get_parser().parse_args(sys.argv[2:])
+options = BenchOptions.from_namespace(namespace)  # raises on values the benchmark cannot run with
+if options.grid:
+    load_grid(options.grid)
+print(json.dumps(vars(namespace), default=str))
+"""
+
+
+def parse_locust(args: Sequence[str], env: dict[str, str], module: str = "locustfiles.self_hosted") -> dict:
+    """Locust's own parser (with embed-bench's options) applied to a container's arguments and
+    environment, in a clean process: what Locust would really run with, values typed and checked."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PARSE_PROBE, module, *args],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=HELP_TIMEOUT_S,
+    )
+    assert result.returncode == 0, f"Locust rejects {list(args)} with {sorted(env)}:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def credential_env_vars() -> set[str]:
+    """The secrets a Locust container may get: boto3's credential variables (botocore's own list)
+    and the Jina key (``--api-key``'s env var and its fallback)."""
+    from botocore.credentials import EnvProvider
+
+    from locustfiles.options import API_KEY_FALLBACK_ENV, OPTION_SPECS
+
+    api_key = {spec.env_var for spec in OPTION_SPECS if spec.secret}
+    return {
+        EnvProvider.ACCESS_KEY,
+        EnvProvider.SECRET_KEY,
+        *EnvProvider.TOKENS,
+        API_KEY_FALLBACK_ENV,
+        *api_key,
+    }
+
+
+def aws_setting_env_vars() -> set[str]:
+    """boto3's region and profile variables (not secrets)."""
+    from botocore.configprovider import BOTOCORE_DEFAUT_SESSION_VARIABLES as variables
+
+    names: set[str] = set()  # not AWS_REGION: boto3 does not read it (AWS_DEFAULT_REGION)
+    for key in ("region", "profile"):
+        env = variables[key][1]
+        names |= {env} if isinstance(env, str) else set(env)
+    return names
+
+
+def locust_container_env_vars() -> set[str]:
+    """Every variable a Locust container reads: Locust's and embed-bench's options, the entrypoint's
+    own, and the credentials."""
+    from tests.deploy.scripts import docker_script
+
+    return locust_env_vars() | set(docker_script("locust_entrypoint").READS) | credential_env_vars()
+
+
+def target_env_vars() -> set[str]:
+    """``EMBED_BENCH_<SETTING>`` for every setting of the target server's config."""
+    from dataclasses import fields
+
+    from target_server.config import ENV_PREFIX, ServerConfig
+
+    return {f"{ENV_PREFIX}_{field.name.upper()}" for field in fields(ServerConfig)}
