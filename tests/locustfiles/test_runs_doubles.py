@@ -125,8 +125,8 @@ def test_a_server_killed_mid_run_gives_connection_failures_and_a_complete_run(tm
             "jina_api.py", run_dir, "-H", double.url, "--api-key", JINA_KEY, "--grid", grid(tmp_path, cells),
             "--requests-per-user", "8",
         )  # fmt: skip
-        assert wait_for(lambda: (run_dir / "cells.csv").exists(), timeout_s=30)
-        time.sleep(0.4)  # a few requests in, then the server dies without a goodbye
+        # Warm-ups (2) and a few measured requests in, then the server dies without a goodbye.
+        assert wait_for(lambda: double.ledger()["succeeded"] >= 5, timeout_s=60, interval_s=0.05)
         double.kill()
         run = finish(process, run_dir, started)
     failures = run.failure_classes()
