@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCUSTFILES_DIR = Path(__file__).resolve().parent
+JINA_API_URL = "https://api.jina.ai"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ BACKENDS: dict[str, Backend] = {
         LOCUSTFILES_DIR / "jina_api.py",
         "JinaApiUser",
         "the hosted Jina Embeddings API (Bearer key from --api-key or JINA_API_KEY, --model, --task)",
-        default_host="https://api.jina.ai",
+        default_host=JINA_API_URL,
     ),
     "openai": Backend(
         LOCUSTFILES_DIR / "jina_api.py",

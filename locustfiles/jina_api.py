@@ -1,6 +1,6 @@
 """JinaApiUser: the Jina Embeddings API and any OpenAI-compatible embeddings server.
 
-    JINA_API_KEY=jina_... locust -f locustfiles/jina_api.py -H https://api.jina.ai --grid article
+    JINA_API_KEY=jina_... locust -f locustfiles/jina_api.py --grid article   # host: api.jina.ai
     locust -f locustfiles/jina_api.py -H http://127.0.0.1:8080 --model BAAI/bge-small-en-v1.5 \\
         --embeddings-path /embeddings --grid quick        # TEI, vLLM, Infinity, the bundled server
 
@@ -19,6 +19,7 @@ import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl befor
 import json
 from typing import Any
 
+from locustfiles import JINA_API_URL
 from locustfiles.base import EmbeddingUser
 from locustfiles.checks import BadBody, Embeddings
 from locustfiles.grid import GridShape
@@ -28,6 +29,8 @@ __all__ = ["GridShape", "JinaApiUser"]
 
 
 class JinaApiUser(EmbeddingUser):
+    host = JINA_API_URL  # -H / --host points it at any OpenAI-compatible server instead
+
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
         body: dict[str, Any] = {"model": options.model, "input": passages}
