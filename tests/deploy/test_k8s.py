@@ -24,6 +24,7 @@ from tests.deploy.files import (
     k8s_references,
     kustomization,
     pod_containers,
+    read_env_file,
     url_host,
     url_port,
 )
@@ -108,6 +109,10 @@ def test_kustomization_lists_every_manifest_and_each_object_is_complete() -> Non
         kinds.add(document["kind"])
     assert {"Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "Namespace"} <= kinds
     assert "Secret" not in kinds  # created from the user's file, never kept in the tree
+    for document in k8s_documents():
+        if document["kind"] == "ConfigMap":  # the API takes strings only: "5", "true", not 5, true
+            typed = [key for key, value in document["data"].items() if not isinstance(value, str)]
+            assert typed == [], f"ConfigMap {document['metadata']['name']}: quote {typed}"
 
 
 def test_kustomize_builds_into_the_namespace_with_the_project_images() -> None:
@@ -221,3 +226,10 @@ def test_secrets_are_referenced_never_written() -> None:
     for name in ("embed-bench-master", "embed-bench-worker"):
         refs = [s["secretRef"] for s in container(name)["envFrom"] if "secretRef" in s]
         assert refs == [{"name": "embed-bench-secrets", "optional": True}], name
+
+
+def test_secrets_example_holds_only_placeholders_of_real_variables() -> None:
+    example = read_env_file(K8S_DIR / "secrets.env.example")
+    assert example and set(example) <= credential_env_vars(), sorted(set(example) - credential_env_vars())
+    for key, value in example.items():
+        assert set(value.split("_")[-1].removeprefix("AKIA")) <= {"x", "X"}, f"{key} is not a placeholder"
