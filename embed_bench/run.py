@@ -301,8 +301,12 @@ def target_model(plan: RunPlan) -> str | None:
         return model or ("jina-embeddings-v3" if plan.backend in ("jina", "sagemaker") else None)
     import urllib.request
 
+    request = urllib.request.Request(f"{plan.host}/info")
+    key = plan.env.get("LOCUST_API_KEY") or os.environ.get("LOCUST_API_KEY") or os.environ.get("JINA_API_KEY")
+    if key:  # a server started with --api-key guards /info too
+        request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(f"{plan.host}/info", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return json.load(response).get("model")
     except (OSError, ValueError):
         return None
