@@ -147,7 +147,7 @@ def check_credentials(backend: str, passthrough: Sequence[str], env: dict[str, s
             or os.environ.get("LOCUST_AWS_REGION")
             or session.region_name
         ):
-            raise RunError("no AWS region: pass --aws-region REGION or set AWS_REGION")
+            raise RunError("no AWS region: pass --aws-region REGION or set AWS_DEFAULT_REGION")
 
 
 def resolve_host(backend: str, host: str | None, passthrough: Sequence[str]) -> str:
@@ -377,7 +377,7 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     """Run Locust for the plan; returns 0 when the run completed, 130 after Ctrl-C."""
     wait_reachable(plan.backend, plan.host, plan.ready_timeout_s)
     plan.out.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     model = target_model(plan)
     write_run_json(plan, started, None, model, "running")
     env = {**os.environ, **plan.env}
@@ -409,7 +409,7 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     code = processes[0].returncode
     if status == "completed" and code != 0:
         status = f"failed (locust exit code {code})"
-    write_run_json(plan, started, dt.datetime.now(dt.timezone.utc), model, status)
+    write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
     if status.startswith("failed"):
         log_tail = (plan.out / "locust-console.log").read_text(errors="replace")[-2000:]
         raise RunError(

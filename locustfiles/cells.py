@@ -27,11 +27,10 @@ import csv
 import itertools
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 WARMUP_PREFIX = "warmup "
 CELLS_CSV = "cells.csv"

@@ -56,7 +56,7 @@ def resolve_region(options: BenchOptions, host: str | None) -> str:
         return match.group(1)
     region = boto3.Session().region_name
     if not region:
-        raise StopTest("SageMaker: no region; pass --aws-region or set AWS_REGION / a profile region")
+        raise StopTest("SageMaker: no region; pass --aws-region or set AWS_DEFAULT_REGION / a profile region")
     return region
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.columns import Column, RunColumn
@@ -66,7 +66,7 @@ def build_report(
         runs.append(RunColumn(metrics, cost))
     study = load_study() if compare_study else ()
     columns = (*runs, *study)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (
         f"{len(runs)} run(s) side by side: "
         + ", ".join(f"{run.label} ({run.metrics.directory})" for run in runs)

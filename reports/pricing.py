@@ -11,7 +11,7 @@ replaces it with another file of the same format (see that file's header).
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -19,11 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from reports.errors import ReportError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10 needs the backport: `tomli; python_version < "3.11"` in the reports extra
-    import tomli as tomllib
 
 DEFAULT_PRICING_FILE = "pricing.toml"
 _PER_TOKEN_KEYS = {"usd_per_million_tokens"}
