@@ -7,9 +7,9 @@ import re
 import shlex
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 from packaging.requirements import Requirement
 
 from tests.deploy.files import (
