@@ -47,6 +47,17 @@ class BadBody(ValueError):
     """A 200 response whose body is not what the backend promises."""
 
 
+def embedding_items(body: Any) -> list[dict]:
+    """The ``data`` list shared by the OpenAI/Jina and the Jina SageMaker container bodies, each item
+    carrying an ``embedding`` (the two differ in where they put usage and order)."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise BadBody("bad body: no data list")
+    items = body["data"]
+    if not all(isinstance(item, dict) and "embedding" in item for item in items):
+        raise BadBody("bad body: data item without embedding")
+    return items
+
+
 @dataclass(frozen=True)
 class Embeddings:
     vectors: Sequence[Sequence[float]]

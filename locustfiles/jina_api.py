@@ -21,7 +21,7 @@ from typing import Any
 
 from locustfiles import JINA_API_URL
 from locustfiles.base import EmbeddingUser
-from locustfiles.checks import BadBody, Embeddings
+from locustfiles.checks import BadBody, Embeddings, embedding_items
 from locustfiles.grid import GridShape
 from locustfiles.options import BenchOptions
 
@@ -43,11 +43,7 @@ class JinaApiUser(EmbeddingUser):
         return path if path.startswith("/") else "/" + path
 
     def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise BadBody("bad body: no data list")
-        items = body["data"]
-        if not all(isinstance(item, dict) and "embedding" in item for item in items):
-            raise BadBody("bad body: data item without embedding")
+        items = embedding_items(body)
         if all(isinstance(item.get("index"), int) for item in items):
             items = sorted(items, key=lambda item: item["index"])
             if [item["index"] for item in items] != list(range(len(items))):

@@ -29,7 +29,7 @@ from requests.auth import AuthBase
 from requests_aws4auth import AWS4Auth
 
 from locustfiles.base import EmbeddingUser
-from locustfiles.checks import BadBody, Embeddings
+from locustfiles.checks import Embeddings, embedding_items
 from locustfiles.grid import GridShape
 from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest
@@ -118,11 +118,7 @@ class SageMakerUser(EmbeddingUser):
         return None
 
     def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise BadBody("bad body: no data list")
-        items = body["data"]
-        if not all(isinstance(item, dict) and "embedding" in item for item in items):
-            raise BadBody("bad body: data item without embedding")
+        items = embedding_items(body)
         usages = [item.get("usage") for item in items]
         counts = [usage.get("total_tokens") if isinstance(usage, dict) else None for usage in usages]
         tokens = sum(counts) if counts and all(isinstance(count, int) for count in counts) else None
