@@ -119,7 +119,7 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
             "--api-key",
             KEY,
             "--requests-per-user",
-            "40",
+            "300",  # a few seconds per cell: the interrupt must land mid-run
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -131,6 +131,7 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
         if cells.exists() and len(cells.read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be interrupted"
     os.kill(process.pid, signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
