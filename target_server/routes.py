@@ -11,7 +11,7 @@ import torch
 from flask import Blueprint, Response, g, request
 
 from target_server.errors import unauthorized
-from target_server.parsing import EmbedRequest, parse_embed, parse_openai, read_json_object
+from target_server.parsing import parse_embed, parse_openai, read_json_object
 from target_server.service import EmbedResult, current_service
 
 bp = Blueprint("embed", __name__)
@@ -84,12 +84,13 @@ def metrics() -> Response:
 @bp.post("/embed")
 def embed() -> Response:
     service = current_service()
+    model = service.require_ready().info.name
     parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
     result = service.embed(parsed)
     body = {
         "embeddings": _vectors(result.vectors, "float"),
         "usage": {"total_tokens": result.tokens},
-        "model": service.info().get("model"),
+        "model": model,
     }
     return _json(body, headers=_timing_headers(result))
 
@@ -98,10 +99,8 @@ def embed() -> Response:
 @bp.post("/embeddings")
 def openai_embeddings() -> Response:
     service = current_service()
-    dimensions = service.embedder.info.dimensions if service.embedder else 0
-    parsed: EmbedRequest = parse_openai(
-        read_json_object(request), service.config.max_inputs_per_request, dimensions
-    )
+    info = service.require_ready().info
+    parsed = parse_openai(read_json_object(request), service.config.max_inputs_per_request, info.dimensions)
     result = service.embed(parsed)
     data = [
         {"object": "embedding", "index": index, "embedding": vector}
@@ -109,7 +108,7 @@ def openai_embeddings() -> Response:
     ]
     body = {
         "object": "list",
-        "model": service.embedder.info.name,
+        "model": info.name,
         "data": data,
         "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
     }

@@ -128,9 +128,14 @@ class EmbeddingService:
         return payload
 
     # ---- the work -----------------------------------------------------------------------------
-    def embed(self, request: EmbedRequest) -> EmbedResult:
+    def require_ready(self) -> SentenceTransformerEmbedder:
+        """The loaded embedder, or 503 with Retry-After while loading (or after a failed load)."""
         if not self.healthy or self.embedder is None or self.batcher is None:
             raise not_ready(f"model not ready ({self.state})")
+        return self.embedder
+
+    def embed(self, request: EmbedRequest) -> EmbedResult:
+        self.require_ready()
         try:
             ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
         except InputTooLong as error:

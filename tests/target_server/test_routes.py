@@ -58,6 +58,8 @@ def test_health_and_requests_are_503_until_the_model_is_loaded(bundled_model, mo
     refused = client.post("/embed", json={"texts": ["x"]})
     assert refused.status_code == 503 and refused.json["error_type"] == "not_ready"
     assert refused.headers["Retry-After"]
+    refused = client.post("/v1/embeddings", json={"input": ["x"], "dimensions": 8})
+    assert refused.status_code == 503 and refused.json["error_type"] == "not_ready"
     release.set()
     service = service_of(app)
     assert service.wait_ready(60)
