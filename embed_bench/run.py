@@ -392,6 +392,7 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     )
     progress = Progress(plan, write)
     status = "completed"
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `docker stop`: stop like Ctrl-C
     try:
         while processes[0].poll() is None:
             progress.poll()
@@ -406,6 +407,7 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
             _terminate(process)
         _terminate(processes[0])
         console.close()
+        signal.signal(signal.SIGTERM, previous)
     code = processes[0].returncode
     if status == "completed" and code != 0:
         status = f"failed (locust exit code {code})"
@@ -417,6 +419,10 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
         )
     write(f"run directory: {plan.out}  ({status})")
     return 130 if status == "interrupted" else 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _terminate(process: subprocess.Popen) -> None:

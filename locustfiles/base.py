@@ -20,8 +20,10 @@ from locust import HttpUser, task  # first: gevent monkey-patches before anythin
 from locust.env import Environment
 
 # isort: split
+import time
 from typing import Any, ClassVar
 
+import gevent
 from requests.auth import AuthBase
 
 from locustfiles.checks import (
@@ -39,6 +41,7 @@ from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
+PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
 
 
 class EmbeddingUser(HttpUser):
@@ -93,6 +96,11 @@ class EmbeddingUser(HttpUser):
     def on_start(self) -> None:
         workload = Workload.of(self.environment)
         self.assignment = workload.take(type(self)) if workload else None
+        # A worker that joined mid-cell gets users before its copy of the cell is prepared: wait.
+        deadline = time.monotonic() + PREPARE_WAIT_S
+        while self.assignment is None and workload is not None and time.monotonic() < deadline:
+            gevent.sleep(IDLE_WAIT_S / 4)
+            self.assignment = workload.take(type(self))
         if self.assignment is None:
             raise RuntimeError("no prepared cell: embed-bench users run under GridShape (locustfiles.grid)")
 

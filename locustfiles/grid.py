@@ -148,6 +148,7 @@ class GridWalk:
                 logger.warning("--run-time reached: stopping the grid at cell %d", self.index + 1)
             return None
         if self.phase is Phase.RUNNING:
+            self._welcome_late_workers()
             if not self._cell_finished(now):
                 return self.cell.concurrency, spawn_rate(self.cell.concurrency)
             # Announce the next cell right away: workers prepare it while the last users stop.
@@ -185,9 +186,22 @@ class GridWalk:
         self._enter(Phase.PREPARING, now)
         self.tracker.announce(self.plan)  # on a local runner this prepares right here
 
+    def _welcome_late_workers(self) -> None:
+        """Workers that connected after the cell was announced get it too: Locust hands them users
+        (at the next spawn, or at once with --enable-rebalancing), who need a prepared cell."""
+        assert self.plan is not None
+        late = self.tracker.load_generators() - self.expected
+        if late:
+            logger.info(
+                "cell %s: %d worker(s) joined; preparing the cell there too", self.cell.name, len(late)
+            )
+            self.tracker.announce(self.plan, to=late)
+            self.expected |= late
+
     def _start_when_ready(self, now: float) -> tuple[int, float] | None:
         """Start the announced cell once every process prepared it and the last cell's users stopped."""
         assert self.plan is not None
+        self._welcome_late_workers()
         ready = self.tracker.ready(self.plan)
         errors = {node: error for node, error in ready.items() if error}
         if errors:

@@ -24,6 +24,7 @@ import math
 import time
 import weakref
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -222,10 +223,16 @@ class CellTracker:
             return {node.id for node in [*clients.ready, *clients.spawning, *clients.running]}
         return {LOCAL_NODE}
 
-    def announce(self, plan: CellPlan) -> None:
-        self._ready[plan.key] = {}
-        self._done[plan.key] = []
-        self.runner.send_message(CELL_MESSAGE, asdict(plan))
+    def announce(self, plan: CellPlan, to: Iterable[str] | None = None) -> None:
+        """Broadcast a new cell; or, with ``to``, send the current one to workers that connected
+        after the broadcast (``docker compose --scale``, a restarted pod), whose answers count too."""
+        if to is None:
+            self._ready[plan.key] = {}
+            self._done[plan.key] = []
+            self.runner.send_message(CELL_MESSAGE, asdict(plan))
+            return
+        for node in to:
+            self.runner.send_message(CELL_MESSAGE, asdict(plan), client_id=node)
 
     def ready(self, plan: CellPlan) -> dict[str, str | None]:
         """node id -> error (None when the node prepared the cell)."""

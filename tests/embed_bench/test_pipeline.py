@@ -98,7 +98,8 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
     assert_no_secret(tmp_path, result.stdout, result.stderr, report.stdout, report.stderr)
 
 
-def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal: int) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text("[[cells]]\nconcurrency = 2\nbatch_size = 2\npassage_tokens = [16, 32, 64, 128]\n")
     run_dir = tmp_path / "run"
@@ -124,6 +125,9 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control (CI) starts background jobs with SIGINT ignored, and children
+        # inherit that; a terminal's Ctrl-C finds the default handler, so restore it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the first cell is done and the second running
@@ -132,7 +136,7 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path) -> None:
             break
         time.sleep(0.2)
     assert process.poll() is None, "the run ended before it could be interrupted"
-    os.kill(process.pid, signal.SIGINT)
+    os.kill(process.pid, stop_signal)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted" in stdout
