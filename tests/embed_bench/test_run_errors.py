@@ -23,18 +23,21 @@ AWS_VARS = (
     "JINA_API_KEY",
     "LOCUST_API_KEY",
 )
+AWS_KEYS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
 
 
-def embed_bench(*args: str, env: dict[str, str] | None = None, tmp: Path) -> subprocess.CompletedProcess:
+def embed_bench(
+    command_line: str, tmp: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``embed-bench`` with a command line of space-separated words, and no credentials from this machine."""
     clean = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
-    # No credentials or config from this machine's files either (and no instance metadata lookups).
     clean |= {
         "AWS_CONFIG_FILE": str(tmp / "no-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds"),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     return subprocess.run(
-        [sys.executable, "-m", "embed_bench", *args],
+        [sys.executable, "-m", "embed_bench", *command_line.split()],
         capture_output=True,
         text=True,
         timeout=120,
@@ -49,28 +52,14 @@ def assert_refused(result: subprocess.CompletedProcess, code: int, message: str,
 
 
 def test_target_not_reachable(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    url = f"http://127.0.0.1:{free_port()}"
-    result = embed_bench(
-        "run",
-        "--backend",
-        "self-hosted",
-        "--host",
-        url,
-        "--out",
-        str(out),
-        "--ready-timeout",
-        "1",
-        tmp=tmp_path,
-    )
+    out, url = tmp_path / "run", f"http://127.0.0.1:{free_port()}"
+    result = embed_bench(f"run --backend self-hosted --host {url} --out {out} --ready-timeout 1", tmp_path)
     assert_refused(result, 3, f"cannot reach {url} (connection refused)", out)
 
 
 def test_unknown_backend(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = embed_bench(
-        "run", "--backend", "tei", "--host", "http://127.0.0.1:1", "--out", str(out), tmp=tmp_path
-    )
+    result = embed_bench(f"run --backend tei --host http://127.0.0.1:1 --out {out}", tmp_path)
     assert_refused(result, 2, "argument --backend: invalid choice: 'tei'", out)
 
 
@@ -86,20 +75,10 @@ def test_unknown_backend(tmp_path: Path) -> None:
     ],
 )
 def test_bad_grid_file(tmp_path: Path, content: str, message: str) -> None:
-    grid = tmp_path / "grid.toml"
+    grid, out = tmp_path / "grid.toml", tmp_path / "run"
     grid.write_text(content)
-    out = tmp_path / "run"
     result = embed_bench(
-        "run",
-        "--backend",
-        "self-hosted",
-        "--host",
-        "http://127.0.0.1:1",
-        "--grid",
-        str(grid),
-        "--out",
-        str(out),
-        tmp=tmp_path,
+        f"run --backend self-hosted --host http://127.0.0.1:1 --grid {grid} --out {out}", tmp_path
     )
     assert_refused(result, 2, "error: bad grid: ", out)
     assert message in result.stderr
@@ -108,74 +87,46 @@ def test_bad_grid_file(tmp_path: Path, content: str, message: str) -> None:
 def test_unknown_grid_name(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = embed_bench(
-        "run",
-        "--backend",
-        "self-hosted",
-        "--host",
-        "http://127.0.0.1:1",
-        "--grid",
-        "huge",
-        "--out",
-        str(out),
-        tmp=tmp_path,
+        f"run --backend self-hosted --host http://127.0.0.1:1 --grid huge --out {out}", tmp_path
     )
     assert_refused(result, 2, "unknown grid 'huge'", out)
 
 
 def test_missing_jina_key(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = embed_bench("run", "--backend", "jina", "--out", str(out), tmp=tmp_path)
+    result = embed_bench(f"run --backend jina --out {out}", tmp_path)
     assert_refused(result, 2, "the Jina API needs a key: set JINA_API_KEY", out)
 
 
 def test_missing_sagemaker_endpoint(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_REGION": "us-east-1"}
-    result = embed_bench("run", "--backend", "sagemaker", "--out", str(out), env=env, tmp=tmp_path)
+    result = embed_bench(
+        f"run --backend sagemaker --out {out}", tmp_path, {**AWS_KEYS, "AWS_DEFAULT_REGION": "us-east-1"}
+    )
     assert_refused(result, 2, "SageMaker needs an endpoint name: pass --sagemaker-endpoint", out)
 
 
 def test_missing_aws_credentials(tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = embed_bench(
-        "run",
-        "--backend",
-        "sagemaker",
-        "--sagemaker-endpoint",
-        "jina-v3",
-        "--aws-region",
-        "us-east-1",
-        "--out",
-        str(out),
-        tmp=tmp_path,
+        f"run --backend sagemaker --sagemaker-endpoint jina-v3 --aws-region us-east-1 --out {out}", tmp_path
     )
     assert_refused(result, 2, "no AWS credentials found", out)
 
 
 def test_missing_aws_region(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    env = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
     result = embed_bench(
-        "run",
-        "--backend",
-        "sagemaker",
-        "--sagemaker-endpoint",
-        "jina-v3",
-        "--out",
-        str(out),
-        env=env,
-        tmp=tmp_path,
+        f"run --backend sagemaker --sagemaker-endpoint jina-v3 --out {out}", tmp_path, AWS_KEYS
     )
-    assert_refused(result, 2, "no AWS region", out)
+    assert_refused(result, 2, "no AWS region: pass --aws-region REGION or set AWS_DEFAULT_REGION", out)
 
 
 def test_run_directory_that_holds_a_run(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text("{}")
-    result = embed_bench(
-        "run", "--backend", "self-hosted", "--host", "http://127.0.0.1:1", "--out", str(out), tmp=tmp_path
-    )
+    result = embed_bench(f"run --backend self-hosted --host http://127.0.0.1:1 --out {out}", tmp_path)
     assert result.returncode == 2 and "already holds a run" in result.stderr
     assert (out / "run.json").read_text() == "{}"
 
@@ -185,17 +136,17 @@ def test_port_in_use(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = embed_bench("serve", "--host", "127.0.0.1", "--port", str(port), tmp=tmp_path)
+        result = embed_bench(f"serve --host 127.0.0.1 --port {port}", tmp_path)
     assert result.returncode != 0
     assert f"port {port} on 127.0.0.1 is already in use; pick another with --port" in result.stderr
 
 
 def test_unknown_command(tmp_path: Path) -> None:
-    result = embed_bench("bench", tmp=tmp_path)
+    result = embed_bench("bench", tmp_path)
     assert result.returncode == 2 and "unknown command 'bench'" in result.stderr
 
 
 def test_demo_rejects_unknown_modes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = embed_bench("demo", "--modes", "continuous,dynamic", "--out", str(out), tmp=tmp_path)
+    result = embed_bench(f"demo --modes continuous,dynamic --out {out}", tmp_path)
     assert_refused(result, 2, "--modes takes a comma-separated subset of", out)
