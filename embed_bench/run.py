@@ -27,12 +27,16 @@ from urllib.parse import urlsplit
 
 from locustfiles import BACKENDS
 from locustfiles.cells import CELLS_CSV, Grid, GridError, load_grid
-from target_server.launcher import free_port, http_status
+from target_server.launcher import free_port, http_status, stop
 
 # Options whose values are secrets: moved from the command line into the environment of the Locust
 # processes (so they never show in `ps`, run.json or logs).
 SECRET_OPTIONS = {"--api-key": "LOCUST_API_KEY"}
 STOP_GRACE_S = 60
+# What a run writes into its directory (cleared by --force before a new run).
+RUN_FILES = ("run.json", "cells.csv", "locust*.csv", "locust*.log")
+# Signals that stop a run gracefully: Ctrl-C, `kill`/`docker stop`, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class RunError(Exception):
@@ -103,6 +107,14 @@ def _option_value(args: Sequence[str], name: str) -> str | None:
     return None
 
 
+def _secret_option(name: str) -> str | None:
+    """The secret option ``name`` stands for, abbreviations included (Locust's parser takes
+    ``--api-ke`` for ``--api-key``, so an abbreviation must not slip through to argv)."""
+    if len(name) < 4 or not name.startswith("--"):
+        return None
+    return next((option for option in SECRET_OPTIONS if option.startswith(name)), None)
+
+
 def split_secrets(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """Remove secret options from a Locust command line; return them as env vars instead."""
     kept: list[str] = []
@@ -112,12 +124,12 @@ def split_secrets(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         if skip:
             skip = False
             continue
-        name = arg.split("=", 1)[0]
-        if name in SECRET_OPTIONS:
+        secret = _secret_option(arg.split("=", 1)[0])
+        if secret is not None:
             if "=" in arg:
-                env[SECRET_OPTIONS[name]] = arg.split("=", 1)[1]
+                env[SECRET_OPTIONS[secret]] = arg.split("=", 1)[1]
             elif index + 1 < len(args):
-                env[SECRET_OPTIONS[name]] = args[index + 1]
+                env[SECRET_OPTIONS[secret]] = args[index + 1]
                 skip = True
             continue
         kept.append(arg)
@@ -203,6 +215,13 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise RunError(f"{out} already holds a run; choose another --out or pass --force")
 
 
+def clear_run_files(out: Path) -> None:
+    """``--force``: remove an earlier run's files, so nothing of it mixes into the new run or report."""
+    for pattern in RUN_FILES:
+        for path in out.glob(pattern):
+            path.unlink()
+
+
 def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     """Validate everything that does not need the network; raises RunError with what to fix."""
     if args.workers < 1:
@@ -266,6 +285,8 @@ def locust_commands(plan: RunPlan) -> list[list[str]]:
         str(port),
         "--expect-workers",
         str(plan.workers),
+        "--expect-workers-max-wait",
+        "120",
     ]
     worker = [
         *base,
@@ -374,68 +395,70 @@ def _clock(seconds: float) -> str:
 
 
 def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
-    """Run Locust for the plan; returns 0 when the run completed, 130 after Ctrl-C."""
+    """Run Locust for the plan; returns 0 when the run completed, 130 when stopped by a signal.
+
+    Whatever happens after the run directory is created -- a signal, a dead worker, an error --
+    the Locust processes are stopped and ``run.json`` gets its final status.
+    """
     wait_reachable(plan.backend, plan.host, plan.ready_timeout_s)
     plan.out.mkdir(parents=True, exist_ok=True)
+    clear_run_files(plan.out)
     started = dt.datetime.now(dt.UTC)
     model = target_model(plan)
     write_run_json(plan, started, None, model, "running")
     env = {**os.environ, **plan.env}
-    console = open(plan.out / "locust-console.log", "wb")  # noqa: SIM115 - closed below, after the processes
-    processes = [
-        subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        for command in locust_commands(plan)
-    ]
-    write(
-        f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells), "
-        f"{plan.workers} Locust process(es) -> {plan.out}"
-    )
-    progress = Progress(plan, write)
-    status = "completed"
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill`, `docker stop`: stop like Ctrl-C
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
+    processes: list[subprocess.Popen] = []
+    status = "failed (embed-bench error)"
     try:
-        while processes[0].poll() is None:
-            progress.poll()
-            time.sleep(0.5)
-        progress.poll()
+        with open(plan.out / "locust-console.log", "wb") as console:
+            for command in locust_commands(plan):
+                processes.append(
+                    subprocess.Popen(
+                        command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    )
+                )
+            write(
+                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells), "
+                f"{plan.workers} Locust process(es) -> {plan.out}"
+            )
+            status = _watch(processes, Progress(plan, write))
     except KeyboardInterrupt:
         status = "interrupted"
         write("interrupted: stopping Locust (it writes its CSV files) ...")
-        _terminate(processes[0])
     finally:
-        for process in processes[1:]:
-            _terminate(process)
-        _terminate(processes[0])
-        console.close()
-        signal.signal(signal.SIGTERM, previous)
-    code = processes[0].returncode
-    if status == "completed" and code != 0:
-        status = f"failed (locust exit code {code})"
-    write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
+        for signum in STOP_SIGNALS:  # a second signal must not cut the graceful stop short
+            signal.signal(signum, signal.SIG_IGN)
+        for process in processes:  # the master first: it tells the workers to stop and writes the CSVs
+            stop(process, grace_s=STOP_GRACE_S)
+        write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if status.startswith("failed"):
         log_tail = (plan.out / "locust-console.log").read_text(errors="replace")[-2000:]
-        raise RunError(
-            f"Locust failed with exit code {code}; see {plan.out}/locust.log:\n{log_tail}", exit_code=1
-        )
+        raise RunError(f"{status}; see {plan.out}/locust.log:\n{log_tail}", exit_code=1)
     write(f"run directory: {plan.out}  ({status})")
     return 130 if status == "interrupted" else 0
 
 
+def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:
+    """Follow the run until the master exits; a worker that crashes first fails the run.
+
+    Workers exit with 0 when the master tells them to quit, shortly before the master itself exits;
+    any other code (an exception, a signal) means the run lost part of its load."""
+    master, workers = processes[0], processes[1:]
+    while master.poll() is None:
+        progress.poll()
+        crashed = [worker for worker in workers if worker.poll() not in (None, 0)]
+        if crashed:
+            return f"failed (a Locust worker exited with code {crashed[0].returncode} before the run ended)"
+        time.sleep(0.5)
+    progress.poll()
+    return "completed" if master.returncode == 0 else f"failed (locust exit code {master.returncode})"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
-
-
-def _terminate(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -98,12 +98,12 @@ class ServerConfig:
             f"max_batch_tokens must be an integer >= 16, got {self.max_batch_tokens!r}",
         )
         need(
-            isinstance(self.batch_timeout_s, (int, float)) and self.batch_timeout_s >= 0,
-            f"batch_timeout_s must be >= 0 seconds, got {self.batch_timeout_s!r}",
+            isinstance(self.batch_timeout_s, (int, float)) and 0 <= self.batch_timeout_s <= 3600,
+            f"batch_timeout_s must be between 0 and 3600 seconds, got {self.batch_timeout_s!r}",
         )
         need(
-            isinstance(self.request_timeout_s, (int, float)) and self.request_timeout_s > 0,
-            f"request_timeout_s must be > 0 seconds, got {self.request_timeout_s!r}",
+            isinstance(self.request_timeout_s, (int, float)) and 0 < self.request_timeout_s <= 86400,
+            f"request_timeout_s must be between 0 and 86400 seconds, got {self.request_timeout_s!r}",
         )
         need(self.api_key is None or bool(self.api_key), "api_key must not be empty (leave it unset instead)")
 

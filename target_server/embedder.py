@@ -68,7 +68,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     if dtype != "auto":
         return getattr(torch, dtype)
     if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 

@@ -99,11 +99,14 @@ def running_target_server(
 
 def stop(process: subprocess.Popen, grace_s: float = 15) -> None:
     """SIGTERM the process group (gunicorn master and worker), SIGKILL if it lingers."""
-    if process.poll() is not None:
+    # Signal the group even if the gunicorn master is gone: its worker may still hold the model.
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
         return
-    os.killpg(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()

@@ -43,6 +43,8 @@ def read_json_object(request: Request) -> dict[str, Any]:
         body = json.loads(text)
     except ValueError as error:
         raise bad_request(f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise bad_request("body is not valid JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise bad_request(f"body must be a JSON object, got {type(body).__name__}")
     return body

@@ -64,6 +64,7 @@ class EmbeddingService:
             max_batch_tokens=self.max_batch_tokens,
             max_queue_tokens=self.config.max_queue_tokens,
             batch_timeout_s=self.config.batch_timeout_s,
+            request_timeout_s=self.config.request_timeout_s,
         )
         if self.config.warmup:
             self.batcher.warmup(self.embedder.warmup_batch(self.max_batch_tokens))
@@ -142,7 +143,8 @@ class EmbeddingService:
             raise input_too_long(str(error)) from None
         except UnknownTask as error:
             raise bad_request(str(error)) from None
-        job = self.batcher.submit(ids, request.task)
+        # Plain models ignore the task (beyond its prompt), so it must not split their batches.
+        job = self.batcher.submit(ids, request.task if self.embedder.info.tasks else None)
         try:
             vectors = job.wait(self.config.request_timeout_s)
         finally:

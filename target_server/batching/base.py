@@ -7,6 +7,7 @@ passes that fit the padded-token budget, and how an out-of-memory error is survi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -95,7 +96,9 @@ class Job:
                 {"Retry-After": "5"},
             )
         if self.error is not None:
-            raise self.error
+            # A copy per request thread: the error is shared by every job of a failed batch, and
+            # raising one object from several threads would chain their tracebacks together.
+            raise dataclasses.replace(self.error)
         return torch.stack(self.results)  # type: ignore[arg-type]
 
     def timings_ms(self) -> tuple[float, float]:
@@ -163,12 +166,14 @@ class Batcher(ABC):
         max_batch_tokens: int,
         max_queue_tokens: int,
         batch_timeout_s: float = 0.0,
+        request_timeout_s: float = 120.0,
     ) -> None:
         self.embedder = embedder
         self.metrics = metrics
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_tokens = max_queue_tokens
         self.batch_timeout_s = batch_timeout_s
+        self.request_timeout_s = request_timeout_s
         self._admission_lock = threading.Lock()
         self._in_flight_tokens = 0
         self._tokens_per_s = 0.0  # moving average of forward-pass throughput, for Retry-After
@@ -194,9 +199,16 @@ class Batcher(ABC):
         """Run one full-budget batch before serving, through the same OOM-safe path as real traffic."""
         job = Job(ids=batch, task=None, tokens=sum(map(len, batch)))
         started = time.perf_counter()
+        splits = self.metrics.oom_splits.value()
         self.execute(job.entries())
         if job.error is not None:
             raise RuntimeError(f"warm-up failed: {job.error.message}")
+        if self.metrics.oom_splits.value() > splits:
+            log.warning(
+                "warm-up: a full batch of %d padded tokens ran out of memory and had to be split; "
+                "every full batch will pay that retry: lower --max-batch-tokens",
+                self.max_batch_tokens,
+            )
         log.info(
             "warm-up: %d x %d tokens in %.2f s", len(batch), len(batch[0]), time.perf_counter() - started
         )
@@ -255,7 +267,7 @@ class Batcher(ABC):
         """
         pending: list[list[Entry]] = [[entry for entry in batch if not entry.job.finished]]
         while pending:
-            part = pending.pop()
+            part = [entry for entry in pending.pop() if not entry.job.finished]
             if not part:
                 continue
             started = time.perf_counter()
@@ -344,14 +356,17 @@ class ThreadedBatcher(Batcher):
 
     def _run(self) -> None:
         while True:
-            work = self._next_work()
-            if work is None:
-                return
+            work: list[Entry] = []
             try:
+                next_work = self._next_work()
+                if next_work is None:
+                    return
+                work = next_work
                 self._process(work)
             except Exception:
                 log.exception("%s batcher: unexpected error", self.mode)
                 self._fail(work, ApiError(500, "internal error in the batcher", "internal_error"))
+            del work  # an idle thread holds no request's ids or results
 
     @abstractmethod
     def _next_work(self) -> list[Entry] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 
 from target_server.batching.base import Batcher, Job
+from target_server.errors import ApiError
 
 
 class NoBatching(Batcher):
@@ -29,6 +30,16 @@ class NoBatching(Batcher):
 
     def _enqueue(self, job: Job) -> None:
         self._count(len(job.ids))
-        with self._device:
-            self._count(-len(job.ids))
+        acquired = self._device.acquire(timeout=self.request_timeout_s)
+        self._count(-len(job.ids))
+        if not acquired:  # the same answer the queueing modes give a request that waited too long
+            raise ApiError(
+                503,
+                f"no answer within {self.request_timeout_s:g} s; the server is overloaded",
+                "timeout",
+                {"Retry-After": "5"},
+            )
+        try:
             self.run_in_budget(job.entries(), sort=False)
+        finally:
+            self._device.release()

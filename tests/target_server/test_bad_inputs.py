@@ -39,6 +39,7 @@ CASES = {
         400,
         "invalid_request",
     ),
+    "deeply nested JSON": (dict(data=b"[" * 100_000, headers=JSON), 400, "invalid_request"),
     "body not an object": (dict(data=b'["a"]', headers=JSON), 400, "invalid_request"),
     "empty list": (dict(data=b'{"texts": []}', headers=JSON), 400, "invalid_request"),
     "10 MB body": (

@@ -131,3 +131,14 @@ def test_batcher_survives_a_bug_in_the_forward_pass(make_app, mode: str) -> None
     assert failed.status_code == 500 and failed.json["error_type"] == "internal_error"
     assert client.get("/health").status_code == 200
     assert client.post("/embed", json={"texts": ["second"]}).status_code == 200
+
+
+def test_none_mode_answers_503_when_the_device_stays_busy_past_the_request_timeout(make_app) -> None:
+    app = make_app(batching="none", request_timeout_s=0.3)
+    Recorder(app, first_delay_s=1.5)
+    responses = post_many(app.test_client(), [{"texts": ["first"]}, {"texts": ["second"]}], 2)
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 503], statuses
+    timed_out = next(r for r in responses if r.status_code == 503)
+    assert timed_out.json["error_type"] == "timeout" and timed_out.headers["Retry-After"]
+    assert service_of(app).batcher.in_flight_tokens == 0

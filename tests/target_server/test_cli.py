@@ -33,7 +33,9 @@ def test_env_vars_fill_what_overrides_do_not(monkeypatch) -> None:
         ({"max_batch_tokens": 4}, "max_batch_tokens must be an integer >= 16"),
         ({"device": "tpu"}, "device must be one of"),
         ({"max_queue_tokens": 0}, "max_queue_tokens must be a positive integer"),
-        ({"batch_timeout_s": -1}, "batch_timeout_s must be >= 0"),
+        ({"batch_timeout_s": -1}, "batch_timeout_s must be between 0 and 3600"),
+        ({"batch_timeout_s": float("inf")}, "batch_timeout_s must be between 0 and 3600"),
+        ({"request_timeout_s": float("inf")}, "request_timeout_s must be between 0 and 86400"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides, message) -> None:

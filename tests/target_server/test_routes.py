@@ -138,3 +138,9 @@ def test_truncation_reports_tokens_actually_embedded(make_app) -> None:
     refused = client.post("/embed", json={"texts": ["short", long_text], "truncate": False})
     assert refused.status_code == 422
     assert "input 1 has 1002 tokens" in refused.json["error"]
+
+
+def test_a_task_on_a_plain_model_is_ignored_and_does_not_split_batches(make_app, bundled_model) -> None:
+    client = make_app().test_client()
+    body = client.post("/v1/embeddings", json={"input": ["some text"], "task": "retrieval.passage"}).json
+    assert np.allclose(body["data"][0]["embedding"], bundled_model.encode(["some text"])[0], atol=1e-5)
