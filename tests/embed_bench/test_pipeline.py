@@ -39,6 +39,25 @@ def embed_bench(*args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def run_args(server: str, grid: Path, run_dir: Path, requests_per_user: str) -> list[str]:
+    """`embed-bench run` against the bundled server, with the key that must never be written."""
+    return [
+        "run",
+        "--backend",
+        "self-hosted",
+        "--host",
+        server,
+        "--grid",
+        str(grid),
+        "--out",
+        str(run_dir),
+        "--api-key",
+        KEY,
+        "--requests-per-user",
+        requests_per_user,
+    ]
+
+
 def stats_rows(run_dir: Path) -> dict[str, dict[str, str]]:
     with open(run_dir / "locust_stats.csv", newline="") as stream:
         return {row["Name"]: row for row in csv.DictReader(stream)}
@@ -58,25 +77,8 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
     grid.write_text(TINY_GRID)
     run_dir = tmp_path / "run"
     result = embed_bench(
-        "run",
-        "--backend",
-        "self-hosted",
-        "--host",
-        server,
-        "--grid",
-        str(grid),
-        "--out",
-        str(run_dir),
-        "--workers",
-        str(workers),
-        "--label",
-        "tiny",
-        "--api-key",
-        KEY,
-        "--requests-per-user",
-        "3",
-        "--pricing",
-        "self_hosted_us_east_1",
+        *run_args(server, grid, run_dir, "3"),
+        *("--workers", str(workers), "--label", "tiny", "--pricing", "self_hosted_us_east_1"),
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "[2/2] b=4 t=16 c=2: done" in result.stdout
@@ -104,24 +106,8 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     grid.write_text("[[cells]]\nconcurrency = 2\nbatch_size = 2\npassage_tokens = [16, 32, 64, 128]\n")
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "embed_bench",
-            "run",
-            "--backend",
-            "self-hosted",
-            "--host",
-            server,
-            "--grid",
-            str(grid),
-            "--out",
-            str(run_dir),
-            "--api-key",
-            KEY,
-            "--requests-per-user",
-            "300",  # a few seconds per cell: the interrupt must land mid-run
-        ],
+        # 300 requests per user: a few seconds per cell, so the interrupt lands mid-run
+        [sys.executable, "-m", "embed_bench", *run_args(server, grid, run_dir, "300")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
