@@ -9,9 +9,10 @@ replaces itself with Locust (``exec``), so Locust is PID 1 and gets ``docker sto
 
 - ``EMBED_BENCH_BACKEND`` (default ``self-hosted``): sets ``LOCUST_LOCUSTFILE`` and
   ``LOCUST_USER_CLASSES`` unless they are set already (add your own plugin files that way).
-- ``LOCUST_HOST`` unset or empty: the backend's default host (the Jina API); for the backends that can
+- ``LOCUST_HOST`` unset or empty: the host the registry derives for the backend (the Jina API; the
+  SageMaker runtime of ``LOCUST_AWS_REGION`` or the boto3 default region); for the backends that can
   talk to the bundled server, ``EMBED_BENCH_TARGET_URL`` (the compose / Kubernetes service of the
-  target); for SageMaker none, as the user class derives it from ``--aws-region``.
+  target).
 - Arguments are Locust's; a first argument that is not an option runs as a command instead
   (``docker compose run master bash``).
 """
@@ -22,13 +23,11 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from locustfiles import BACKENDS
+from locustfiles.backends import BACKENDS, BackendError, Settings
 
 BACKEND_ENV = "EMBED_BENCH_BACKEND"
 TARGET_URL_ENV = "EMBED_BENCH_TARGET_URL"
 DEFAULT_BACKEND = "self-hosted"
-# Backends whose requests the bundled target server answers (POST /embed, POST /v1/embeddings).
-BUNDLED_TARGET_BACKENDS = frozenset({"self-hosted", "openai"})
 # The variables this script reads, for the tests that check the deployment files name no others.
 READS = (BACKEND_ENV, TARGET_URL_ENV)
 
@@ -48,13 +47,18 @@ def locust_environment(environ: Mapping[str, str]) -> dict[str, str]:
         env["LOCUST_LOCUSTFILE"] = str(backend.locustfile)
     if not env.get("LOCUST_USER_CLASSES", "").strip():
         env["LOCUST_USER_CLASSES"] = backend.user_class
-    host = env.get("LOCUST_HOST", "").strip() or backend.default_host
-    if not host and name in BUNDLED_TARGET_BACKENDS:
+    host = env.get("LOCUST_HOST", "").strip()
+    if not host and backend.talks_to_bundled_target:
         host = env.get(TARGET_URL_ENV, "").strip()
+    if not host:
+        try:
+            host = backend.host(Settings((), env)) or ""
+        except BackendError as error:
+            raise EntrypointError(str(error)) from None
     if host:
         env["LOCUST_HOST"] = host
     else:
-        env.pop("LOCUST_HOST", None)  # an empty --host would hide SageMaker's derived one
+        env.pop("LOCUST_HOST", None)  # an empty --host would hide a host the user class derives
     return env
 
 

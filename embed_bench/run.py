@@ -25,16 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from locustfiles import BACKENDS
-from locustfiles.cells import CELLS_CSV, Grid, GridError, load_grid
+from embed_bench.contract import RUN_FILES
+from locustfiles.backends import BACKENDS, BackendError, Settings
+from locustfiles.cells import Grid, GridError, load_grid
 from target_server.launcher import free_port, http_status, stop
 
 # Options whose values are secrets: moved from the command line into the environment of the Locust
 # processes (so they never show in `ps`, run.json or logs).
 SECRET_OPTIONS = {"--api-key": "LOCUST_API_KEY"}
 STOP_GRACE_S = 60
-# What a run writes into its directory (cleared by --force before a new run).
-RUN_FILES = ("run.json", "cells.csv", "locust*.csv", "locust*.log")
 # Signals that stop a run gracefully: Ctrl-C, `kill`/`docker stop`, a closed terminal.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -98,15 +97,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _option_value(args: Sequence[str], name: str) -> str | None:
-    for index, arg in enumerate(args):
-        if arg == name and index + 1 < len(args):
-            return args[index + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def _secret_option(name: str) -> str | None:
     """The secret option ``name`` stands for, abbreviations included (Locust's parser takes
     ``--api-ke`` for ``--api-key``, so an abbreviation must not slip through to argv)."""
@@ -136,45 +126,20 @@ def split_secrets(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return kept, env
 
 
-def check_credentials(backend: str, passthrough: Sequence[str], env: dict[str, str]) -> None:
-    if backend == "jina" and not (
-        env.get("LOCUST_API_KEY") or os.environ.get("LOCUST_API_KEY") or os.environ.get("JINA_API_KEY")
-    ):
-        raise RunError("the Jina API needs a key: set JINA_API_KEY (or pass --api-key KEY)")
-    if backend == "sagemaker":
-        if not (
-            _option_value(passthrough, "--sagemaker-endpoint") or os.environ.get("LOCUST_SAGEMAKER_ENDPOINT")
-        ):
-            raise RunError("SageMaker needs an endpoint name: pass --sagemaker-endpoint NAME")
-        import boto3
-
-        session = boto3.Session()
-        if session.get_credentials() is None:
-            raise RunError(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or run where an IAM role provides them"
-            )
-        if not (
-            _option_value(passthrough, "--aws-region")
-            or os.environ.get("LOCUST_AWS_REGION")
-            or session.region_name
-        ):
-            raise RunError("no AWS region: pass --aws-region REGION or set AWS_DEFAULT_REGION")
+def settings_of(locust_args: Sequence[str], secret_env: dict[str, str]) -> Settings:
+    """The run's settings as the Locust processes will see them: options, else ``LOCUST_*`` vars."""
+    return Settings(tuple(locust_args), {**os.environ, **secret_env})
 
 
-def resolve_host(backend: str, host: str | None, passthrough: Sequence[str]) -> str:
+def resolve_host(backend: str, host: str | None, settings: Settings) -> str:
     if host:
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RunError(f"--host must be a URL like http://127.0.0.1:8000, got {host!r}")
         return host.rstrip("/")
-    if BACKENDS[backend].default_host:
-        return BACKENDS[backend].default_host
-    if backend == "sagemaker":
-        import boto3
-
-        region = _option_value(passthrough, "--aws-region") or boto3.Session().region_name
-        return f"https://runtime.sagemaker.{region}.amazonaws.com"
+    derived = BACKENDS[backend].host(settings)
+    if derived:
+        return derived
     raise RunError(f"--backend {backend} needs --host URL (e.g. http://127.0.0.1:8000)")
 
 
@@ -182,11 +147,12 @@ def wait_reachable(backend: str, host: str, timeout_s: float) -> None:
     """Self-hosted: wait for /health 200 (the model may still be loading). Others: a TCP connect."""
     parts = urlsplit(host)
     port = parts.port or (443 if parts.scheme == "https" else 80)
+    health_path = BACKENDS[backend].health_path
     deadline = time.monotonic() + timeout_s
     announced = False
     while True:
-        if backend == "self-hosted":
-            status = http_status(f"{host}/health")
+        if health_path:
+            status = http_status(f"{host}{health_path}")
             if status == 200:
                 return
             problem = "connection refused" if status is None else f"/health answers {status}"
@@ -211,13 +177,13 @@ def wait_reachable(backend: str, host: str, timeout_s: float) -> None:
 def check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any((out / name).exists() for name in ("run.json", "locust_stats.csv")) and not force:
+    if out.is_dir() and any((out / name).exists() for name in RUN_FILES.marks_a_run) and not force:
         raise RunError(f"{out} already holds a run; choose another --out or pass --force")
 
 
 def clear_run_files(out: Path) -> None:
     """``--force``: remove an earlier run's files, so nothing of it mixes into the new run or report."""
-    for pattern in RUN_FILES:
+    for pattern in RUN_FILES.written_by_a_run:
         for path in out.glob(pattern):
             path.unlink()
 
@@ -231,8 +197,12 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     except GridError as error:
         raise RunError(f"bad grid: {error}") from None
     locust_args, env = split_secrets(passthrough)
-    check_credentials(args.backend, locust_args, env)
-    host = resolve_host(args.backend, args.host, locust_args)
+    settings = settings_of(locust_args, env)
+    try:
+        BACKENDS[args.backend].check_credentials(settings)
+    except BackendError as error:
+        raise RunError(str(error)) from None
+    host = resolve_host(args.backend, args.host, settings)
     out = args.out or Path("runs") / f"{args.backend}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     check_out_dir(out, args.force)
     return RunPlan(
@@ -265,12 +235,12 @@ def locust_commands(plan: RunPlan) -> list[list[str]]:
         "--run-dir",
         str(plan.out),
         "--csv",
-        str(plan.out / "locust"),
+        str(plan.out / RUN_FILES.csv_prefix),
         "--csv-full-history",
         "--exit-code-on-error",
         "0",
         "--logfile",
-        str(plan.out / "locust.log"),
+        str(plan.out / RUN_FILES.log),
         "--only-summary",
         *plan.locust_args,
     ]
@@ -297,7 +267,7 @@ def locust_commands(plan: RunPlan) -> list[list[str]]:
         "--master-port",
         str(port),
         "--logfile",
-        str(plan.out / "locust-worker.log"),
+        str(plan.out / RUN_FILES.worker_log),
         *plan.locust_args,
     ]
     return [master] + [worker] * plan.workers
@@ -316,21 +286,11 @@ def versions() -> dict[str, str]:
 
 
 def target_model(plan: RunPlan) -> str | None:
-    """What model the run measured: --model, else what the bundled server says on /info."""
-    model = _option_value(plan.locust_args, "--model")
-    if model or plan.backend not in ("self-hosted", "openai"):
-        return model or ("jina-embeddings-v3" if plan.backend in ("jina", "sagemaker") else None)
-    import urllib.request
-
-    request = urllib.request.Request(f"{plan.host}/info")
-    key = plan.env.get("LOCUST_API_KEY") or os.environ.get("LOCUST_API_KEY") or os.environ.get("JINA_API_KEY")
-    if key:  # a server started with --api-key guards /info too
-        request.add_header("Authorization", f"Bearer {key}")
+    """What model the run measures, as its backend knows it (``--model``, the server's own, ...)."""
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.load(response).get("model")
-    except (OSError, ValueError):
-        return None
+        return BACKENDS[plan.backend].model(settings_of(plan.locust_args, plan.env), plan.host)
+    except BackendError as error:
+        raise RunError(str(error)) from None
 
 
 def write_run_json(
@@ -352,16 +312,16 @@ def write_run_json(
         "locust_args": plan.locust_args,  # secrets were moved out (split_secrets)
         "versions": versions(),
     }
-    temporary = plan.out / ".run.json.tmp"
+    temporary = plan.out / f".{RUN_FILES.run_json}.tmp"
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(plan.out / "run.json")
+    temporary.replace(plan.out / RUN_FILES.run_json)
 
 
 class Progress:
     """Prints a line when a cell starts or ends, from cells.csv, with an ETA from the cells so far."""
 
     def __init__(self, plan: RunPlan, write: Callable[[str], None]) -> None:
-        self.path = plan.out / CELLS_CSV
+        self.path = plan.out / RUN_FILES.cells_csv
         self.total = len(plan.grid.cells)
         self.write = write
         self.seen: dict[str, tuple[bool, bool]] = {}
@@ -401,17 +361,19 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     the Locust processes are stopped and ``run.json`` gets its final status.
     """
     wait_reachable(plan.backend, plan.host, plan.ready_timeout_s)
+    model = target_model(plan)
+    if model and not settings_of(plan.locust_args, plan.env).get("--model"):
+        plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
     plan.out.mkdir(parents=True, exist_ok=True)
     clear_run_files(plan.out)
     started = dt.datetime.now(dt.UTC)
-    model = target_model(plan)
     write_run_json(plan, started, None, model, "running")
     env = {**os.environ, **plan.env}
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     processes: list[subprocess.Popen] = []
     status = "failed (embed-bench error)"
     try:
-        with open(plan.out / "locust-console.log", "wb") as console:
+        with open(plan.out / RUN_FILES.console_log, "wb") as console:
             for command in locust_commands(plan):
                 processes.append(
                     subprocess.Popen(
@@ -435,8 +397,8 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if status.startswith("failed"):
-        log_tail = (plan.out / "locust-console.log").read_text(errors="replace")[-2000:]
-        raise RunError(f"{status}; see {plan.out}/locust.log:\n{log_tail}", exit_code=1)
+        log_tail = (plan.out / RUN_FILES.console_log).read_text(errors="replace")[-2000:]
+        raise RunError(f"{status}; see {plan.out / RUN_FILES.console_log}:\n{log_tail}", exit_code=1)
     write(f"run directory: {plan.out}  ({status})")
     return 130 if status == "interrupted" else 0
 

@@ -32,39 +32,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-WARMUP_PREFIX = "warmup "
-CELLS_CSV = "cells.csv"
-CELLS_CSV_COLUMNS = ("cell", "start", "end", "users")
+from embed_bench.contract import CELLS_CSV_COLUMNS, RUN_FILES, Cell, GridError
+
+__all__ = ["GRIDS", "Cell", "CellRecord", "CellsCsv", "Grid", "GridError", "load_grid", "single_cell_grid"]
+
 _CELL_KEYS = ("concurrency", "batch_size", "passage_tokens")
-
-
-class GridError(ValueError):
-    """A grid name or grid file that cannot be walked."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One point of the study's grid: requests of ``batch_size`` passages of ``passage_tokens`` tokens,
-    sent by ``concurrency`` users at once."""
-
-    batch_size: int
-    passage_tokens: int
-    concurrency: int
-
-    def __post_init__(self) -> None:
-        for key in _CELL_KEYS:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GridError(f"{key} must be a positive integer, got {value!r}")
-
-    @property
-    def name(self) -> str:
-        """The request name of the cell's measured requests, e.g. ``b=32 t=512 c=5``."""
-        return f"b={self.batch_size} t={self.passage_tokens} c={self.concurrency}"
-
-    @property
-    def warmup_name(self) -> str:
-        return WARMUP_PREFIX + self.name
 
 
 @dataclass(frozen=True)
@@ -89,7 +61,7 @@ def product(
 ) -> tuple[Cell, ...]:
     """Cells of a product, concurrency outermost (the study's tables are grouped that way)."""
     return tuple(
-        Cell(batch_size=b, passage_tokens=t, concurrency=c)
+        Cell(concurrency=c, batch_size=b, passage_tokens=t)
         for c, b, t in itertools.product(concurrency, batch_size, passage_tokens)
     )
 
@@ -104,7 +76,10 @@ GRIDS: dict[str, Grid] = {
     # The study's high-load token throughput: concurrency 10, 16,384 tokens per request.
     "throughput": Grid(
         "throughput",
-        (Cell(32, 512, 10), Cell(128, 128, 10)),
+        (
+            Cell(concurrency=10, batch_size=32, passage_tokens=512),
+            Cell(concurrency=10, batch_size=128, passage_tokens=128),
+        ),
         "concurrency 10 x (32 x 512, 128 x 128)",
     ),
 }
@@ -156,7 +131,7 @@ def load_grid(spec: str) -> Grid:
 
 
 def single_cell_grid(batch_size: int, passage_tokens: int, concurrency: int) -> Grid:
-    cell = Cell(batch_size=batch_size, passage_tokens=passage_tokens, concurrency=concurrency)
+    cell = Cell(concurrency=concurrency, batch_size=batch_size, passage_tokens=passage_tokens)
     return Grid("single", (cell,), "one cell from --batch-size, --passage-tokens and --users")
 
 
@@ -172,7 +147,7 @@ class CellsCsv:
     interrupted run leaves the started cell with an empty end rather than a torn file."""
 
     def __init__(self, directory: Path) -> None:
-        self.path = directory / CELLS_CSV
+        self.path = directory / RUN_FILES.cells_csv
 
     def write(self, records: Sequence[CellRecord]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from locust.exception import StopTest
 from requests.auth import AuthBase
 from requests_aws4auth import AWS4Auth
 
+from locustfiles.backends import sagemaker_runtime_url
 from locustfiles.base import EmbeddingUser
 from locustfiles.checks import Embeddings, embedding_items
 from locustfiles.grid import GridShape
@@ -41,10 +42,6 @@ SIGNING_SERVICE = "sagemaker"  # not "sagemaker-runtime": the runtime API signs 
 DEFAULT_TASK = "text-matching"
 _ENDPOINT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 _RUNTIME_HOST = re.compile(r"runtime\.sagemaker\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?")
-
-
-def runtime_url(region: str) -> str:
-    return f"https://runtime.sagemaker.{region}.amazonaws.com"
 
 
 def resolve_region(options: BenchOptions, host: str | None) -> str:
@@ -88,7 +85,7 @@ class SageMakerUser(EmbeddingUser):
             raise StopTest(f"SageMaker: --sagemaker-endpoint {endpoint!r} is not a valid endpoint name")
         self.region = resolve_region(options, self.host or environment.host)
         if not self.host:
-            self.host = runtime_url(self.region)
+            self.host = sagemaker_runtime_url(self.region)
         super().__init__(environment)
         self._path = f"/endpoints/{endpoint}/invocations"
         self._host_header = host_header(self.host)

@@ -67,7 +67,9 @@ class CellPlan:
 
     @property
     def cell(self) -> Cell:
-        return Cell(self.batch_size, self.passage_tokens, self.concurrency)
+        return Cell(
+            concurrency=self.concurrency, batch_size=self.batch_size, passage_tokens=self.passage_tokens
+        )
 
     @property
     def key(self) -> tuple[str, int]:

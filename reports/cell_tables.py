@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from reports.cells import Cell
+from embed_bench.contract import Cell
 from reports.columns import Column, RunColumn, column_cells
 from reports.metrics import CellMetrics
 from reports.study import StudySystem

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from reports.cells import Cell
+from embed_bench.contract import Cell
 from reports.metrics import RunMetrics
 from reports.pricing import RunCost
 from reports.study import StudySystem

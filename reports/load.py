@@ -22,14 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from reports.cells import is_warmup_name, parse_cell_name
+from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name
 from reports.errors import ReportError
 
-STATS_FILE = "locust_stats.csv"
-HISTORY_FILE = "locust_stats_history.csv"
-FAILURES_FILE = "locust_failures.csv"
-CELLS_FILE = "cells.csv"
-RUN_FILE = "run.json"
+STATS_FILE = RUN_FILES.stats_csv
+HISTORY_FILE = RUN_FILES.history_csv
+FAILURES_FILE = RUN_FILES.failures_csv
+CELLS_FILE = RUN_FILES.cells_csv
+RUN_FILE = RUN_FILES.run_json
 AGGREGATED_NAME = "Aggregated"
 
 # Locust's column names (contracts.md section 4) -> ours, with units in the names.

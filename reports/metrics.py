@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports.cells import Cell, parse_cell_name
+from embed_bench.contract import Cell, parse_cell_name
 from reports.errors import ReportError
 from reports.load import STATS_FILE, RunData
 
@@ -72,7 +72,9 @@ class CellMetrics:
 
     @property
     def key(self) -> Cell:
-        return Cell(self.concurrency, self.batch_size, self.passage_tokens)
+        return Cell(
+            concurrency=self.concurrency, batch_size=self.batch_size, passage_tokens=self.passage_tokens
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def cell_metrics(row: Any, duration_s: float | None, timed_by: str) -> CellMetri
     tokens = successful_tokens(
         0.0 if pd.isna(row.avg_content_size) else row.avg_content_size, row.request_count
     )
-    cell = Cell(row.concurrency, row.batch_size, row.passage_tokens)
+    cell = Cell(concurrency=row.concurrency, batch_size=row.batch_size, passage_tokens=row.passage_tokens)
     return CellMetrics(
         cell=cell.name,
         concurrency=cell.concurrency,

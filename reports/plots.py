@@ -20,7 +20,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from reports.cells import Cell
+from embed_bench.contract import Cell
 from reports.columns import DIMENSIONS, Column, RunColumn, column_cells, latency_ms, success_split
 from reports.headline import SUMMARY_BY_KEY
 
@@ -55,7 +55,14 @@ def latency_plot(columns: Sequence[Column]) -> Plot:
     grids = {
         (index, concurrency): np.ma.masked_invalid(
             [
-                [_seconds(latency_ms(column, Cell(concurrency, batch, length))) for length in lengths]
+                [
+                    _seconds(
+                        latency_ms(
+                            column, Cell(concurrency=concurrency, batch_size=batch, passage_tokens=length)
+                        )
+                    )
+                    for length in lengths
+                ]
                 for batch in batches
             ]
         )
@@ -77,7 +84,8 @@ def latency_plot(columns: Sequence[Column]) -> Plot:
             if not math.isnan(value):
                 dark = norm is not None and value > 0 and norm(value) < 0.5
                 text = f"{value:.2f}" + _success_mark(
-                    columns[index], Cell(concurrency, batches[row], lengths[col])
+                    columns[index],
+                    Cell(concurrency=concurrency, batch_size=batches[row], passage_tokens=lengths[col]),
                 )
                 ax.text(
                     col, row, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from reports.cells import Cell
+from embed_bench.contract import Cell
 
 # (key used in the study's files, column title, per-cell latency file, column prefix in that file)
 _SYSTEMS = (
@@ -52,7 +52,11 @@ def study_table(name: str) -> list[dict[str, str]]:
 
 
 def _cell(row: dict[str, str]) -> Cell:
-    return Cell(int(row["concurrency"]), int(row["batch_size"]), int(row["passage_tokens"]))
+    return Cell(
+        concurrency=int(row["concurrency"]),
+        batch_size=int(row["batch_size"]),
+        passage_tokens=int(row["passage_tokens"]),
+    )
 
 
 def _by_dimension(name: str, dimension: str, key: str) -> dict[int, float]:

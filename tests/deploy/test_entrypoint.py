@@ -86,3 +86,10 @@ def test_locust_loads_what_the_entrypoint_picks(name: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert BACKENDS[name].user_class in result.stdout.split()
+
+
+def test_a_sagemaker_region_in_the_environment_gives_the_runtime_host(entrypoint) -> None:
+    env = entrypoint.locust_environment(
+        {"EMBED_BENCH_BACKEND": "sagemaker", "LOCUST_AWS_REGION": "eu-central-1"}
+    )
+    assert env["LOCUST_HOST"] == "https://runtime.sagemaker.eu-central-1.amazonaws.com"

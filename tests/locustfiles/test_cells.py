@@ -94,7 +94,10 @@ def test_unknown_grid_name():
 
 def test_cells_csv_leaves_the_end_of_an_unfinished_cell_empty(tmp_path):
     writer = CellsCsv(tmp_path / "run")
-    first, second = Cell(1, 16, 1), Cell(2, 16, 3)
+    first, second = (
+        Cell(concurrency=1, batch_size=1, passage_tokens=16),
+        Cell(concurrency=3, batch_size=2, passage_tokens=16),
+    )
     writer.write([CellRecord(first, 100.25, 101.5), CellRecord(second, 102.0)])
     with writer.path.open(newline="") as stream:
         rows = list(csv.reader(stream))

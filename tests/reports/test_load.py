@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.cells import Cell, parse_cell_name
+from embed_bench.contract import Cell, parse_cell_name
 from reports.errors import ReportError
 from reports.load import load_run
 from tests.reports.fixtures import CellSpec, RunLayout, write_run
