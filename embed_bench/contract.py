@@ -84,11 +84,18 @@ class RunFiles:
     log: str = "locust.log"
     worker_log: str = "locust-worker.log"
     console_log: str = "locust-console.log"
+    requests: str = "requests.csv.gz"
 
     @property
     def written_by_a_run(self) -> tuple[str, ...]:
         """Glob patterns of every file a run writes (what ``--force`` clears before a new run)."""
-        return (self.run_json, self.cells_csv, f"{self.csv_prefix}*.csv", f"{self.csv_prefix}*.log")
+        return (
+            self.run_json,
+            self.cells_csv,
+            self.requests,
+            f"{self.csv_prefix}*.csv",
+            f"{self.csv_prefix}*.log",
+        )
 
     @property
     def marks_a_run(self) -> tuple[str, ...]:
@@ -98,3 +105,37 @@ class RunFiles:
 
 RUN_FILES = RunFiles()
 CELLS_CSV_COLUMNS = ("cell", "start", "end", "users")
+
+# The per-request record (RUN_FILES.requests): one row per request any Locust process sent or dropped,
+# appended by the master as multi-member gzip (each flush a complete member, the header in the first),
+# so pandas.read_csv reads it whole and a crash loses at most the rows since the last flush.
+# Times are wall-clock epoch seconds; durations are exact milliseconds (never Locust's rounded ones);
+# empty fields mean "not known" (no usage reported, no timing header, not sent).
+REQUEST_RECORD_COLUMNS = (
+    "cell",  # the request name without the warm-up prefix, e.g. "b=32 t=512 c=5"
+    "repeat",  # 0-based repeat of the grid walk (embed-bench run --repeats N)
+    "warmup",  # 1 for a warm-up request, 0 for a measured one
+    "backend",  # the user class, e.g. SelfHostedUser
+    "worker",  # the Locust process that sent it ("local" for a single process)
+    "user",  # the user's number in its process
+    "index",  # the request's index in its user's assignment for the cell
+    "batch_size",  # inputs in the request
+    "passage_tokens",  # tokens per passage under the run's tokenizer (special tokens excluded)
+    "tokens_client",  # batch_size x passage_tokens: the tokens sent, counted by the client
+    "tokens_server",  # the server's reported usage, empty when it reports none
+    "status",  # HTTP status, 0 when no response arrived
+    "ok",  # 1 when the request succeeded and its body passed the checks
+    "failure",  # the failure class as in locust_failures.csv, empty on success
+    "planned_at",  # when the request was due (open loop: its arrival time; closed loop: = sent_at)
+    "sent_at",  # when it was sent
+    "completed_at",  # when its answer (or error) arrived
+    "latency_ms",  # completed_at - planned_at, exact
+    "lag_ms",  # sent_at - planned_at: how late the load generator sent it
+    "dropped",  # 1 when an open-loop request was never sent (no free user within the bound)
+    "bytes_sent",
+    "bytes_received",
+    "queue_ms",  # x-queue-time
+    "inference_ms",  # x-inference-time
+    "server_total_ms",  # x-total-time
+    "tokenization_ms",  # x-tokenization-time (TEI)
+)
