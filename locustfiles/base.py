@@ -43,7 +43,8 @@ from locustfiles.checks import (
     parse_json,
 )
 from locustfiles.options import BenchOptions
-from locustfiles.records import RequestRecord, RequestRecorder, server_timings
+from locustfiles.recorder import RequestRecorder
+from locustfiles.records import RequestRecord, server_timings
 from locustfiles.workload import PlannedRequest, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -73,3 +75,74 @@ def test_jina_api_user_walks_the_grid_on_the_openai_route(tmp_path, target_url):
     )  # fmt: skip
     assert_complete_run(run, CELLS, 3, 1, tokens_per_request=client_tokens)
     assert_records_of_the_bundled_server(run, "JinaApiUser")
+
+
+class CharacterCountingServer(ThreadingHTTPServer):
+    """An OpenAI-compatible embeddings server whose usage counts characters, as Infinity's does by
+    default: the server that made a benchmark credit it with 6x the tokens of its peers."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CharacterCountingHandler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _CharacterCountingHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["input"]
+        body = json.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [0.5] * 8} for i in range(len(texts))
+                ],
+                "usage": {"prompt_tokens": sum(map(len, texts)), "total_tokens": sum(map(len, texts))},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
+@pytest.fixture
+def character_counting_url():
+    server = CharacterCountingServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_counting_characters_gets_the_same_tokens_and_a_warning(
+    tmp_path, target_url, character_counting_url
+):
+    """The same grid against the bundled /v1/embeddings and a character-counting server: Locust's CSV
+    and the records credit both with the tokens sent; the server's own count is kept aside, and the
+    character count is named on the console once per cell."""
+    with urllib.request.urlopen(f"{target_url}/info", timeout=10) as response:
+        model = json.loads(response.read())["model"]
+    cells = [(1, 1, 16), (2, 4, 32)]
+    grid = str(write_grid(tmp_path / "grid.toml", cells))
+    args = ("--model", model, "--grid", grid, "--requests-per-user", "2", "--warmup-requests", "0")
+    runs = {
+        name: run_headless("jina_api.py", tmp_path / name, "-H", url, *args)
+        for name, url in (("bundled", target_url), ("characters", character_counting_url))
+    }
+    for run in runs.values():
+        assert_complete_run(run, cells, 2, 0, tokens_per_request=client_tokens)
+        assert_records_match_stats(run)
+    bundled, characters = (runs[name].records() for name in ("bundled", "characters"))
+    assert bundled["tokens_client"].tolist() == characters["tokens_client"].tolist()
+    assert (bundled["tokens_server"] == bundled["tokens_client"] + 2 * bundled["batch_size"]).all()
+    assert (characters["tokens_server"] > 4 * characters["tokens_client"]).all()  # ~7 characters a token
+    assert "strays from the client's" not in runs["bundled"].stderr
+    warnings = [line for line in runs["characters"].stderr.splitlines() if "strays from the client's" in line]
+    assert len(warnings) == len(cells), warnings
+    assert all("counts characters" in line for line in warnings), warnings
