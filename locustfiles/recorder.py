@@ -62,7 +62,7 @@ class RequestRecorder:
             environment.events.worker_report.add_listener(self.on_worker_report)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.test_stop.add_listener(self.flush)
-        environment.events.quit.add_listener(self.flush)  # after a master's last worker reports
+        environment.events.quit.add_listener(self.on_quit)
         self._flusher = gevent.spawn(self._flush_every)
 
     @classmethod
@@ -105,6 +105,11 @@ class RequestRecorder:
             self.file.append(rows)
         except OSError as exc:
             logger.error("could not append %d request record(s) to %s: %s", len(rows), self.file.path, exc)
+
+    def on_quit(self, **_kwargs: Any) -> None:
+        """The last flush: Locust fires ``quit`` after a master's workers sent their final reports."""
+        self._flusher.kill(block=False)
+        self.flush()
 
     def _flush_every(self) -> None:
         while True:

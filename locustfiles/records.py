@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS_PER_INPUT = 2  # [CLS] and [SEP], <s> and </s>: what a server may add to each input
 TOKEN_TOLERANCE = 0.01  # and a server's count may differ by 1% before it is called a mismatch
+AUDITED_PER_CELL = 100
 
 
 class RequestRecord(NamedTuple):
@@ -73,14 +74,14 @@ def server_timings(headers: Any) -> tuple[float | None, ...]:
     """The server's timing headers in ms, in record order; None where absent or not a number."""
     if not headers:
         return (None, None, None, None)
-    values = []
-    for name in SERVER_TIMING_HEADERS:
-        value = headers.get(name)
-        try:
-            values.append(float(value) if value is not None else None)
-        except (TypeError, ValueError):
-            values.append(None)
-    return tuple(values)
+    return tuple(_milliseconds(headers[name]) if name in headers else None for name in SERVER_TIMING_HEADERS)
+
+
+def _milliseconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # not a number, or the header twice (a list)
+        return None
 
 
 class RecordFile:
@@ -96,7 +97,7 @@ class RecordFile:
         if not self.path.exists() or self.path.stat().st_size == 0:
             writer.writerow(REQUEST_RECORD_COLUMNS)
         writer.writerows(rows)
-        member = gzip.compress(text.getvalue().encode(), compresslevel=5)
+        member = gzip.compress(text.getvalue().encode(), compresslevel=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("ab") as stream:
             stream.write(member)
@@ -134,21 +135,26 @@ def token_mismatch(record: RequestRecord, passage_chars: int | None) -> str | No
 
 
 class TokenAudit:
-    """Warns once per cell when the server's usage strays from the client's count."""
+    """Warns once per cell when the server's usage strays from the client's count. A cell's counts
+    stray from its first requests on (every request of a cell has the same shape), so the audit
+    looks at no more than AUDITED_PER_CELL successful requests of each cell."""
 
     def __init__(self, environment: Any) -> None:
         self.environment = environment  # a Locust Environment: its user classes and parsed options
-        self.warned: set[str] = set()
+        self._audited: dict[str, int] = {}  # cell -> successful requests with a server count checked
         self._overheads: dict[tuple[str, int], int | None] = {}
 
     def check(self, rows: list[tuple]) -> None:
-        for row in rows:
-            record = RequestRecord(*row)
-            if not record.ok or record.tokens_server is None or record.cell in self.warned:
+        audited = self._audited
+        for row in rows:  # a plain loop over tuples: the master may check thousands per flush
+            cell, server_count, ok = row[0], row[10], row[12]
+            if not ok or server_count is None or audited.get(cell, 0) >= AUDITED_PER_CELL:
                 continue
+            audited[cell] = audited.get(cell, 0) + 1
+            record = RequestRecord._make(row)
             reason = token_mismatch(record, self._passage_chars(record))
             if reason is not None:
-                self.warned.add(record.cell)
+                audited[cell] = AUDITED_PER_CELL  # one warning per cell
                 logger.warning(
                     "cell %s: the server's token count strays from the client's, %s. Throughput uses "
                     "the client's count; the server's is kept as tokens_server in %s",
