@@ -1,7 +1,7 @@
 """RequestRecorder: collects every request's record in each Locust process and brings them to the file.
 
-- Users append one ``RequestRecord`` (a tuple) per request to their process's recorder: the whole
-  cost on the timed path.
+- Users append one tuple per request (in ``locustfiles.records.RequestRecord`` order) to their
+  process's recorder: the whole cost on the timed path, a few microseconds.
 - A worker ships its rows with every regular report to the master (Locust's ``report_to_master``
   event, every 3 s, and once more when it stops or quits) and forgets them.
 - The master (``worker_report``) or a single local process collects rows and appends them to
@@ -31,7 +31,7 @@ import gevent
 from embed_bench.contract import RUN_FILES
 from locustfiles.grid import resolve_run_dir
 from locustfiles.options import BenchOptions, OptionError, csv_prefix_option
-from locustfiles.records import RecordFile, RequestRecord, TokenAudit
+from locustfiles.records import RecordFile, TokenAudit
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ class RequestRecorder:
     def of(cls, environment: Environment) -> RequestRecorder | None:
         return cls._instances.get(environment)
 
-    def keep(self, record: RequestRecord) -> None:
+    def keep(self, record: tuple) -> None:
+        """A user's record: a plain tuple in ``RequestRecord`` order."""
         self.rows.append(record)
 
     # --- worker ----------------------------------------------------------------------------------
