@@ -68,7 +68,7 @@ def canned_response(inputs: int, dimensions: int) -> bytes:
 
     vectors = numpy.random.default_rng(inputs).standard_normal((inputs, dimensions), dtype=numpy.float32)
     vectors /= numpy.linalg.norm(vectors, axis=1, keepdims=True)
-    payload = {"embeddings": vectors, "usage": {"total_tokens": inputs}, "model": "x"}
+    payload = {"embeddings": vectors, "model": "x"}  # no usage: the canned server cannot count tokens
     content = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
     head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(content)}\r\n"
     timing = "x-queue-time: 0.10\r\nx-inference-time: 1.00\r\nx-total-time: 1.20\r\n\r\n"

@@ -74,6 +74,7 @@ class EmbeddingUser(FastHttpUser):
         self._pause_s = 0.0
         self._sent = 0  # requests of the current assignment sent so far: the record's "index"
         self._record_heads: dict[bool, tuple] = {}  # measured? -> the record's first fields
+        self._headers: dict[str, str] | None = None
 
     # --- backend hooks -------------------------------------------------------------------------
     @classmethod
@@ -89,12 +90,14 @@ class EmbeddingUser(FastHttpUser):
         raise NotImplementedError
 
     def request_headers(self, body: bytes) -> dict[str, str]:
-        """Headers of one request (SageMaker signs each body)."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        api_key = self.options.effective_api_key()
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        return headers
+        """Headers of one request (SageMaker signs each body); the client copies them, so the same
+        dict serves every request of this user."""
+        if self._headers is None:
+            self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            api_key = self.options.effective_api_key()
+            if api_key:
+                self._headers["Authorization"] = f"Bearer {api_key}"
+        return self._headers
 
     def precheck(self, request: PlannedRequest) -> str | None:
         """A failure message for a request that must not be sent at all (e.g. over a body limit)."""

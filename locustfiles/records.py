@@ -23,6 +23,8 @@ import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from geventhttpclient.header import Headers
+
 from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES
 from locustfiles.options import BenchOptions
 
@@ -70,17 +72,37 @@ if RequestRecord._fields != REQUEST_RECORD_COLUMNS:
 SERVER_TIMING_HEADERS = ("x-queue-time", "x-inference-time", "x-total-time", "x-tokenization-time")
 
 
+def _lowercase_storage() -> bool:
+    """Whether geventhttpclient's ``Headers`` still stores each field under its lowercased name as an
+    (original name, value) pair, which lets ``server_timings`` skip its case-insensitive lookups."""
+    return dict.get(Headers({"X-Probe": "1"}), "x-probe") == ("X-Probe", "1")
+
+
+_FAST_HEADERS = _lowercase_storage()
+
+
 def server_timings(headers: Any) -> tuple[float | None, ...]:
-    """The server's timing headers in ms, in record order; None where absent or not a number."""
+    """The server's timing headers in ms, in record order; None where absent or not a number.
+    Runs for every request, so it reads FastHttpUser's headers straight from their storage when it
+    can (a quarter of the cost of four case-insensitive lookups, one of them a KeyError)."""
     if not headers:
         return (None, None, None, None)
-    return tuple(_milliseconds(headers[name]) if name in headers else None for name in SERVER_TIMING_HEADERS)
+    if not _FAST_HEADERS or type(headers) is not Headers:
+        return tuple(_milliseconds(headers.get(name)) for name in SERVER_TIMING_HEADERS)
+    values = []
+    for name in SERVER_TIMING_HEADERS:
+        stored = dict.get(headers, name)
+        if stored is None:
+            values.append(None)
+        else:  # a pair, or a list of pairs for a repeated header (not a number then)
+            values.append(_milliseconds(stored[1]) if type(stored) is tuple else None)
+    return tuple(values)
 
 
 def _milliseconds(value: Any) -> float | None:
     try:
         return float(value)
-    except (TypeError, ValueError):  # not a number, or the header twice (a list)
+    except (TypeError, ValueError):
         return None
 
 

@@ -8,9 +8,10 @@ import time
 
 import pandas
 import pytest
+from geventhttpclient.header import Headers
 
 from embed_bench.contract import REQUEST_RECORD_COLUMNS
-from locustfiles.records import RecordFile, RequestRecord, token_mismatch
+from locustfiles.records import RecordFile, RequestRecord, server_timings, token_mismatch
 from tests.doubles.process import running_double
 from tests.locustfiles.runs import finish, start_headless, wait_for, write_grid
 
@@ -89,3 +90,12 @@ def test_a_sigint_mid_cell_leaves_every_record_up_to_the_last_flush(tmp_path):
     assert len(seen[0]) < len(records) <= received < 2 * 101, (len(records), received)
     assert (records["ok"] == 1).all() and not records.duplicated(["worker", "user", "cell", "index"]).any()
     assert int(run.stats()["b=2 t=16 c=2"]["Request Count"]) <= (records["warmup"] == 0).sum()
+
+
+def test_server_timing_headers_are_read_in_any_case_and_garbage_is_unknown():
+    headers = Headers({"X-Queue-Time": "1.25", "x-inference-time": "7.50", "x-total-time": "soon"})
+    headers.add("x-tokenization-time", "1")
+    headers.add("x-tokenization-time", "2")  # repeated: no single number
+    assert server_timings(headers) == (1.25, 7.5, None, None)
+    assert server_timings(Headers({"x-tokenization-time": "0.5"})) == (None, None, None, 0.5)
+    assert server_timings(None) == (None, None, None, None)
