@@ -19,6 +19,7 @@ import locust  # noqa: F401  (first: gevent monkey-patches ssl before boto3 load
 # isort: split
 import functools
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +38,10 @@ from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest
 
 __all__ = ["GridShape", "SageMakerUser"]
+
+# botocore's signer logs the canonical request, session token included, at DEBUG: never let it,
+# whatever --loglevel says (a run's logs must not hold credentials).
+logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
 BODY_LIMIT_BYTES = 6_291_456
 SIGNING_SERVICE = "sagemaker"  # not "sagemaker-runtime": the runtime API signs as "sagemaker"
