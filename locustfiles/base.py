@@ -1,14 +1,19 @@
 """EmbeddingUser: the abstract Locust user that owns payloads, checks and naming for every backend.
 
-A concrete backend only says how to encode a request body, where to send it (path, headers, auth)
-and how to read its response body; everything that makes the numbers comparable lives here:
+A concrete backend only says how to encode a request body, where to send it (path, headers) and how
+to read its response body; everything that makes the numbers comparable lives here:
 
+- client: ``FastHttpUser`` (geventhttpclient), a few times cheaper per request than ``HttpUser``;
+  ``--request-timeout`` bounds the connection and every read;
 - naming: measured requests are named after their cell (``b=32 t=512 c=5``), warm-ups ``warmup ...``;
 - payloads: each user pops requests prepared before the cell started (``locustfiles.workload``);
 - checks: a 200 must carry one finite vector per input, all of one dimension (the dimension of the
   first good response of this process), else it is a failure ``bad body: ...``;
-- tokens: ``response_length`` is the tokens embedded (the server's usage when reported, else batch x
-  passage tokens; 0 for a failure), so Locust's "Average Content Size" reads as tokens per request;
+- tokens: ``response_length`` is the client's count, batch x passage tokens (exact: payloads are
+  token-exact), 0 for a failure, so Locust's "Average Content Size" reads as tokens per request and
+  never credits a server's own count; the server's usage goes into the request record only;
+- records: every request, sent or refused, becomes a ``RequestRecord`` (``locustfiles.records``) with
+  its exact times, status, failure, bytes and the server's timing headers;
 - failures are named by class (``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``, ``timeout``, ``connection
   refused``) and recorded once: no retries; after a 429 or a Retry-After the user waits before its
   next request instead of storming the server.
@@ -16,15 +21,16 @@ and how to read its response body; everything that makes the numbers comparable 
 
 from __future__ import annotations
 
-from locust import HttpUser, task  # first: gevent monkey-patches before anything else loads
+from locust import FastHttpUser, task  # first: gevent monkey-patches before anything else loads
+from locust.contrib.fasthttp import LocustBadStatusCode
 from locust.env import Environment
 
 # isort: split
+import itertools
 import time
 from typing import Any, ClassVar
 
 import gevent
-from requests.auth import AuthBase
 
 from locustfiles.checks import (
     BadBody,
@@ -35,29 +41,40 @@ from locustfiles.checks import (
     classify_exception,
     http_failure,
     parse_json,
-    tokens_embedded,
 )
 from locustfiles.options import BenchOptions
+from locustfiles.recorder import RequestRecorder
+from locustfiles.records import server_timings
 from locustfiles.workload import PlannedRequest, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
 PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
 
 
-class EmbeddingUser(HttpUser):
+class EmbeddingUser(FastHttpUser):
     """Abstract: one user of a cell. A backend implements ``encode_request``, ``request_path`` and
-    ``parse_embeddings``, and may override ``request_headers``, ``request_auth`` and ``precheck``."""
+    ``parse_embeddings``, and may override ``request_headers`` and ``precheck``."""
 
     abstract = True
+    insecure = False  # verify TLS certificates, as HttpUser did (FastHttpUser's default does not)
 
     # Per run: the dimension of this process's first good response; every later one must match it.
     _dimensions: ClassVar[dict[str, int]] = {}
+    _numbers: ClassVar[itertools.count] = itertools.count()  # the record's "user": unique per process
 
     def __init__(self, environment: Environment) -> None:
+        options = BenchOptions.from_namespace(environment.parsed_options)
+        # Read by FastHttpUser.__init__: the same bounds as requests' (connect, read) timeout.
+        self.connection_timeout = self.network_timeout = options.request_timeout
         super().__init__(environment)
-        self.options = BenchOptions.from_namespace(environment.parsed_options)
+        self.options = options
         self.assignment: UserAssignment | None = None
+        self.number = next(EmbeddingUser._numbers)
+        self.recorder = RequestRecorder.of(environment)
         self._pause_s = 0.0
+        self._sent = 0  # requests of the current assignment sent so far: the record's "index"
+        self._record_heads: dict[bool, tuple] = {}  # measured? -> the record's first fields
+        self._headers: dict[str, str] | None = None
 
     # --- backend hooks -------------------------------------------------------------------------
     @classmethod
@@ -72,15 +89,15 @@ class EmbeddingUser(HttpUser):
         """Vectors in input order and the reported tokens; raise BadBody for a malformed body."""
         raise NotImplementedError
 
-    def request_headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        api_key = self.options.effective_api_key()
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        return headers
-
-    def request_auth(self) -> AuthBase | None:
-        return None
+    def request_headers(self, body: bytes) -> dict[str, str]:
+        """Headers of one request (SageMaker signs each body); the client copies them, so the same
+        dict serves every request of this user."""
+        if self._headers is None:
+            self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            api_key = self.options.effective_api_key()
+            if api_key:
+                self._headers["Authorization"] = f"Bearer {api_key}"
+        return self._headers
 
     def precheck(self, request: PlannedRequest) -> str | None:
         """A failure message for a request that must not be sent at all (e.g. over a body limit)."""
@@ -103,6 +120,14 @@ class EmbeddingUser(HttpUser):
             self.assignment = workload.take(type(self))
         if self.assignment is None:
             raise RuntimeError("no prepared cell: embed-bench users run under GridShape (locustfiles.grid)")
+        self._sent = 0
+        if self.recorder is not None:
+            plan = self.assignment.plan
+            repeat = getattr(plan, "repeat", 0)  # CellPlan.repeat arrives with embed-bench run --repeats
+            head = (type(self).__name__, self.recorder.worker, self.number)
+            self._record_heads = {
+                measured: (plan.cell.name, repeat, 0 if measured else 1, *head) for measured in (True, False)
+            }
 
     @task
     def embed(self) -> None:
@@ -126,36 +151,96 @@ class EmbeddingUser(HttpUser):
                 exception=RequestFailure(failure),
                 context={},
             )
+            now = time.time()
+            self._record(request, now, 0.0, 0, failure, None, 0, 0, None)
             return
         with self.client.post(
             self.request_path(),
             data=request.body,
-            headers=self.request_headers(),
-            auth=self.request_auth(),
+            headers=self.request_headers(request.body),
             name=request.name,
-            timeout=self.options.request_timeout,
             catch_response=True,
         ) as response:
-            failure, tokens = self._outcome(response, request)
-            response.request_meta["response_length"] = tokens
+            meta = response.request_meta
+            received = meta["response_length"]  # Locust's default: the body's length in bytes
+            failure, tokens_server = self._outcome(response, request)
             if failure is None:
+                meta["response_length"] = request.inputs * request.passage_tokens
                 response.success()
             else:
+                meta["response_length"] = 0
                 response.failure(RequestFailure(failure))
                 self._pause_s = backoff_seconds(response.status_code, response.headers or {})
+            self._record(
+                request,
+                meta["start_time"],
+                meta["response_time"],
+                response.status_code,
+                failure,
+                tokens_server,
+                len(request.body),
+                received,
+                response.headers,
+            )
 
-    def _outcome(self, response: Any, request: PlannedRequest) -> tuple[str | None, int]:
-        if response.error is not None and response.status_code == 0:
-            return classify_exception(response.error), 0
+    def _record(
+        self,
+        request: PlannedRequest,
+        sent_at: float,
+        latency_ms: float,
+        status: int,
+        failure: str | None,
+        tokens_server: int | None,
+        bytes_sent: int,
+        bytes_received: int,
+        headers: Any,
+    ) -> None:
+        """Keep the request's record, a plain tuple in ``RequestRecord`` order (a few microseconds);
+        closed loop: planned when sent, never late, never dropped."""
+        index, self._sent = self._sent, self._sent + 1
+        if self.recorder is None:
+            return
+        inputs, tokens = request.inputs, request.passage_tokens
+        self.recorder.keep(
+            self._record_heads[request.measured]
+            + (
+                index,
+                inputs,
+                tokens,
+                inputs * tokens,
+                tokens_server,
+                status,
+                0 if failure else 1,
+                failure or "",
+            )
+            + (
+                sent_at,
+                sent_at,
+                sent_at + latency_ms / 1000.0,
+                latency_ms,
+                0.0,
+                0,
+                bytes_sent,
+                bytes_received,
+            )
+            + server_timings(headers)
+        )
+
+    def _outcome(self, response: Any, request: PlannedRequest) -> tuple[str | None, int | None]:
+        """The failure message (None on success) and the server's reported usage."""
+        error = response.request_meta["exception"]
+        if response.status_code == 0 or (error is not None and not isinstance(error, LocustBadStatusCode)):
+            # No response, or one whose body broke off: the transport's failure class.
+            return classify_exception(error or response.error), None
         if response.status_code != 200:
-            return http_failure(response.status_code, response.headers, response.content), 0
+            return http_failure(response.status_code, response.headers, response.content), None
         try:
             result = self.parse_embeddings(parse_json(response.content), request.inputs)
         except BadBody as exc:
-            return str(exc), 0
+            return str(exc), None
         run_id = self.assignment.plan.run_id if self.assignment else ""
         failure = check_embeddings(result, request.inputs, self._dimensions.get(run_id))
         if failure is not None:
-            return failure, 0
+            return failure, None
         self._dimensions.setdefault(run_id, len(result.vectors[0]))
-        return None, tokens_embedded(result, request.inputs, request.passage_tokens)
+        return None, result.total_tokens

@@ -3,10 +3,11 @@
     AWS_PROFILE=bench locust -f locustfiles/sagemaker.py --sagemaker-endpoint jina-v3 \\
         --aws-region us-east-1 --grid article     # host defaults to runtime.sagemaker.<region>...
 
-An ``HttpUser`` whose requests are signed with SigV4 (requests-aws4auth, signing service
-``sagemaker``) from the standard boto3 credential chain, refreshed per request. The body is the
-container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per item,
-summed into ``response_length``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
+Each request is signed with SigV4 by botocore's own ``SigV4Auth`` (signing service ``sagemaker``;
+requests-aws4auth signs ``requests`` objects only, and this user runs on FastHttpUser's
+geventhttpclient) with credentials from the standard boto3 chain, refreshed per request. The body is
+the container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per
+item, summed into the record's ``tokens_server``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
 ``ThrottlingException``, ...), which names the failure (``locustfiles.checks``). A body over SageMaker's 6 MB limit is
 recorded as a failure without being sent.
 """
@@ -18,15 +19,16 @@ import locust  # noqa: F401  (first: gevent monkey-patches ssl before boto3 load
 # isort: split
 import functools
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from locust.env import Environment
 from locust.exception import StopTest
-from requests.auth import AuthBase
-from requests_aws4auth import AWS4Auth
 
 from locustfiles.backends import sagemaker_runtime_url
 from locustfiles.base import EmbeddingUser
@@ -36,6 +38,10 @@ from locustfiles.options import BenchOptions
 from locustfiles.workload import PlannedRequest
 
 __all__ = ["GridShape", "SageMakerUser"]
+
+# botocore's signer logs the canonical request, session token included, at DEBUG: never let it,
+# whatever --loglevel says (a run's logs must not hold credentials).
+logging.getLogger("botocore.auth").setLevel(logging.INFO)
 
 BODY_LIMIT_BYTES = 6_291_456
 SIGNING_SERVICE = "sagemaker"  # not "sagemaker-runtime": the runtime API signs as "sagemaker"
@@ -67,8 +73,8 @@ def _credentials() -> Any:
 
 
 def host_header(url: str) -> str:
-    """The Host that requests will send; signed explicitly because some requests-aws4auth versions
-    sign the host without its port (tedder/requests-aws4auth#79)."""
+    """The Host header to send and sign: the URL's host with its port unless it is the default one
+    (what the runtime, and the SageMaker double, check the signature against)."""
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     default_port = {"http": 80, "https": 443}.get(parts.scheme)
@@ -89,9 +95,8 @@ class SageMakerUser(EmbeddingUser):
         super().__init__(environment)
         self._path = f"/endpoints/{endpoint}/invocations"
         self._host_header = host_header(self.host)
-        self._auth = AWS4Auth(
-            refreshable_credentials=_credentials(), region=self.region, service=SIGNING_SERVICE
-        )
+        self._url = self.host.rstrip("/") + self._path
+        self._credentials = _credentials()
 
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
@@ -103,11 +108,17 @@ class SageMakerUser(EmbeddingUser):
     def request_path(self) -> str:
         return self._path
 
-    def request_headers(self) -> dict[str, str]:
-        return {"Content-Type": "application/json", "Accept": "application/json", "Host": self._host_header}
-
-    def request_auth(self) -> AuthBase:
-        return self._auth
+    def request_headers(self, body: bytes) -> dict[str, str]:
+        """Signed headers for this body: Host, X-Amz-Date, the session token if any, Authorization."""
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Host": self._host_header,
+        }
+        aws_request = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
+        credentials = self._credentials.get_frozen_credentials()  # refreshes a role's credentials
+        SigV4Auth(credentials, SIGNING_SERVICE, self.region).add_auth(aws_request)
+        return dict(aws_request.headers.items())
 
     def precheck(self, request: PlannedRequest) -> str | None:
         if len(request.body) > BODY_LIMIT_BYTES:

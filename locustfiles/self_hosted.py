@@ -4,7 +4,8 @@
 
 Request ``{"texts": [...], "truncate": true}``; response ``{"embeddings": [[...]], "usage":
 {"total_tokens": n}, "model": ...}``. The server counts the special tokens it embeds and truncates at
-the model's limit, so its usage is what ``response_length`` reports. ``--api-key`` (or
+the model's limit; its usage is kept in the request record (``tokens_server``), while
+``response_length`` is the client's count like every backend's. ``--api-key`` (or
 ``JINA_API_KEY``), if set, is sent as a Bearer token for a server started with ``--api-key``.
 """
 

@@ -86,7 +86,7 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
     for batch in (1, 4):
         row = rows[f"b={batch} t=16 c=2"]
         assert (row["Request Count"], row["Failure Count"]) == ("6", "0")
-        assert float(row["Average Content Size"]) == batch * (16 + 2)  # server usage: [CLS] + 16 + [SEP]
+        assert float(row["Average Content Size"]) == batch * 16  # the client's count: the tokens sent
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "completed" and run["label"] == "tiny" and run["workers"] == workers
     assert run["model"] == "sentence-transformers/all-MiniLM-L6-v2" and run["grid"] == str(grid)

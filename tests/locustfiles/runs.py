@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, WARMUP_PREFIX
+
 REPO = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).with_name("locust"))
 LOCUSTFILES = REPO / "locustfiles"
@@ -60,6 +64,12 @@ class LocustRun:
 
     def cells(self) -> list[dict[str, str]]:
         return _rows(self.run_dir / "cells.csv")
+
+    def records(self):
+        """``requests.csv.gz`` as pandas reads it (imported here: only record tests need pandas)."""
+        import pandas
+
+        return pandas.read_csv(self.run_dir / RUN_FILES.requests, keep_default_na=False, na_values=[""])
 
     def failure_classes(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -215,3 +225,28 @@ def assert_complete_run(
         assert row["users"] == str(c)
         assert row["end"] and float(row["start"]) < float(row["end"])
     assert run.returncode == 0, run.describe()
+
+
+def assert_records_match_stats(run: LocustRun) -> None:
+    """``requests.csv.gz`` holds exactly the requests Locust counted: per request name the same count,
+    failures by class and mean latency (Locust sums unrounded times), one row per request (no
+    duplicates), the client's token count, and closed-loop timing (planned = sent, never late)."""
+    records = run.records()
+    assert tuple(records.columns) == REQUEST_RECORD_COLUMNS
+    names = records["cell"].where(records["warmup"] == 0, WARMUP_PREFIX + records["cell"])
+    stats = {name: row for name, row in run.stats().items() if name != "Aggregated"}
+    assert names.value_counts().to_dict() == {name: int(row["Request Count"]) for name, row in stats.items()}
+    for name, group in records.groupby(names):
+        assert (group["ok"] == 0).sum() == int(stats[name]["Failure Count"]), name
+        assert group["latency_ms"].mean() == pytest.approx(float(stats[name]["Average Response Time"]))
+    failures = {(row["Name"], row["Error"]): int(row["Occurrences"]) for row in run.failures()}
+    failed = records[records["ok"] == 0]
+    assert failed.groupby([names[failed.index], failed["failure"]]).size().to_dict() == failures
+    assert not records.duplicated(["repeat", "worker", "user", "cell", "index"]).any()
+    assert (records["tokens_client"] == records["batch_size"] * records["passage_tokens"]).all()
+    assert (records["planned_at"] == records["sent_at"]).all()
+    assert (records["lag_ms"] == 0).all() and (records["dropped"] == 0).all()
+    latency_from_clock = (records["completed_at"] - records["sent_at"]) * 1000
+    assert ((latency_from_clock - records["latency_ms"]).abs() < 0.01).all()
+    assert (records.loc[records["ok"] == 1, "status"] == 200).all()
+    assert records.loc[records["ok"] == 1, "failure"].isna().all()

@@ -1,4 +1,5 @@
-"""Response checks and failure classes (pure functions, exercised with real sockets where it matters)."""
+"""Response checks and failure classes (pure functions, exercised with real sockets and the real
+client, geventhttpclient, where it matters)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import socket
 import threading
 
 import pytest
-import requests
+from geventhttpclient.header import Headers
+from geventhttpclient.useragent import UserAgent
 
 from locustfiles.checks import (
     BadBody,
@@ -18,7 +20,6 @@ from locustfiles.checks import (
     classify_exception,
     http_failure,
     parse_json,
-    tokens_embedded,
 )
 from tests.locustfiles.runs import free_port
 
@@ -43,23 +44,26 @@ def test_a_right_body_passes_and_a_known_dimension_is_enforced():
         (Embeddings([[0.1, float("inf")]], None), 1, "bad body: non-finite embedding values"),
         (Embeddings([[0.1, float("nan")]], None), 1, "bad body: non-finite embedding values"),
         (Embeddings([[0.1, "0.2"]], None), 1, "bad body: non-numeric embedding values"),
+        (Embeddings([[0.5] * 1024] * 127 + [[0.5] * 1023 + [float("nan")]], None), 128,
+         "bad body: non-finite embedding values"),
     ],
-)
+)  # fmt: skip
 def test_wrong_bodies_are_named(result, inputs, message):
     assert check_embeddings(result, inputs, None) == message
 
 
-def test_tokens_are_the_servers_usage_else_batch_times_passage_tokens():
-    assert tokens_embedded(Embeddings(vectors(32), 32 * 258), 32, 256) == 32 * 258
-    assert tokens_embedded(Embeddings(vectors(32), None), 32, 512) == 32 * 512
+def test_finite_values_whose_sum_overflows_are_no_failure():
+    assert check_embeddings(Embeddings([[1e308, 1e308], [1e308, 1e308]], None), 2, None) is None
 
 
 def test_json_nan_and_infinity_literals_are_bad_bodies():
     for literal in ("NaN", "Infinity", "-Infinity"):
         with pytest.raises(BadBody, match="non-finite"):
             parse_json(f'{{"embeddings": [[0.1, {literal}]]}}'.encode())
-    with pytest.raises(BadBody, match="not JSON"):
-        parse_json(b"<html>bad gateway</html>")
+    for body in (b"<html>bad gateway</html>", b"", None):
+        with pytest.raises(BadBody, match="not JSON"):
+            parse_json(body)
+    assert parse_json(b'{"embeddings": [[0.25, -1e-3]]}') == {"embeddings": [[0.25, -0.001]]}
 
 
 @pytest.mark.parametrize(
@@ -81,7 +85,7 @@ def test_json_nan_and_infinity_literals_are_bad_bodies():
 )  # fmt: skip
 def test_http_failures_carry_the_backends_error_code(status, headers, body, message):
     content = json.dumps(body).encode() if body is not None else b"<html>bad gateway</html>"
-    assert http_failure(status, requests.structures.CaseInsensitiveDict(headers), content) == message
+    assert http_failure(status, Headers(headers), content) == message
 
 
 def test_backoff_honours_retry_after_and_pauses_after_a_bare_429():
@@ -95,37 +99,46 @@ def test_a_failure_shows_as_its_message_in_locusts_failure_table():
     assert repr(RequestFailure("HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED")) == "HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED"
 
 
-def test_connection_refused_is_named():
-    with pytest.raises(requests.RequestException) as caught:
-        requests.post(f"http://127.0.0.1:{free_port()}/embed", json={}, timeout=5)
-    assert classify_exception(caught.value) == "connection refused"
+def post(url: str, timeout_s: float) -> BaseException:
+    """What FastHttpUser's client raises for a POST that gets no (complete) response."""
+    agent = UserAgent(max_retries=0, network_timeout=timeout_s, connection_timeout=timeout_s)
+    with pytest.raises(Exception) as caught:
+        agent.urlopen(url, method="POST", payload=b"{}").content  # noqa: B018 (reads the body)
+    return caught.value
 
 
-def test_a_silent_server_is_a_timeout_and_a_dropped_connection_is_named():
+def test_connection_refused_and_an_unknown_host_are_named():
+    assert classify_exception(post(f"http://127.0.0.1:{free_port()}/embed", 5)) == "connection refused"
+    assert classify_exception(post("http://embed-bench.invalid/embed", 5)) == "host not resolved"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (None, {"timeout"}),
+        (b"", {"connection closed", "connection reset"}),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", {"connection closed"}),
+    ],
+)
+def test_a_silent_server_is_a_timeout_and_a_dropped_connection_is_named(answer, expected):
+    """None: never answers; b"": closes at once; else: sends this, then closes mid-body."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     accepted: list[socket.socket] = []
 
-    def serve(close: bool) -> None:
+    def serve() -> None:
         connection, _ = listener.accept()
         connection.recv(65536)
-        if close:
-            connection.close()
-        else:
+        if answer is None:
             accepted.append(connection)
+            return
+        connection.sendall(answer)
+        connection.close()
 
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
     try:
-        thread = threading.Thread(target=serve, args=(False,), daemon=True)
-        thread.start()
-        with pytest.raises(requests.RequestException) as caught:
-            requests.post(f"http://127.0.0.1:{port}/embed", json={}, timeout=0.5)
-        assert classify_exception(caught.value) == "timeout"
-        thread.join(5)
-        thread = threading.Thread(target=serve, args=(True,), daemon=True)
-        thread.start()
-        with pytest.raises(requests.RequestException) as caught:
-            requests.post(f"http://127.0.0.1:{port}/embed", json={}, timeout=5)
-        assert classify_exception(caught.value) in {"connection closed", "connection reset"}
+        assert classify_exception(post(f"http://127.0.0.1:{port}/embed", 0.5)) in expected
         thread.join(5)
     finally:
         for connection in accepted:

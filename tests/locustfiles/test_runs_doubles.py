@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.locustfiles.runs import (
     assert_complete_run,
+    assert_records_match_stats,
     expected_counts,
     finish,
     run_headless,
@@ -42,6 +44,10 @@ def test_jina_api_user_walks_the_grid_against_the_jina_double(tmp_path):
     assert_complete_run(run, CELLS, 3, 1, tokens_per_request=lambda b, t: b * t)
     assert ledger["violations"] == []
     assert ledger["received"] == ledger["succeeded"] == sum(expected_counts(CELLS, 3, 1).values())
+    records = run.records()
+    assert_records_match_stats(run)
+    assert records["tokens_server"].sum() == ledger["tokens"]  # the double's own count, kept aside
+    assert "strays from the client's" not in run.stderr  # the same tokenizer: no token warning
 
 
 def test_sagemaker_user_signs_and_walks_the_grid_against_the_sagemaker_double(tmp_path):
@@ -79,6 +85,9 @@ def test_jina_faults_are_failures_by_class_and_the_run_still_completes(tmp_path)
     assert total == ledger["received"] == sum(expected_counts(cells, 4, 1).values())  # no retries
     assert sum(failures.values()) == sum(ledger["faults"].values())
     assert ledger["faults"]["rate_tokens"] == failures["HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED"]
+    assert_records_match_stats(run)  # the records name every failure as Locust's failures table does
+    statuses = run.records().groupby("failure")["status"].agg(set).to_dict()
+    assert statuses["HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED"] == {429} and statuses["timeout"] == {0}
     assert [row["end"] != "" for row in run.cells()] == [True, True]
     assert run.returncode == 1  # Locust's exit code when requests failed
 
@@ -114,6 +123,14 @@ def test_a_sagemaker_body_over_6_mb_fails_without_being_sent(tmp_path):
         ledger = double.ledger()
     assert run.failure_classes() == {"payload too large: over 6291456 bytes": 1}
     assert ledger["received"] == 0
+    assert_records_match_stats(run)
+    (record,) = run.records().itertuples()
+    assert (record.status, record.bytes_sent, record.latency_ms, record.tokens_client) == (
+        0,
+        0,
+        0.0,
+        128 * 8192,
+    )
 
 
 def test_a_server_killed_mid_run_gives_connection_failures_and_a_complete_run(tmp_path):
@@ -164,3 +181,9 @@ def test_distributed_runs_send_the_same_requests_per_cell(tmp_path, mode):
     assert_complete_run(run, cells, 3, 1, tokens_per_request=lambda b, t: b * t)
     assert ledger["violations"] == []
     assert ledger["received"] == sum(expected_counts(cells, 3, 1).values())
+    # The master wrote every worker's requests, each under the id the master knows the worker by.
+    assert_records_match_stats(run)
+    records = run.records()
+    workers = set(re.findall(r"(\S+) \(index \d+\) reported as ready", run.stderr))
+    assert len(workers) == 2 and set(records["worker"]) == workers, (workers, set(records["worker"]))
+    assert records.groupby("cell")["worker"].nunique().to_dict() == {"b=2 t=16 c=1": 1, "b=4 t=64 c=3": 2}
