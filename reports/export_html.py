@@ -22,11 +22,15 @@ td.text, th.text { text-align: left; white-space: normal; overflow-wrap: anywher
 p.definition { color: #555; font-style: italic; margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 0.8rem; }
+section.separate { border: 2px solid #8a6d3b; background: #fcf8ef; padding: 0 1rem 0.5rem; margin: 2rem 0; }
+section.separate h2 { border-bottom-color: #8a6d3b; }
+div.alert { border-left: 5px solid #c0392b; background: #fdecea; padding: 0.5rem 0.8rem; margin: 0.6rem 0;
+  font-weight: 600; }
 """
 
 
 def _anchor(title: str) -> str:
-    return title.lower().replace(" ", "-")
+    return "".join(char if char.isalnum() else "-" for char in title.lower())
 
 
 def render_table(table: Table, heading: bool = True) -> str:
@@ -61,7 +65,9 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
     nav = " ".join(f'<a href="#{_anchor(section.title)}">{escape(section.title)}</a>' for section in sections)
     body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro)}</p>", f"<nav>{nav}</nav>"]
     for section in sections:
+        body.append('<section class="separate">' if section.separate else "<section>")
         body.append(f'<h2 id="{_anchor(section.title)}">{escape(section.title)}</h2>')
+        body += [f'<div class="alert">⚠ {escape(alert)}</div>' for alert in section.alerts]
         if section.text:
             body.append(f"<p>{escape(section.text)}</p>")
         body += [render_table(table, heading=table.title != section.title) for table in section.tables]
@@ -69,8 +75,8 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
             body.append(
                 "<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>"
             )
-        if section.plot in plots:
-            body.append(render_plot(plots[section.plot]))
+        body += [render_plot(plots[key]) for key in section.plots if key in plots]
+        body.append("</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
