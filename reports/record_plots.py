@@ -63,9 +63,9 @@ def time_split_plot(runs: Sequence[RunColumn]) -> Plot | None:
     for ax, run in zip(axes, split, strict=True):
         cells = [cell for cell in run.metrics.cells if cell.time_split]
         bottom = np.zeros(len(cells))
-        for name, attribute, colour in _TIME_PARTS:
+        for name, attribute, part_colour in _TIME_PARTS:
             values = np.array([max(getattr(cell.time_split, attribute), 0.0) for cell in cells])
-            ax.bar(range(len(cells)), values, bottom=bottom, color=colour, label=name, width=0.7)
+            ax.bar(range(len(cells)), values, bottom=bottom, color=part_colour, label=name, width=0.7)
             bottom += values
         for position, height in enumerate(bottom):
             ax.text(position, height, f"{height:,.0f}", ha="center", va="bottom", fontsize=7)

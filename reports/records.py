@@ -12,7 +12,6 @@ the ``planned`` / ``completed`` request counts where the run wrote them.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from dataclasses import dataclass
@@ -64,16 +63,22 @@ class Records:
 
 
 def _read_members(path: Path, notes: list[str]) -> str:
-    """The text of every complete gzip member; a member cut short (a crash mid-flush) ends the read."""
+    """The text of every gzip member; a member cut short (a crash mid-flush) ends the read, its
+    complete lines kept."""
     data = path.read_bytes()
-    text = io.StringIO()
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+    parts = []
+    while data:
+        member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
         try:
-            while chunk := stream.read(1 << 20):
-                text.write(chunk.decode("utf-8", errors="replace"))
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            notes.append(f"{RECORDS_FILE}: ends in a cut gzip member ({exc}): rows after the cut lost")
-    value = text.getvalue()
+            parts.append(member.decompress(data))
+        except zlib.error as exc:
+            notes.append(f"{RECORDS_FILE}: unreadable gzip data after {len(parts)} member(s) ({exc}): rest lost")
+            break
+        if not member.eof:
+            notes.append(f"{RECORDS_FILE}: ends in a cut gzip member (a crash mid-flush): its last row lost")
+            break
+        data = member.unused_data
+    value = b"".join(parts).decode("utf-8", errors="replace")
     if value and not value.endswith("\n"):
         value = value[: value.rfind("\n") + 1]
         notes.append(f"{RECORDS_FILE}: last row cut off (the run stopped while writing it), ignored")
