@@ -46,6 +46,15 @@ def colour(index: int) -> str:
 
 
 def latency_plot(runs: Sequence[RunColumn]) -> Plot:
+    return Plot(
+        "latency",
+        "latency_by_cell.png",
+        "Mean response time by batch size x passage length",
+        png_bytes(latency_figure(runs)),
+    )
+
+
+def latency_figure(runs: Sequence[RunColumn]) -> Figure:
     """Mean response time as a batch size x passage length grid, one panel per run and concurrency.
 
     A panel shows only the batch sizes and lengths its run has at that concurrency, and a run
@@ -105,12 +114,7 @@ def latency_plot(runs: Sequence[RunColumn]) -> Plot:
         "Mean response time (s) by batch size x passage length, per concurrency\n"
         "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)"
     )
-    return Plot(
-        "latency",
-        "latency_by_cell.png",
-        "Mean response time by batch size x passage length",
-        png_bytes(figure),
-    )
+    return figure
 
 
 def _success_mark(run: RunColumn, cell: Cell) -> str:

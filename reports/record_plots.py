@@ -152,7 +152,10 @@ def latency_vs_throughput_plot(runs: Sequence[RunColumn]) -> Plot | None:
     ax.legend(fontsize=8)
     figure.suptitle("Latency against token throughput, one point per cell")
     return Plot(
-        "latency_vs_throughput", "latency_vs_throughput.png", "Latency against token throughput", png_bytes(figure)
+        "latency_vs_throughput",
+        "latency_vs_throughput.png",
+        "Latency against token throughput",
+        png_bytes(figure),
     )
 
 

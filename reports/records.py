@@ -72,7 +72,9 @@ def _read_members(path: Path, notes: list[str]) -> str:
         try:
             parts.append(member.decompress(data))
         except zlib.error as exc:
-            notes.append(f"{RECORDS_FILE}: unreadable gzip data after {len(parts)} member(s) ({exc}): rest lost")
+            notes.append(
+                f"{RECORDS_FILE}: unreadable gzip data after {len(parts)} member(s) ({exc}): rest lost"
+            )
             break
         if not member.eof:
             notes.append(f"{RECORDS_FILE}: ends in a cut gzip member (a crash mid-flush): its last row lost")
