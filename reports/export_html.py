@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from reports.plots import Plot
-from reports.tables import Section, Table, numeric_columns
+from reports.tables import Section, Table, is_figure, numeric_columns
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1280px; padding: 0 1rem; color: #222; }
@@ -39,13 +39,20 @@ def render_table(table: Table, heading: bool = True) -> str:
     parts.append(f'<p class="definition">{escape(table.definition)}</p>')
     if not table.rows:
         return "\n".join([*parts, "<p>(none)</p>"])
-    classes = ["" if numeric else ' class="text"' for numeric in numeric_columns(table)]
+    # A header is right-aligned over a column of figures; every figure is right-aligned, every text
+    # left-aligned, also in tables whose rows are fields (a price beside a price name).
+    heads = ["" if numeric else ' class="text"' for numeric in numeric_columns(table)]
     header = "".join(
-        f"<th{kind}>{escape(title)}</th>" for kind, title in zip(classes, table.header, strict=True)
+        f"<th{kind}>{escape(title)}</th>" for kind, title in zip(heads, table.header, strict=True)
     )
     rows = "\n".join(
         "<tr>"
-        + "".join(f"<td{kind}>{escape(value)}</td>" for kind, value in zip(classes, row, strict=True))
+        + "".join(
+            f"<td>{escape(value)}</td>"
+            if index and is_figure(value)
+            else f'<td class="text">{escape(value)}</td>'
+            for index, value in enumerate(row)
+        )
         + "</tr>"
         for row in table.rows
     )

@@ -61,8 +61,8 @@ SUMMARY_METRICS: tuple[SummaryMetric, ...] = (
         ".2f",
         lambda c: c.metrics.mean_latency_ms / 1000,
         "latency_s",
-        "mean over cells of each cell's mean response time (Locust's average, failed requests "
-        "included), every cell weighted equally, cells where every request failed included (as in the study)",
+        "mean over cells of each cell's mean response time (failed requests included; exact from the "
+        "records, else Locust's average), every cell weighted equally, cells where every request failed included (as in the study)",
     ),
     SummaryMetric(
         "normalized_latency_by_success_rate_s",

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from embed_bench.contract import Cell
 from reports.columns import DIMENSIONS, Column, RunColumn, latency_ms, success_split
@@ -109,7 +110,11 @@ def latency_figure(runs: Sequence[RunColumn]) -> Figure:
             ax.set_xlabel("passage tokens", fontsize=8)
             ax.set_ylabel("batch size", fontsize=8)
     if image is not None:
-        figure.colorbar(image, ax=axes, label="mean response time (s)", shrink=0.6)
+        bar = figure.colorbar(image, ax=axes, label="mean response time (s)", shrink=0.6)
+        if norm is not None:  # a log colour scale: labels at 1, 2, 5 x 10^k, plain figures
+            bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            bar.ax.yaxis.set_minor_formatter(NullFormatter())
     figure.suptitle(
         "Mean response time (s) by batch size x passage length, per concurrency\n"
         "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)"

@@ -148,7 +148,7 @@ def repeat_tables(runs: Sequence[RunColumn]) -> tuple[Table, ...]:
     cells = sorted({cell.key for run in runs for cell in run.metrics.cells})
     tables = []
     for key, title in REPEAT_FIGURES:
-        spec = ".0f" if key != "throughput_tokens_per_s" else ",.0f"
+        spec = ",.0f"
 
         def figure(run: RunColumn, cell_key, key: str = key) -> MeanCI | None:
             cell = run.metrics.cell(cell_key)

@@ -81,10 +81,16 @@ def _token_section(runs: Sequence[RunColumn]) -> Section:
                 for key in ("throughput_tokens_per_s", "tokens_per_request")
             ),
             peak_window_table(runs),
-            cell_table(CELL_FIGURES["high_load"], runs, high_load_cells()),
+            *_high_load(runs),
         ),
         plots=("throughput_over_time", "token_throughput"),
     )
+
+
+def _high_load(runs: Sequence[RunColumn]) -> tuple[Table, ...]:
+    """The study's two high-load cells, where a run measured either (else no table of dashes)."""
+    cells = [cell for cell in high_load_cells() if any(run.metrics.cell(cell) for run in runs)]
+    return (cell_table(CELL_FIGURES["high_load"], runs, cells),) if cells else ()
 
 
 def _token_count_section(runs: Sequence[RunColumn]) -> Section | None:

@@ -82,6 +82,11 @@ def differences_table(runs: Sequence[RunColumn]) -> Table:
     )
 
 
+def _printed_rows(table: Table) -> Table:
+    """The rows the study printed (a figure only runs have is left out, not shown as dashes)."""
+    return replace(table, rows=tuple(row for row in table.rows if any(value != MISSING for value in row[1:])))
+
+
 def study_section(runs: Sequence[RunColumn], study: Sequence[StudySystem]) -> Section:
     columns = list(study)
     return Section(
@@ -93,7 +98,7 @@ def study_section(runs: Sequence[RunColumn], study: Sequence[StudySystem]) -> Se
             *(
                 replace(table, key=f"study_{table.key}", title=f"Study: {table.title}")
                 for table in (
-                    summary_table(columns),
+                    _printed_rows(summary_table(columns)),
                     *success_tables(columns),
                     cell_table(CELL_FIGURES["latency_ms"], columns),
                     cell_table(CELL_FIGURES["request_throughput_rps"], columns),

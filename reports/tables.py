@@ -146,8 +146,8 @@ def cost_table(columns: Sequence[Column]) -> Table:
     return Table(
         "cost",
         "Cost",
-        "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); "
-        "a per-token price (hosted API) is taken as it is",
+        "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); a per-token price "
+        "(hosted API) x the tokens the server billed (its usage) per token counted",
         header(["figure"], columns),
         rows,
     )

@@ -94,7 +94,7 @@ def test_study_figures_are_printed_as_published(study_report: Path) -> None:
     column = 1 + [system.key for system in load_study()].index("sagemaker")
     assert rows["latency (s)"][column] == f"{sagemaker.summary['latency_s']:.2f}"
     assert rows["best cell token throughput (the study's 'peak', tokens/s)"][column] == "32,200"
-    assert rows["requests measured"][column] == MISSING
+    assert "requests measured" not in rows  # figures only runs have: left out, not a row of dashes
 
 
 def test_csv_exports_hold_the_computed_metrics(study_runs: dict[str, Path], study_report: Path) -> None:
