@@ -132,6 +132,8 @@ def record_cells(
     for name in names:
         everything = records.frame[records.frame["cell"] == name]
         measured = everything[~everything["warmup"] & ~everything["dropped"]]
+        if measured.empty:  # only warm-ups or never-sent requests: the run's notes name the cell
+            continue
         tokens = counted_tokens(measured, count)
         mine = [span for span in spans if span.cell == name]
         duration = sum(span.end_s - span.start_s for span in mine)

@@ -123,6 +123,7 @@ def client_overhead_ms(run_dir: Path, slept_ms: np.ndarray, run) -> float:
     records, Locust's exact mean response time - the oracle's mean delay."""
     if (run_dir / RECORDS_FILE).is_file():
         records = load_run(run_dir).records.measured
+        assert records["server_total_ms"].notna().all(), "the records lost the oracle's x-total-time"
         return float((records["latency_ms"] - records["server_total_ms"]).median())
     return float(run.stats()[CELL]["Average Response Time"]) - float(slept_ms.mean())
 

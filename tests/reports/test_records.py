@@ -253,3 +253,12 @@ def test_runs_without_records_say_their_percentiles_are_rounded(tmp_path: Path) 
     assert any("rounded to two significant digits" in note for note in metrics.notes)
     assert main([str(tmp_path / "old"), "--out", str(tmp_path / "out")]) == 0
     assert not (tmp_path / "out" / "throughput_over_time.png").exists()
+
+
+def test_a_cell_walked_twice_in_cells_csv_without_records_reports_its_first_walk(tmp_path: Path) -> None:
+    """Repeats list a cell once per walk; Locust's CSVs merge them, so without records the report
+    times the cell by its first walk and says so, instead of refusing the run."""
+    write_record_run(tmp_path / "twice", CELLS[:1], repeats=2, with_records=False)
+    metrics = run_metrics(load_run(tmp_path / "twice"))
+    assert any("more than once (repeats)" in note for note in metrics.notes)
+    assert metrics.repeats == 1 and metrics.cells[0].request_count == 24
