@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from embed_bench.contract import parse_cell_name
 from reports.columns import RunColumn
 from reports.plots import Plot, colour, png_bytes
-from reports.record_metrics import PEAK_WINDOW_S
+from reports.record_metrics import BIN_S, PEAK_WINDOW_S
 
 _PANEL_COLUMNS = 4
 _MS = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
@@ -42,7 +42,8 @@ def throughput_over_time_plot(runs: Sequence[RunColumn]) -> Plot | None:
     for index, (ax, run) in enumerate(zip(axes, timed, strict=True)):
         line = run.metrics.timeline
         total = line.series.sum(axis=1)
-        ax.step(total.index, total.to_numpy(), where="post", color=colour(index), linewidth=1)
+        edges = np.append(total.index.to_numpy(), total.index[-1] + BIN_S)  # the last bin drawn whole
+        ax.stairs(total.to_numpy(), edges, color=colour(index), linewidth=1)
         for span in line.spans:
             ax.axvline(span.start_s, color="#999", linewidth=0.6, linestyle="--")
             ax.text(span.start_s, 1.0, f" {span.cell}", transform=ax.get_xaxis_transform(), rotation=90,
