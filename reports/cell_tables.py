@@ -54,7 +54,8 @@ CELL_FIGURES = {
         CellFigure(
             "latency_ms",
             "Response time (ms) per cell",
-            "Locust's mean response time of the cell's measured requests, failed ones included",
+            "mean response time of the cell's measured requests, failed ones included (exact where the "
+            "run has records, else Locust's mean)",
             lambda c: fmt(c.mean_latency_ms, ",.0f"),
             lambda s, k: fmt(s.latency_ms.get(k), ",.0f"),
         ),
@@ -75,7 +76,8 @@ CELL_FIGURES = {
         CellFigure(
             "latency_percentiles_ms",
             "Median / p95 / p99 response time (ms) per cell",
-            "Locust's percentiles, which it rounds to two significant digits; failed requests included",
+            "runs without per-request records: Locust's percentiles, which it rounds to two significant "
+            "digits and takes at the nearest rank; failed requests included",
             _percentiles,
         ),
         CellFigure(
@@ -93,8 +95,9 @@ CELL_FIGURES = {
         CellFigure(
             "tokens_per_request",
             "Tokens per successful request (nominal batch x passage tokens)",
-            "Average Content Size x Request Count / successful requests: the Locust side reports tokens "
-            "embedded (server usage, else batch x passage tokens) as response_length and 0 for a failure",
+            "successful tokens / successful requests under the run's token count (client: batch x passage "
+            "tokens; server: the usage each response reported, from the records or Locust's Average "
+            "Content Size)",
             _tokens,
         ),
         CellFigure(
@@ -131,12 +134,16 @@ def cell_table(figure: CellFigure, columns: Sequence[Column], cells: Iterable[Ce
     return Table(figure.key, figure.title, figure.definition, header(CELL_KEYS, shown), rows)
 
 
-def peak_table(runs: Sequence[RunColumn]) -> Table:
-    rows = (("peak cell", *(run.metrics.peak_cell or MISSING for run in runs)),)
-    return Table(
-        "peak_cell",
-        "Peak token throughput cell",
-        "the timed cell with the highest token throughput",
-        header(["figure"], runs),
-        rows,
+def completion_table(runs: Sequence[RunColumn]) -> Table | None:
+    """Requests completed / planned per cell, where cells.csv says what each cell planned."""
+    if not any(cell.planned is not None for run in runs for cell in run.metrics.cells):
+        return None
+    figure = CellFigure(
+        "completed_planned",
+        "Requests completed / planned per cell",
+        "from cells.csv; a cell below its plan was cut short (--cell-max-seconds, Ctrl-C, a lost worker)",
+        lambda c: (
+            MISSING if c.planned is None else f"{c.completed if c.completed is not None else 0}/{c.planned}"
+        ),
     )
+    return cell_table(figure, runs)

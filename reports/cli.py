@@ -15,7 +15,10 @@ from pathlib import Path
 from reports.errors import ReportError
 from reports.export_md import render_table
 from reports.pipeline import build_report, write_report
+from reports.record_tables import token_warnings
+from reports.sections import partial_alerts
 from reports.tables import summary_table
+from reports.token_counts import CLIENT, COUNTS
 
 
 def _usd(text: str) -> float:
@@ -70,7 +73,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--compare-study",
         action="store_true",
-        help="add the reference study's published figures beside the runs",
+        help="add the reference study's published figures, in a block of their own after the summary",
+    )
+    parser.add_argument(
+        "--count-tokens",
+        choices=COUNTS,
+        default=CLIENT,
+        help="which token count throughput, peak and comparisons use: client (default; batch x passage "
+        "tokens under the run's tokenizer, the same for every backend) or server (each response's usage)",
     )
     return parser
 
@@ -88,6 +98,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             usd_per_hour=args.price_per_hour,
             usd_per_million_tokens=args.price_per_million_tokens,
             compare_study=args.compare_study,
+            count_tokens=args.count_tokens,
         )
         written = write_report(report, args.out)
     except ReportError as exc:
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except OSError as exc:
         print(f"{parser.prog}: error: cannot write the report to {args.out}: {exc}", file=sys.stderr)
         return 1
-    print(render_table(summary_table(report.columns)))
+    print(render_table(summary_table(report.runs)))
+    for alert in (*partial_alerts(report.runs), *token_warnings(report.runs)):
+        print(f"warning: {alert}")
     print("wrote " + ", ".join(str(path) for path in written))
     return 0

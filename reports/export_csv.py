@@ -15,12 +15,19 @@ from reports.headline import SUMMARY_METRICS
 
 
 def cells_frame(runs: Sequence[RunColumn]) -> pd.DataFrame:
+    """One row per cell; nested figures flattened into columns such as ``latency_ok_p99_ms``,
+    ``time_split_mean_queue_ms`` and ``repeats_p95_latency_ms_half_width``."""
     rows = [
-        {"run": run.label, "run_directory": run.metrics.directory, **asdict(cell)}
+        {
+            "run": run.label,
+            "run_directory": run.metrics.directory,
+            "tokens_counted": run.metrics.token_count,
+            **asdict(cell),
+        }
         for run in runs
         for cell in run.metrics.cells
     ]
-    return pd.DataFrame(rows)
+    return pd.json_normalize(rows, sep="_")
 
 
 def summary_frame(columns: Sequence[Column]) -> pd.DataFrame:

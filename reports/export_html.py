@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from reports.plots import Plot
-from reports.tables import Section, Table, numeric_columns
+from reports.tables import Section, Table, is_figure, numeric_columns
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1280px; padding: 0 1rem; color: #222; }
@@ -22,11 +22,15 @@ td.text, th.text { text-align: left; white-space: normal; overflow-wrap: anywher
 p.definition { color: #555; font-style: italic; margin: 0.2rem 0; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 0.8rem; }
+section.separate { border: 2px solid #8a6d3b; background: #fcf8ef; padding: 0 1rem 0.5rem; margin: 2rem 0; }
+section.separate h2 { border-bottom-color: #8a6d3b; }
+div.alert { border-left: 5px solid #c0392b; background: #fdecea; padding: 0.5rem 0.8rem; margin: 0.6rem 0;
+  font-weight: 600; }
 """
 
 
 def _anchor(title: str) -> str:
-    return title.lower().replace(" ", "-")
+    return "".join(char if char.isalnum() else "-" for char in title.lower())
 
 
 def render_table(table: Table, heading: bool = True) -> str:
@@ -35,13 +39,20 @@ def render_table(table: Table, heading: bool = True) -> str:
     parts.append(f'<p class="definition">{escape(table.definition)}</p>')
     if not table.rows:
         return "\n".join([*parts, "<p>(none)</p>"])
-    classes = ["" if numeric else ' class="text"' for numeric in numeric_columns(table)]
+    # A header is right-aligned over a column of figures; every figure is right-aligned, every text
+    # left-aligned, also in tables whose rows are fields (a price beside a price name).
+    heads = ["" if numeric else ' class="text"' for numeric in numeric_columns(table)]
     header = "".join(
-        f"<th{kind}>{escape(title)}</th>" for kind, title in zip(classes, table.header, strict=True)
+        f"<th{kind}>{escape(title)}</th>" for kind, title in zip(heads, table.header, strict=True)
     )
     rows = "\n".join(
         "<tr>"
-        + "".join(f"<td{kind}>{escape(value)}</td>" for kind, value in zip(classes, row, strict=True))
+        + "".join(
+            f"<td>{escape(value)}</td>"
+            if index and is_figure(value)
+            else f'<td class="text">{escape(value)}</td>'
+            for index, value in enumerate(row)
+        )
         + "</tr>"
         for row in table.rows
     )
@@ -61,7 +72,9 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
     nav = " ".join(f'<a href="#{_anchor(section.title)}">{escape(section.title)}</a>' for section in sections)
     body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro)}</p>", f"<nav>{nav}</nav>"]
     for section in sections:
+        body.append('<section class="separate">' if section.separate else "<section>")
         body.append(f'<h2 id="{_anchor(section.title)}">{escape(section.title)}</h2>')
+        body += [f'<div class="alert">⚠ {escape(alert)}</div>' for alert in section.alerts]
         if section.text:
             body.append(f"<p>{escape(section.text)}</p>")
         body += [render_table(table, heading=table.title != section.title) for table in section.tables]
@@ -69,8 +82,8 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
             body.append(
                 "<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>"
             )
-        if section.plot in plots:
-            body.append(render_plot(plots[section.plot]))
+        body += [render_plot(plots[key]) for key in section.plots if key in plots]
+        body.append("</section>")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -28,13 +28,18 @@ def render_table(table: Table, heading: bool = True) -> str:
 def render_markdown(title: str, intro: str, sections: Sequence[Section], plots: Mapping[str, Plot]) -> str:
     parts = [f"# {title}", "", intro, ""]
     for section in sections:
-        parts += [f"## {section.title}", ""]
+        lines = [f"## {section.title}", ""]
+        lines += [f"> **⚠ {alert}**\n" for alert in section.alerts]
         if section.text:
-            parts += [section.text, ""]
-        parts += [render_table(table, heading=table.title != section.title) for table in section.tables]
+            lines += [section.text, ""]
+        lines += [render_table(table, heading=table.title != section.title) for table in section.tables]
         if section.bullets:
-            parts += [*(f"- {bullet}" for bullet in section.bullets), ""]
-        if section.plot in plots:
-            plot = plots[section.plot]
-            parts += [f"![{plot.title}]({plot.filename})", ""]
+            lines += [*(f"- {bullet}" for bullet in section.bullets), ""]
+        for key in section.plots:
+            if key in plots:
+                lines += [f"![{plots[key].title}]({plots[key].filename})", ""]
+        if section.separate:  # a quoted block, fenced by rules, so it cannot pass for our figures
+            quoted = "\n".join(lines).splitlines()
+            lines = ["---", "", *(f"> {line}" if line else ">" for line in quoted), "", "---", ""]
+        parts += lines
     return "\n".join(parts)

@@ -10,6 +10,9 @@ Files from a Locust killed mid-way are accepted: a last line without its newline
 writing when it died and is dropped; an empty file counts as having no rows; ``cells.csv`` rows
 without an end mark interrupted cells. Only what cannot be a run directory at all raises
 ``ReportError``.
+
+Where the run kept per-request records (``requests.csv.gz``), ``RunData.records`` holds them and
+``metrics`` computes from them instead of Locust's rounded figures (see ``reports.records``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 
 from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name
 from reports.errors import ReportError
+from reports.records import CellWindow, Records, load_cell_windows, load_records
 
 STATS_FILE = RUN_FILES.stats_csv
 HISTORY_FILE = RUN_FILES.history_csv
@@ -74,6 +78,8 @@ class RunData:
     cells: pd.DataFrame | None
     last_stats_write_s: float | None
     notes: tuple[str, ...]
+    records: Records | None = None
+    windows: tuple[CellWindow, ...] = ()
 
 
 def load_run(directory: Path | str) -> RunData:
@@ -93,6 +99,8 @@ def load_run(directory: Path | str) -> RunData:
         cells=_load_cells(directory, notes),
         last_stats_write_s=_load_last_stats_write(directory, notes),
         notes=tuple(notes),
+        records=load_records(directory),
+        windows=tuple(load_cell_windows(directory)),
     )
 
 
@@ -221,7 +229,11 @@ def _load_cells(directory: Path, notes: list[str]) -> pd.DataFrame | None:
     measured, _ = _with_cells(frame)
     duplicated = sorted(set(measured.loc[measured["name"].duplicated(), "name"]))
     if duplicated:
-        raise ReportError(f"{path}: cell(s) {', '.join(duplicated)} listed more than once")
+        notes.append(
+            f"{CELLS_FILE} lists cell(s) {', '.join(duplicated)} more than once (repeats): Locust's CSVs "
+            "merge the repeats, timed here by the first"
+        )
+        measured = measured.drop_duplicates("name")
     measured = _numeric(measured, ["start_s", "end_s"])
     return measured.set_index("name")[["start_s", "end_s"]]
 

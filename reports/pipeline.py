@@ -18,12 +18,14 @@ from reports.export_csv import write_cells_csv, write_summary_csv
 from reports.export_html import render_html
 from reports.export_md import render_markdown
 from reports.load import RunData, load_run
-from reports.metrics import run_metrics
+from reports.metrics import RunMetrics, run_metrics
 from reports.plots import Plot, build_plots
 from reports.pricing import choose_prices, run_cost
+from reports.record_plots import build_record_plots
 from reports.sections import build_sections
 from reports.study import load_study
 from reports.tables import Section
+from reports.token_counts import CLIENT, SERVER
 
 TITLE = "embed-bench report"
 
@@ -52,20 +54,26 @@ def build_report(
     usd_per_hour: float | None = None,
     usd_per_million_tokens: float | None = None,
     compare_study: bool = False,
+    count_tokens: str = CLIENT,
 ) -> Report:
-    """Everything the exporters need; raises ReportError on input that cannot be reported honestly."""
+    """Everything the exporters need; raises ReportError on input that cannot be reported honestly.
+
+    Throughput, peak and every comparison use ``count_tokens`` (client by default); a per-token
+    price is charged on what the server billed (its usage, where it reports one)."""
     loaded = unique_labels([load_run(directory) for directory in run_dirs])
     prices = choose_prices(
         [run.info.get("pricing") for run in loaded], pricing, usd_per_hour, usd_per_million_tokens
     )
     runs = []
     for run, price in zip(loaded, prices, strict=True):
-        metrics = run_metrics(run)
-        peak = metrics.peak_throughput_tokens_per_s
-        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak) if price else None
+        metrics = run_metrics(run, count_tokens)
+        peak = metrics.peak_or_best_cell_tokens_per_s
+        billed = billed_per_counted(metrics)
+        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak, billed) if price else None
         runs.append(RunColumn(metrics, cost))
     study = load_study() if compare_study else ()
     columns = (*runs, *study)
+    plots = {plot.key: plot for plot in [*build_plots(runs).values(), *build_record_plots(runs)]}
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (
         f"{len(runs)} run(s) side by side: "
@@ -73,8 +81,17 @@ def build_report(
         + f". Generated {generated}."
     )
     if study:
-        intro += " Columns marked 'study:' are the reference study's published figures (January 2025)."
-    return Report(intro, tuple(runs), columns, build_sections(runs, study), build_plots(columns))
+        intro += " The reference study's published figures (January 2025) follow the summary, in a block of their own."
+    return Report(intro, tuple(runs), columns, build_sections(runs, study), plots)
+
+
+def billed_per_counted(metrics: RunMetrics) -> float:
+    """Tokens the server billed per token the figures count: 1 under the server count or without
+    usage; the server/client ratio under the client count."""
+    check = metrics.token_check
+    if metrics.token_count == SERVER or check is None or not check.tokens_client:
+        return 1.0
+    return check.ratio
 
 
 def write_report(report: Report, out: Path) -> list[Path]:

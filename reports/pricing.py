@@ -56,20 +56,34 @@ def hourly_cost_per_million_tokens_usd(usd_per_hour: float, throughput_tokens_pe
     return usd_per_hour / (throughput_tokens_per_s * 3600 / 1e6)
 
 
-def price_per_million_tokens_usd(price: Price, throughput_tokens_per_s: float | None) -> float | None:
-    """A per-token price as it is; an hourly one at the given throughput (None without one)."""
+def price_per_million_tokens_usd(
+    price: Price, throughput_tokens_per_s: float | None, billed_per_counted: float = 1.0
+) -> float | None:
+    """A per-token price per million tokens *counted*: the API bills its own usage, so the price is
+    scaled by the tokens it billed per token counted (``billed_per_counted``: server / counted
+    tokens, 1 where the server reports no usage); an hourly price at the given throughput (None
+    without one)."""
     if price.usd_per_million_tokens is not None:
-        return price.usd_per_million_tokens
+        return price.usd_per_million_tokens * billed_per_counted
     if price.total_usd_per_hour is None or not throughput_tokens_per_s:
         return None
     return hourly_cost_per_million_tokens_usd(price.total_usd_per_hour, throughput_tokens_per_s)
 
 
-def run_cost(price: Price, mean_tokens_per_s: float | None, peak_tokens_per_s: float | None) -> RunCost:
+def run_cost(
+    price: Price,
+    mean_tokens_per_s: float | None,
+    peak_tokens_per_s: float | None,
+    billed_per_counted: float = 1.0,
+) -> RunCost:
     return RunCost(
         price=price,
-        usd_per_million_tokens_at_mean=price_per_million_tokens_usd(price, mean_tokens_per_s),
-        usd_per_million_tokens_at_peak=price_per_million_tokens_usd(price, peak_tokens_per_s),
+        usd_per_million_tokens_at_mean=price_per_million_tokens_usd(
+            price, mean_tokens_per_s, billed_per_counted
+        ),
+        usd_per_million_tokens_at_peak=price_per_million_tokens_usd(
+            price, peak_tokens_per_s, billed_per_counted
+        ),
     )
 
 

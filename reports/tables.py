@@ -16,7 +16,8 @@ from reports.columns import DIMENSIONS, Column, RunColumn, success_split
 from reports.headline import SUMMARY_BY_KEY, SUMMARY_METRICS
 
 MISSING = "—"
-_FIGURE = re.compile(r"[\d,.\s()/%—-]*\d[\d,.\s()/%—-]*|—")
+# Figures, with what may ride along: a thin-sample mark, a confidence interval, a noise mark, n=.
+_FIGURE = re.compile(r"[\d,.\s()/%—†±≈n=-]*\d[\d,.\s()/%—†±≈n=-]*|—")
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,17 @@ class Table:
 
 @dataclass(frozen=True)
 class Section:
-    """A heading, an intro, tables, a bullet list (definitions, notes), then the key of a plot."""
+    """A heading, alerts (a partial run, a token count that strays), an intro, tables, a bullet list
+    (definitions, notes), then the keys of its plots. ``separate`` sections (the reference study's
+    published figures) are set apart visibly: a framed, tinted block in HTML, a quoted one in Markdown."""
 
     title: str
     text: str = ""
     bullets: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
-    plot: str | None = None
+    plots: tuple[str, ...] = ()
+    alerts: tuple[str, ...] = ()
+    separate: bool = False
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -80,6 +85,13 @@ def runs_table(runs: Sequence[RunColumn]) -> Table:
         *((field, *(str(run.metrics.info.get(field) or MISSING) for run in runs)) for field in fields),
         ("versions", *(_versions(run) for run in runs)),
         ("price", *(run.cost.price.name if run.cost else "none given" for run in runs)),
+        ("latencies", *(run.metrics.latency_source for run in runs)),
+        ("tokens counted", *(run.metrics.token_count for run in runs)),
+        ("repeats", *(str(run.metrics.repeats) for run in runs)),
+        (
+            "complete",
+            *("no: " + "; ".join(run.metrics.partial) if run.metrics.partial else "yes" for run in runs),
+        ),
     ]
     return Table(
         "runs", "Runs", "from each run's run.json (—: field absent)", header(["field"], runs), tuple(rows)
@@ -134,8 +146,8 @@ def cost_table(columns: Sequence[Column]) -> Table:
     return Table(
         "cost",
         "Cost",
-        "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); "
-        "a per-token price (hosted API) is taken as it is",
+        "cost per million tokens = hourly cost / (token throughput x 3600 / 1e6); a per-token price "
+        "(hosted API) x the tokens the server billed (its usage) per token counted",
         header(["figure"], columns),
         rows,
     )

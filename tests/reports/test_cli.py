@@ -18,14 +18,15 @@ from reports.load import load_run
 from reports.metrics import run_metrics
 from reports.study import load_study
 from reports.tables import MISSING
-from tests.reports.fixtures import STUDY_LATENCY, CellSpec, RunLayout, write_run
+from tests.reports.fixtures import CellSpec, RunLayout, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 REPORT_FILES = ("report.md", "report.html", "cells.csv", "summary.csv")
 
 
 def markdown_table(report: str, title: str) -> list[list[str]]:
-    """Rows (header first) of the Markdown table under the heading ``title`` (## or ###)."""
+    """Rows (header first) of the Markdown table under the heading ``title`` (## or ###), quoted or not."""
+    report = re.sub(r"^> ?", "", report, flags=re.MULTILINE)
     section = re.split(rf"^#{{2,3}} {re.escape(title)}\n", report, maxsplit=1, flags=re.MULTILINE)[1]
     lines = [line for line in section.split("\n\n", 2)[1].splitlines() if line.startswith("|")]
     return [
@@ -49,9 +50,10 @@ def test_report_files(study_report: Path) -> None:
     assert [plot.name for plot in plots] == [
         "cost_per_million_tokens.png",
         "latency_by_cell.png",
+        "latency_vs_throughput.png",
         "success_rate.png",
         "token_throughput.png",
-    ]
+    ]  # no records: no throughput-over-time, time split or CDF figure
     markdown = (study_report / "report.md").read_text()
     html = (study_report / "report.html").read_text()
     for plot in plots:
@@ -61,23 +63,38 @@ def test_report_files(study_report: Path) -> None:
         assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in html
 
 
-def test_one_column_per_run_then_the_study(study_runs: dict[str, Path], study_report: Path) -> None:
+def test_runs_share_rows_and_the_study_has_a_block_of_its_own(
+    study_runs: dict[str, Path], study_report: Path
+) -> None:
     markdown = (study_report / "report.md").read_text()
     labels = [load_run(path).label for path in study_runs.values()]
     study = [system.label for system in load_study()]
-    assert markdown_table(markdown, "Summary")[0] == ["metric", *labels, *study]
-    assert markdown_table(markdown, "Success rate (%) by batch size")[0] == ["batch size", *labels, *study]
-    assert markdown_table(markdown, "Response time (ms) per cell")[0][3:] == [*labels, *study]
-    # runs only where the study printed nothing per cell
-    assert markdown_table(markdown, "Success rate (%) per cell")[0][3:] == labels
+    assert markdown_table(markdown, "Summary")[0] == ["metric", *labels]
+    assert markdown_table(markdown, "Success rate (%) by batch size")[0] == ["batch size", *labels]
+    assert markdown_table(markdown, "Response time (ms) per cell")[0][3:] == labels
+    assert markdown_table(markdown, "Study: Summary")[0] == ["metric", *study]
+    differences = markdown_table(markdown, "What differs between these runs and the study")
+    assert differences[0] == ["field", *labels, "the study"]
+    assert [row[0] for row in differences[1:4]] == ["model", "hardware", "grid"]
+    # the block is quoted between rules, right after our summary
+    block = markdown.split("## Summary", 1)[1].split("## Success rate", 1)[0]
+    assert "---\n\n> ## Reference study: published figures, not measured here" in block
+    assert all(
+        line.startswith(">")
+        for line in block.split("not measured here\n", 1)[1].split("\n---")[0].splitlines()
+        if line
+    )
+    html = (study_report / "report.html").read_text()
+    assert '<section class="separate">\n<h2 id="reference-study' in html
 
 
-def test_study_figures_are_printed_beside_the_runs(study_report: Path) -> None:
-    rows = {row[0]: row for row in markdown_table((study_report / "report.md").read_text(), "Summary")}
+def test_study_figures_are_printed_as_published(study_report: Path) -> None:
+    rows = {row[0]: row for row in markdown_table((study_report / "report.md").read_text(), "Study: Summary")}
     sagemaker = next(system for system in load_study() if system.key == "sagemaker")
-    column = 1 + len(STUDY_LATENCY) + [system.key for system in load_study()].index("sagemaker")
+    column = 1 + [system.key for system in load_study()].index("sagemaker")
     assert rows["latency (s)"][column] == f"{sagemaker.summary['latency_s']:.2f}"
-    assert rows["requests measured"][column] == MISSING
+    assert rows["best cell token throughput (the study's 'peak', tokens/s)"][column] == "32,200"
+    assert "requests measured" not in rows  # figures only runs have: left out, not a row of dashes
 
 
 def test_csv_exports_hold_the_computed_metrics(study_runs: dict[str, Path], study_report: Path) -> None:

@@ -99,7 +99,18 @@ MIXED = [
 
 @pytest.fixture
 def mixed(tmp_path: Path):
-    return run_metrics(load_run(write_run(tmp_path / "mixed", MIXED)))
+    """Under the server count: Locust's Average Content Size carries each response's usage."""
+    return run_metrics(load_run(write_run(tmp_path / "mixed", MIXED)), "server")
+
+
+def test_the_client_count_is_batch_times_passage_tokens(tmp_path: Path) -> None:
+    """The default: a server reporting 16,000 tokens for 128 x 128 is credited 16,384, like every backend."""
+    client = run_metrics(load_run(write_run(tmp_path / "mixed", MIXED)))
+    for spec in MIXED:
+        cell = next(cell for cell in client.cells if cell.cell == spec.name)
+        assert cell.successful_tokens == spec.batch_size * spec.passage_tokens * (
+            spec.requests - spec.failures
+        )
 
 
 def test_cell_figures(mixed) -> None:

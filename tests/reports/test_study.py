@@ -32,8 +32,19 @@ def test_systems_and_their_cells() -> None:
         assert set(system.latency_ms) == set(system.request_throughput_rps)
         assert set(system.high_load_throughput_tokens_per_s) == set(high_load_cells())
         assert set(system.summary) == {row["metric"] for row in study_table("summary.csv")}
-    assert high_load_cells() == (Cell(concurrency=10, batch_size=32, passage_tokens=512), Cell(concurrency=10, batch_size=128, passage_tokens=128))
+    assert high_load_cells() == (
+        Cell(concurrency=10, batch_size=32, passage_tokens=512),
+        Cell(concurrency=10, batch_size=128, passage_tokens=128),
+    )
     assert systems["sagemaker"].latency_ms[Cell(concurrency=10, batch_size=128, passage_tokens=1024)] == 25989
-    assert systems["self_hosted_standard"].latency_ms[Cell(concurrency=1, batch_size=1, passage_tokens=128)] == 416
-    assert systems["self_hosted_dynamic_batching"].latency_ms[Cell(concurrency=1, batch_size=1, passage_tokens=128)] == 2389
+    assert (
+        systems["self_hosted_standard"].latency_ms[Cell(concurrency=1, batch_size=1, passage_tokens=128)]
+        == 416
+    )
+    assert (
+        systems["self_hosted_dynamic_batching"].latency_ms[
+            Cell(concurrency=1, batch_size=1, passage_tokens=128)
+        ]
+        == 2389
+    )
     assert systems["jina_api"].success_rate_by_passage_tokens_pct[8192] == 51.1
