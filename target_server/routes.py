@@ -11,6 +11,7 @@ import torch
 from flask import Blueprint, Response, g, request
 
 from target_server.errors import unauthorized
+from target_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from target_server.parsing import parse_embed, parse_openai, read_json_object
 from target_server.service import EmbedResult, current_service
 
@@ -57,8 +58,8 @@ def _authenticate() -> None:
 
 @bp.after_app_request
 def _count(response: Response) -> Response:
-    endpoint = request.endpoint or "unknown"
-    current_service().metrics.requests.inc(1, endpoint.removeprefix("embed."), str(response.status_code))
+    endpoint = (request.endpoint or "unknown").removeprefix("embed.")
+    current_service().metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 
 
@@ -78,7 +79,7 @@ def info() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(current_service().metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(current_service().metrics.render(), content_type=METRICS_CONTENT_TYPE)
 
 
 @bp.post("/embed")
