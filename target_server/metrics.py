@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import (
-    CONTENT_TYPE_PLAIN_0_0_4,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    disable_created_metrics,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import generate_latest
 
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+# The text format generate_latest writes (newer clients call it CONTENT_TYPE_PLAIN_0_0_4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # No ``*_created`` series: in the text format each is an extra gauge family per counter and
 # histogram, and a server whose counters start with its process has nothing to say there.
