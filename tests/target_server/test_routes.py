@@ -120,9 +120,10 @@ def test_openai_shape_input_forms_and_order(make_app, bundled_model) -> None:
 
 
 def test_dimensions_truncate_and_renormalize(make_app, bundled_model) -> None:
-    body = (
-        make_app().test_client().post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64}).json
-    )
+    client = make_app().test_client()
+    body = client.post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64}).json
+    # JSON has one number type: 64.0 is 64 (found by schemathesis).
+    assert client.post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64.0}).json == body
     vector = np.array(body["data"][0]["embedding"])
     full = bundled_model.encode(["some text"])[0]
     assert vector.shape == (64,) and abs(np.linalg.norm(vector) - 1) < 1e-5
@@ -144,6 +145,8 @@ def test_bad_openai_options_are_400(make_app) -> None:
         {"input": ["x"], "dimensions": 385},
         {"input": ["x"], "dimensions": True},
         {"input": ["x"], "encoding_format": "binary"},
+        {"input": ["x"], "encoding_format": "float", "embedding_type": "binary"},  # found by schemathesis
+        {"input": ["x"], "dimensions": 8.5},
         {"input": ["x"], "model": 3},
         {"input": ["x"], "normalized": "yes"},
     ):
