@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     passages = PassageFactory(seed=1).passages(32 * args.inputs, args.passage_tokens, stream="soak")
     bodies = [{"texts": passages[i : i + args.inputs]} for i in range(0, len(passages), args.inputs)]
 
-    server_args = ("--max-queue-tokens", str(args.max_queue_tokens), "--threads", str(args.clients + 8))
+    # One request thread per client: gunicorn's pool grows lazily up to --threads, so a larger pool
+    # would creep up for a while (a thread per race) and hide a real leak in that noise.
+    server_args = ("--max-queue-tokens", str(args.max_queue_tokens), "--threads", str(args.clients))
     with running_target_server(*server_args) as url:
         worker = gunicorn_worker()
         print(
