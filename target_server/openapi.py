@@ -92,8 +92,12 @@ def _embedding_operation(operation_id: str, summary: str, request: str, response
 
 
 def _schemas(config: ServerConfig, dimensions: int | None) -> dict[str, Any]:
-    texts = {"type": "array", "items": {"type": "string"}, "minItems": 1}
-    texts["maxItems"] = config.max_inputs_per_request
+    texts = {
+        "type": "array",
+        "items": {"type": "string"},
+        "minItems": 1,
+        "maxItems": config.max_inputs_per_request,
+    }
     text_object = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
     one_input = {"anyOf": [{"type": "string"}, text_object]}
     dims: dict[str, Any] = {"type": "integer", "minimum": 1}
