@@ -21,7 +21,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m target_server",
         description="Serve a sentence-transformers embedding model for load tests (POST /embed, "
-        "POST /v1/embeddings, GET /health, /info, /metrics).",
+        "POST /v1/embeddings, GET /health, /info, /metrics, /openapi.json).",
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="local path or hub id (default: the bundled all-MiniLM-L6-v2)")

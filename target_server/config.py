@@ -45,9 +45,6 @@ class ServerConfig:
     warmup: bool = True
     # Load the model on a background thread so /health answers 503 while loading (readiness probes).
     load_in_background: bool = False
-    # Test hook: raise a CUDA-style out-of-memory error from any forward pass over this many padded
-    # tokens, so OOM recovery can be exercised on a machine without a GPU. Never set in production.
-    inject_oom_above_padded_tokens: int | None = None
 
     def batch_token_budget(self, device: str) -> int:
         """``max_batch_tokens``, or the default for the mode and device.

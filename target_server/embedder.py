@@ -85,10 +85,9 @@ class ModelInfo:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model split into thread-safe tokenization and a batch forward pass."""
 
-    def __init__(self, model, name: str, inject_oom_above_padded_tokens: int | None = None) -> None:
+    def __init__(self, model, name: str) -> None:
         self.model = model
         self.device = str(model.device)
-        self._inject_oom_above = inject_oom_above_padded_tokens
         tokenizer = model.tokenizer
         self.max_input_tokens = int(model.max_seq_length or tokenizer.model_max_length)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -158,11 +157,6 @@ class SentenceTransformerEmbedder:
     def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> torch.Tensor:
         """One forward pass over pre-tokenized inputs; returns float32 vectors on the CPU, in order."""
         longest = max(len(ids) for ids in batch)
-        if self._inject_oom_above is not None and longest * len(batch) > self._inject_oom_above:
-            raise torch.OutOfMemoryError(
-                f"CUDA out of memory (injected: {len(batch)} x {longest} padded tokens "
-                f"> {self._inject_oom_above})"
-            )
         input_ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
         for row, ids in enumerate(batch):
@@ -176,6 +170,9 @@ class SentenceTransformerEmbedder:
         with torch.inference_mode():
             output = self.model.forward(features, **kwargs)["sentence_embedding"]
         return output.float().cpu()
+
+    # The batchers ask their embedder (the protocol they declare), never this module.
+    is_out_of_memory = staticmethod(is_out_of_memory)
 
     def release_memory(self) -> None:
         """After an out-of-memory error: give cached blocks back so the halves can fit."""
@@ -227,4 +224,4 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
         model = SentenceTransformer(source, device=device, trust_remote_code=config.trust_remote_code)
     model = model.to(dtype)
     model.eval()
-    return SentenceTransformerEmbedder(model, name, config.inject_oom_above_padded_tokens)
+    return SentenceTransformerEmbedder(model, name)

@@ -1,8 +1,10 @@
 """JSON errors: every failure the server can answer, with its status and a machine-readable kind.
 
 Clients (and Locust's failure classification) read ``error_type``; people read ``error``.
-Werkzeug's own HTTP errors (404, 405, 413 from ``MAX_CONTENT_LENGTH``) are rendered the same way,
-and any unexpected exception becomes a logged 500 -- the server stays up after all of them.
+This is the one place where failures become HTTP: the HTTP layer's own :class:`ApiError` (bad
+requests, auth), the service's domain errors (``target_server.domain_errors``) through
+:data:`DOMAIN_ANSWERS`, and werkzeug's errors (404, 405, 413 from ``MAX_CONTENT_LENGTH``). Any
+unexpected exception becomes a logged 500 -- the server stays up after all of them.
 """
 
 from __future__ import annotations
@@ -13,11 +15,34 @@ from dataclasses import dataclass, field
 from flask import Flask, Response, json
 from werkzeug.exceptions import HTTPException
 
+from target_server.domain_errors import (
+    ForwardPassFailed,
+    InputTooLargeForDevice,
+    NotReady,
+    Overloaded,
+    ServiceError,
+    TimedOut,
+)
+from target_server.embedder import InputTooLong, UnknownTask
+
 log = logging.getLogger(__name__)
+
+# Each domain error's answer: (status, error_type). README's error table lists the same.
+DOMAIN_ANSWERS: dict[type[Exception], tuple[int, str]] = {
+    UnknownTask: (400, "invalid_request"),
+    InputTooLargeForDevice: (413, "input_too_large_for_device"),
+    InputTooLong: (422, "input_too_long"),
+    Overloaded: (429, "overloaded"),
+    ForwardPassFailed: (500, "internal_error"),
+    NotReady: (503, "not_ready"),
+    TimedOut: (503, "timeout"),
+}
 
 
 @dataclass
 class ApiError(Exception):
+    """An error of the HTTP layer itself (request shape, content type, auth): already a status."""
+
     status: int
     message: str
     error_type: str
@@ -43,23 +68,6 @@ def unsupported_media_type(message: str) -> ApiError:
     return ApiError(415, message, "unsupported_media_type")
 
 
-def input_too_long(message: str) -> ApiError:
-    return ApiError(422, message, "input_too_long")
-
-
-def overloaded(retry_after_s: int) -> ApiError:
-    return ApiError(
-        429,
-        f"server at its admission limit; retry after {retry_after_s} s",
-        "overloaded",
-        {"Retry-After": str(retry_after_s)},
-    )
-
-
-def not_ready(message: str, retry_after_s: int = 5) -> ApiError:
-    return ApiError(503, message, "not_ready", {"Retry-After": str(retry_after_s)})
-
-
 def json_error(status: int, message: str, error_type: str, headers: dict[str, str] | None = None) -> Response:
     response = Response(
         json.dumps({"error": message, "error_type": error_type}), status=status, mimetype="application/json"
@@ -69,7 +77,18 @@ def json_error(status: int, message: str, error_type: str, headers: dict[str, st
     return response
 
 
+def domain_answer(error: Exception) -> Response:
+    """The JSON answer for a domain error, found by class (subclasses answer as their parent)."""
+    status, error_type = next(DOMAIN_ANSWERS[kind] for kind in type(error).__mro__ if kind in DOMAIN_ANSWERS)
+    retry_after_s = error.retry_after_s if isinstance(error, ServiceError) else None
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return json_error(status, str(error), error_type, headers)
+
+
 def register_error_handlers(app: Flask) -> None:
+    for kind in DOMAIN_ANSWERS:
+        app.register_error_handler(kind, domain_answer)
+
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return json_error(error.status, error.message, error.error_type, error.headers)

@@ -54,6 +54,9 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], de
     value = body.get(name, default)
     if value is None:
         return default
+    # JSON has one number type: 64.0 is the integer 64 (as JSON Schema's "integer" says).
+    if isinstance(value, float) and value.is_integer() and int in _as_tuple(kind):
+        value = int(value)
     # bool is an int in Python; JSON true must not pass as a number (or 1 as a boolean).
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
         expected = " or ".join(t.__name__ for t in _as_tuple(kind))
@@ -107,11 +110,14 @@ def parse_openai(body: dict[str, Any], max_inputs: int, dimensions: int) -> Embe
     requested = _optional(body, "dimensions", int)
     if requested is not None and not 1 <= requested <= dimensions:
         raise bad_request(f"'dimensions' must be between 1 and {dimensions}, got {requested}")
-    encoding = _optional(body, "encoding_format", str) or _optional(body, "embedding_type", str, "float")
-    if encoding not in ENCODINGS:
-        raise ApiError(
-            400, f"encoding {encoding!r} is not supported; use one of {ENCODINGS}", "invalid_request"
-        )
+    # Both spellings are checked, even where the other one decides: a bad value is never ignored.
+    encodings = [_optional(body, name, str) for name in ("encoding_format", "embedding_type")]
+    for encoding in encodings:
+        if encoding is not None and encoding not in ENCODINGS:
+            raise ApiError(
+                400, f"encoding {encoding!r} is not supported; use one of {ENCODINGS}", "invalid_request"
+            )
+    encoding = next((given for given in encodings if given is not None), "float")
     return EmbedRequest(
         texts=_check_texts(texts, "input", max_inputs),
         truncate=_optional(body, "truncate", bool, True),

@@ -11,13 +11,16 @@ import torch
 from flask import Blueprint, Response, g, request
 
 from target_server.errors import unauthorized
+from target_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from target_server.openapi import openapi_document
 from target_server.parsing import parse_embed, parse_openai, read_json_object
 from target_server.service import EmbedResult, current_service
 
 bp = Blueprint("embed", __name__)
 
 # Probes and scrapers must work without the key (Kubernetes readiness, Prometheus).
-OPEN_ENDPOINTS = frozenset({"embed.health", "embed.metrics"})
+# The API description is open too: it holds no secret and clients read it before they have a key.
+OPEN_ENDPOINTS = frozenset({"embed.health", "embed.metrics", "embed.openapi"})
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -57,8 +60,8 @@ def _authenticate() -> None:
 
 @bp.after_app_request
 def _count(response: Response) -> Response:
-    endpoint = request.endpoint or "unknown"
-    current_service().metrics.requests.inc(1, endpoint.removeprefix("embed."), str(response.status_code))
+    endpoint = (request.endpoint or "unknown").removeprefix("embed.")
+    current_service().metrics.requests.labels(endpoint, str(response.status_code)).inc()
     return response
 
 
@@ -78,7 +81,14 @@ def info() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(current_service().metrics.render(), mimetype="text/plain; version=0.0.4")
+    return Response(current_service().metrics.render(), content_type=METRICS_CONTENT_TYPE)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    service = current_service()
+    dimensions = service.embedder.info.dimensions if service.embedder is not None else None
+    return _json(openapi_document(service.config, dimensions))
 
 
 @bp.post("/embed")

@@ -17,8 +17,8 @@ from flask import Flask, current_app
 
 from target_server.batching import BATCHERS, Batcher
 from target_server.config import ServerConfig
-from target_server.embedder import InputTooLong, SentenceTransformerEmbedder, UnknownTask, load_embedder
-from target_server.errors import bad_request, input_too_long, not_ready
+from target_server.domain_errors import NotReady
+from target_server.embedder import SentenceTransformerEmbedder, load_embedder
 from target_server.metrics import ServerMetrics
 from target_server.parsing import EmbedRequest
 
@@ -130,19 +130,15 @@ class EmbeddingService:
 
     # ---- the work -----------------------------------------------------------------------------
     def require_ready(self) -> SentenceTransformerEmbedder:
-        """The loaded embedder, or 503 with Retry-After while loading (or after a failed load)."""
+        """The loaded embedder, or :class:`NotReady` while loading (or after a failed load)."""
         if not self.healthy or self.embedder is None or self.batcher is None:
-            raise not_ready(f"model not ready ({self.state})")
+            raise NotReady.because(self.state)
         return self.embedder
 
     def embed(self, request: EmbedRequest) -> EmbedResult:
         self.require_ready()
-        try:
-            ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
-        except InputTooLong as error:
-            raise input_too_long(str(error)) from None
-        except UnknownTask as error:
-            raise bad_request(str(error)) from None
+        # InputTooLong and UnknownTask pass up to the HTTP layer, which answers 422 and 400.
+        ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
         # Plain models ignore the task (beyond its prompt), so it must not split their batches.
         job = self.batcher.submit(ids, request.task if self.embedder.info.tasks else None)
         try:

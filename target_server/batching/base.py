@@ -19,8 +19,13 @@ from typing import ClassVar, Protocol
 
 import torch
 
-from target_server.embedder import is_out_of_memory
-from target_server.errors import ApiError, overloaded
+from target_server.domain_errors import (
+    ForwardPassFailed,
+    InputTooLargeForDevice,
+    Overloaded,
+    ServiceError,
+    TimedOut,
+)
 from target_server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 class Embedder(Protocol):
     def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> torch.Tensor: ...
     def release_memory(self) -> None: ...
+    def is_out_of_memory(self, error: BaseException) -> bool:
+        """Whether ``error`` from :meth:`embed` is the device running out of memory (then: split)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -40,7 +48,7 @@ class Job:
     tokens: int
     results: list[torch.Tensor | None] = field(init=False)
     remaining: int = field(init=False)
-    error: ApiError | None = None
+    error: ServiceError | None = None
     cancelled: bool = False
     enqueued_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None
@@ -74,7 +82,7 @@ class Job:
         if last:
             self._finish()
 
-    def fail(self, error: ApiError) -> None:
+    def fail(self, error: ServiceError) -> None:
         with self._lock:
             if self.done.is_set():
                 return
@@ -89,12 +97,7 @@ class Job:
         """The embeddings in input order, or the job's error; never waits past ``timeout_s``."""
         if not self.done.wait(timeout_s):
             self.cancelled = True  # inputs not yet run are skipped by the batcher
-            raise ApiError(
-                503,
-                f"no answer within {timeout_s:g} s; the server is overloaded",
-                "timeout",
-                {"Retry-After": "5"},
-            )
+            raise TimedOut.after(timeout_s)
         if self.error is not None:
             # A copy per request thread: the error is shared by every job of a failed batch, and
             # raising one object from several threads would chain their tracebacks together.
@@ -199,11 +202,11 @@ class Batcher(ABC):
         """Run one full-budget batch before serving, through the same OOM-safe path as real traffic."""
         job = Job(ids=batch, task=None, tokens=sum(map(len, batch)))
         started = time.perf_counter()
-        splits = self.metrics.oom_splits.value()
+        splits = self.metrics.value("embed_oom_splits_total")
         self.execute(job.entries())
         if job.error is not None:
-            raise RuntimeError(f"warm-up failed: {job.error.message}")
-        if self.metrics.oom_splits.value() > splits:
+            raise RuntimeError(f"warm-up failed: {job.error}")
+        if self.metrics.value("embed_oom_splits_total") > splits:
             log.warning(
                 "warm-up: a full batch of %d padded tokens ran out of memory and had to be split; "
                 "every full batch will pay that retry: lower --max-batch-tokens",
@@ -225,13 +228,13 @@ class Batcher(ABC):
         return max(1, min(60, math.ceil(self._in_flight_tokens / self._tokens_per_s)))
 
     def submit(self, ids: list[list[int]], task: str | None = None) -> Job:
-        """Admit a request (or raise 429 at once) and hand it to the mode's scheduling."""
+        """Admit a request (or raise :class:`Overloaded` at once) and hand it to the mode's scheduling."""
         tokens = sum(map(len, ids))
         with self._admission_lock:
             # An empty server admits anything, so one request larger than the limit is never starved.
             if self._in_flight_tokens and self._in_flight_tokens + tokens > self.max_queue_tokens:
                 self.metrics.rejections.inc()
-                raise overloaded(self.retry_after_s())
+                raise Overloaded.retry_after(self.retry_after_s())
             self._in_flight_tokens += tokens
         job = Job(ids=ids, task=task, tokens=tokens)
         try:
@@ -277,11 +280,9 @@ class Batcher(ABC):
             try:
                 vectors = self.embedder.embed([entry.ids for entry in part], part[0].job.task)
             except Exception as error:
-                if not is_out_of_memory(error):
+                if not self.embedder.is_out_of_memory(error):
                     log.exception("forward pass failed")
-                    self._fail(
-                        part, ApiError(500, f"forward pass failed: {type(error).__name__}", "internal_error")
-                    )
+                    self._fail(part, ForwardPassFailed(f"forward pass failed: {type(error).__name__}"))
                     continue
                 out_of_memory = True
                 message = str(error).splitlines()[0]
@@ -292,15 +293,7 @@ class Batcher(ABC):
                 if len(part) == 1:
                     self.metrics.oom_failures.inc()
                     log.warning("input of %d tokens does not fit even alone: %s", part[0].length, message)
-                    self._fail(
-                        part,
-                        ApiError(
-                            413,
-                            f"an input of {part[0].length} tokens does not fit in device memory even alone "
-                            f"({message}); shorten it or lower the server's load",
-                            "input_too_large_for_device",
-                        ),
-                    )
+                    self._fail(part, InputTooLargeForDevice.of(part[0].length, message))
                 else:
                     self.metrics.oom_splits.inc()
                     half = len(part) // 2
@@ -326,7 +319,7 @@ class Batcher(ABC):
             entry.job.complete(entry.index, vector)
 
     @staticmethod
-    def _fail(part: Sequence[Entry], error: ApiError) -> None:
+    def _fail(part: Sequence[Entry], error: ServiceError) -> None:
         for entry in part:
             entry.job.fail(error)
 
@@ -365,7 +358,7 @@ class ThreadedBatcher(Batcher):
                 self._process(work)
             except Exception:
                 log.exception("%s batcher: unexpected error", self.mode)
-                self._fail(work, ApiError(500, "internal error in the batcher", "internal_error"))
+                self._fail(work, ForwardPassFailed("internal error in the batcher"))
             del work  # an idle thread holds no request's ids or results
 
     @abstractmethod

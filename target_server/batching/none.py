@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 from target_server.batching.base import Batcher, Job
-from target_server.errors import ApiError
+from target_server.domain_errors import TimedOut
 
 
 class NoBatching(Batcher):
@@ -33,12 +33,7 @@ class NoBatching(Batcher):
         acquired = self._device.acquire(timeout=self.request_timeout_s)
         self._count(-len(job.ids))
         if not acquired:  # the same answer the queueing modes give a request that waited too long
-            raise ApiError(
-                503,
-                f"no answer within {self.request_timeout_s:g} s; the server is overloaded",
-                "timeout",
-                {"Retry-After": "5"},
-            )
+            raise TimedOut.after(self.request_timeout_s)
         try:
             self.run_in_budget(job.entries(), sort=False)
         finally:

@@ -9,6 +9,23 @@ import time
 import numpy as np
 
 from target_server import create_app, service_of
+from tests.target_server.conftest import sample, scrape
+
+# Every family /metrics exports, with its type (README's /metrics table lists the same).
+METRIC_TYPES = {
+    "embed_requests": "counter",
+    "embed_inputs": "counter",
+    "embed_tokens": "counter",
+    "embed_admission_rejections": "counter",
+    "embed_oom_splits": "counter",
+    "embed_oom_failures": "counter",
+    "embed_batch_size": "histogram",
+    "embed_batch_padded_tokens": "histogram",
+    "embed_batch_seconds": "histogram",
+    "embed_request_seconds": "histogram",
+    "embed_in_flight_tokens": "gauge",
+    "embed_queue_depth": "gauge",
+}
 
 
 def test_info_describes_model_and_batching(make_app) -> None:
@@ -28,16 +45,21 @@ def test_metrics_is_prometheus_text_that_counts_work(make_app) -> None:
     client.post("/embed", json={"texts": ["one", "two", "three"]})
     response = client.get("/metrics")
     assert response.mimetype == "text/plain"
-    lines = response.data.decode().splitlines()
-    values = {line.split()[0]: float(line.split()[1]) for line in lines if not line.startswith("#")}
-    assert values['embed_requests_total{endpoint="embed",status="200"}'] == 1
-    assert values["embed_inputs_total"] == 3
-    assert values["embed_tokens_total"] == 9  # [CLS] word [SEP] x 3
-    assert values["embed_queue_depth"] == 0 and values["embed_in_flight_tokens"] == 0
-    assert values['embed_batch_size_bucket{le="+Inf"}'] == values["embed_batch_size_count"] >= 1
-    for line in lines:
-        if line.startswith("# TYPE"):
-            assert line.split()[3] in {"counter", "gauge", "histogram"}
+    metrics = scrape(response.text)
+    assert sample(metrics, "embed_requests_total", endpoint="embed", status="200") == 1
+    assert sample(metrics, "embed_inputs_total") == 3
+    assert sample(metrics, "embed_tokens_total") == 9  # [CLS] word [SEP] x 3
+    assert sample(metrics, "embed_queue_depth") == 0 and sample(metrics, "embed_in_flight_tokens") == 0
+    batches = sample(metrics, "embed_batch_size_count")
+    assert batches >= 1 and sample(metrics, "embed_batch_size_bucket", le="+Inf") == batches
+    assert {name: family.type for name, family in metrics.items()} == METRIC_TYPES
+
+
+def test_two_apps_in_one_process_count_separately(make_app) -> None:
+    first, second = make_app().test_client(), make_app().test_client()
+    first.post("/embed", json={"texts": ["one"]})
+    assert sample(scrape(first.get("/metrics").text), "embed_inputs_total") == 1
+    assert sample(scrape(second.get("/metrics").text), "embed_inputs_total") == 0
 
 
 def test_health_and_requests_are_503_until_the_model_is_loaded(bundled_model, monkeypatch) -> None:
@@ -98,9 +120,10 @@ def test_openai_shape_input_forms_and_order(make_app, bundled_model) -> None:
 
 
 def test_dimensions_truncate_and_renormalize(make_app, bundled_model) -> None:
-    body = (
-        make_app().test_client().post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64}).json
-    )
+    client = make_app().test_client()
+    body = client.post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64}).json
+    # JSON has one number type: 64.0 is 64 (found by schemathesis).
+    assert client.post("/v1/embeddings", json={"input": ["some text"], "dimensions": 64.0}).json == body
     vector = np.array(body["data"][0]["embedding"])
     full = bundled_model.encode(["some text"])[0]
     assert vector.shape == (64,) and abs(np.linalg.norm(vector) - 1) < 1e-5
@@ -122,6 +145,8 @@ def test_bad_openai_options_are_400(make_app) -> None:
         {"input": ["x"], "dimensions": 385},
         {"input": ["x"], "dimensions": True},
         {"input": ["x"], "encoding_format": "binary"},
+        {"input": ["x"], "encoding_format": "float", "embedding_type": "binary"},  # found by schemathesis
+        {"input": ["x"], "dimensions": 8.5},
         {"input": ["x"], "model": 3},
         {"input": ["x"], "normalized": "yes"},
     ):
