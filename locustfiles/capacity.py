@@ -32,6 +32,14 @@ PRECISION = 0.05
 MAX_STEPS = 20  # a ramp over four orders of magnitude (14 steps), then a bisection to 5% (5)
 
 
+def step_duration_s(
+    rate_per_s: float, min_duration_s: float = 10.0, max_duration_s: float = 60.0, min_requests: int = 200
+) -> float:
+    """How long a step at this rate runs: long enough for ``min_requests`` (a p95 of a dozen requests
+    is noise), within ``[min_duration_s, max_duration_s]``."""
+    return min(max(min_requests / _positive(rate_per_s, "the step rate"), min_duration_s), max_duration_s)
+
+
 class CapacityError(GridError):
     """A target, start rate or step result that a capacity search cannot use."""
 
@@ -89,13 +97,17 @@ class StepResult:
         """A step's figures from its sent requests (latency from the planned time) and its offered
         count (sent + dropped). The p95 is over all sent requests (the study's "all requests"): a
         failure that answers fast must not lower it. Nearest-rank percentile, no interpolation."""
-        if not latencies_ms:
+        if offered < 1:
+            raise CapacityError(
+                f"the step at {rate_per_s:g}/s offered no request in {duration_s:g} s: lengthen the steps"
+            )
+        if not latencies_ms:  # everything dropped
             return cls(rate_per_s, math.inf, 0.0, 0.0)
         ordered = sorted(latencies_ms)
         p95 = ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]
         good = sum(1 for ok in succeeded if ok)
         good_tokens = sum(count for count, ok in zip(tokens, succeeded, strict=True) if ok)
-        return cls(rate_per_s, p95, 100.0 * good / max(offered, 1), good_tokens / duration_s)
+        return cls(rate_per_s, p95, 100.0 * good / offered, good_tokens / duration_s)
 
 
 @dataclass(frozen=True)

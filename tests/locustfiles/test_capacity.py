@@ -3,12 +3,26 @@ in a bounded number of steps, from below or above, and says so when it cannot.""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Callable
 
 import pytest
 
-from locustfiles.capacity import CapacityError, CapacityResult, CapacitySearch, StepResult, Target
+from locustfiles.arrivals import Mix, arrival_schedule
+from locustfiles.capacity import (
+    CapacityError,
+    CapacityResult,
+    CapacitySearch,
+    StepResult,
+    Target,
+    step_duration_s,
+)
+from locustfiles.open_loop import Outcome, run_open_loop
+from locustfiles.payloads import PassageFactory
+from tests.support.open_loop_http import http_sender
+from tests.support.target import running_target_server
 
 TOKENS_PER_REQUEST = 128
 
@@ -148,6 +162,13 @@ def test_bad_settings_are_rejected(build: Callable[[], object], message: str) ->
         build()
 
 
+def test_steps_last_long_enough_for_a_percentile() -> None:
+    assert step_duration_s(100.0) == 10.0
+    assert step_duration_s(5.0) == 40.0
+    assert step_duration_s(1.0) == 60.0
+    assert step_duration_s(1000.0, min_duration_s=2.0, min_requests=500) == 2.0
+
+
 def test_step_result_from_requests_counts_drops_as_failures() -> None:
     latencies = [10.0] * 94 + [20.0, 30.0, 40.0, 50.0, 60.0, 70.0]  # 100 sent
     ok = [True] * 99 + [False]
@@ -156,3 +177,70 @@ def test_step_result_from_requests_counts_drops_as_failures() -> None:
     assert step.success_pct == pytest.approx(100 * 99 / 102)
     assert step.goodput_tokens_per_s == 99 * 128 / 2.0
     assert StepResult.from_requests(50.0, 2.0, [], [], [], offered=100).p95_latency_ms == math.inf
+    with pytest.raises(
+        CapacityError, match=r"the step at 0\.1/s offered no request in 2 s: lengthen the steps"
+    ):
+        StepResult.from_requests(0.1, 2.0, [], [], [], offered=0)
+
+
+# --- against the bundled server ----------------------------------------------------------------
+@pytest.mark.slow
+def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
+    """b=1 t=128, p95 <= 200 ms: the search converges, 0.9x its answer meets the target, 1.3x does not.
+
+    Each step is an open-loop Poisson cell of 5 s or 60 requests, at most 15 s (confirmations: at
+    least 8 s), sent by plain greenlets through the dispatcher; a step ends when its last answer is
+    in, so the next starts on an idle server.
+    """
+    target = Target(p95_latency_ms=200.0)
+    factory = PassageFactory(seed=11)
+    # One intra-op thread: on two shared cores, torch's default OpenMP threads spin against the load
+    # generator and other processes, and a 128-token passage takes seconds instead of milliseconds.
+    with running_target_server("--device", "cpu", env={"OMP_NUM_THREADS": "1"}) as url:
+        send = http_sender(url, max_in_flight=256, path="/embed")
+
+        def measure(rate: float, at_least_s: float = 5.0) -> StepResult:
+            duration_s = step_duration_s(
+                rate, min_duration_s=at_least_s, max_duration_s=15.0, min_requests=60
+            )
+            stream = f"step {len(measured)}"
+            schedule = list(arrival_schedule(rate, duration_s, Mix.single(1, 128), seed=len(measured)))
+            passages = factory.passages(len(schedule), 128, stream)
+            bodies = [json.dumps({"texts": [text], "truncate": True}).encode() for text in passages]
+            outcomes: list[Outcome] = []
+            summary = run_open_loop(
+                [(arrival.offset_s, body) for arrival, body in zip(schedule, bodies, strict=True)],
+                send,
+                max_in_flight=256,
+                duration_s=duration_s,
+                start_at=time.time() + 0.1,
+                on_outcome=outcomes.append,
+            )
+            sent = [outcome for outcome in outcomes if not outcome.dropped]
+            step = StepResult.from_requests(
+                rate,
+                duration_s,
+                [outcome.latency_ms for outcome in sent],
+                [outcome.result == 200 for outcome in sent],
+                [128] * len(sent),
+                offered=summary.offered,
+            )
+            measured.append(step)
+            print(
+                f"\n{rate:7.1f}/s: p95 {step.p95_latency_ms:7.1f} ms, {step.success_pct:5.1f}% ok, lag p99 {summary.lag_p99_ms:.1f} ms"
+            )
+            return step
+
+        measured: list[StepResult] = []
+        result = search(
+            measure, CapacitySearch(target, start_rate_per_s=10.0, max_rate_per_s=2000.0, min_rate_per_s=1.0)
+        )
+        print(f"capacity: {result.describe()} in {len(result.steps)} steps")
+        below = measure(0.9 * result.capacity_requests_per_s, at_least_s=8.0)
+        above = measure(1.3 * result.capacity_requests_per_s, at_least_s=8.0)
+
+    assert result.converged and not result.at_rate_limit and len(result.steps) <= 12
+    passing = next(step for step in result.steps if step.rate_per_s == result.capacity_requests_per_s)
+    assert result.capacity_tokens_per_s == passing.goodput_tokens_per_s > 0
+    assert below.meets(target), below
+    assert not above.meets(target), above
