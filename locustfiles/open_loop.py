@@ -98,7 +98,8 @@ class OpenLoopDispatcher(Generic[T]):
     """Releases ``(offset_s, payload)`` arrivals at ``start_at + offset_s`` to whoever calls ``take()``.
 
     ``arrivals`` must come in time order and may be a lazy iterator (a long cell need not be held in
-    memory). ``start()`` spawns the scheduler; senders loop on ``take()`` until it returns None, which
+    memory), but a cheap one: it runs in the scheduler at send time, so payloads are built before
+    the cell (or drawn from a prepared pool), never inside the iterator. ``start()`` spawns the scheduler; senders loop on ``take()`` until it returns None, which
     it does once the schedule is over and every due arrival was taken or dropped.
     """
 
