@@ -10,9 +10,13 @@ coordinated-omission comparison with a closed-loop client.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import gevent
 import numpy as np
@@ -26,7 +30,7 @@ from locustfiles.open_loop import (
     Outcome,
     run_open_loop,
 )
-from tests.doubles.process import DoubleServer, running_double
+from tests.doubles.process import REPO, DoubleServer, running_double
 from tests.doubles.stall_server import StallSchedule
 from tests.support.open_loop_http import http_sender
 
@@ -211,3 +215,39 @@ def test_open_loop_latency_shows_the_stalls_that_a_closed_loop_client_hides() ->
 def server_json(server: DoubleServer, path: str) -> dict:
     with urllib.request.urlopen(server.url + path, timeout=5) as response:
         return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_locust_users_can_be_the_senders(tmp_path: Path) -> None:
+    """A real ``locust --headless`` process: 100 users pull from one dispatcher (100 requests/s for
+    4 s) against a server that stalls 1 s of every 2 s. Every arrival is sent once, Locust counts
+    each of them, and Locust's own response times count from the planned send time: they include
+    the stalls the schedule implies, and their sum equals the sum of the latencies from planned_at."""
+    report = tmp_path / "report.json"
+    with running_double("stall_server", "--latency-ms", "5", "--period-s", "2", "--stall-s", "1") as server:
+        schedule = StallSchedule(**server_json(server, "/schedule"))
+        command = [sys.executable, "-m", "locust", "-f", "tests/locustfiles/open_loop_users.py", "--headless"]
+        options = ["-u", "100", "-r", "1000", "-H", server.url, "--run-time", "10s", "--only-summary"]
+        environment = {
+            **os.environ,
+            "OPEN_LOOP_RATE": "100",
+            "OPEN_LOOP_DURATION": "4",
+            "OPEN_LOOP_REPORT": str(report),
+        }
+        subprocess.run(
+            [*command, *options], env=environment, cwd=REPO, check=True, capture_output=True, timeout=60
+        )
+    result = json.loads(report.read_text())
+    assert result["offered"] == result["sent"] == result["locust_requests"] > 300
+    assert result["dropped"] == 0 and result["locust_failures"] == 0
+    latencies = result["latencies"]
+    assert sum(latency for _planned, latency in latencies) == pytest.approx(
+        result["locust_total_response_time_ms"]
+    )
+    expected_ms = [(schedule.release_at(planned) - planned) * 1000 for planned, _latency in latencies]
+    observed_p90 = percentile([latency for _planned, latency in latencies], 90)
+    print(
+        f"\nLocust p90 from planned_at {observed_p90:.0f} ms, the schedule implies {percentile(expected_ms, 90):.0f} ms"
+    )
+    assert observed_p90 == pytest.approx(percentile(expected_ms, 90), abs=100)
+    assert result["locust_max_response_time_ms"] > 800
