@@ -226,17 +226,8 @@ def test_locust_users_can_be_the_senders(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     with running_double("stall_server", "--latency-ms", "5", "--period-s", "2", "--stall-s", "1") as server:
         schedule = StallSchedule(**server_json(server, "/schedule"))
-        command = [sys.executable, "-m", "locust", "-f", "tests/locustfiles/open_loop_users.py", "--headless"]
-        options = ["-u", "100", "-r", "1000", "-H", server.url, "--run-time", "10s", "--only-summary"]
-        environment = {
-            **os.environ,
-            "OPEN_LOOP_RATE": "100",
-            "OPEN_LOOP_DURATION": "4",
-            "OPEN_LOOP_REPORT": str(report),
-        }
-        subprocess.run(
-            [*command, *options], env=environment, cwd=REPO, check=True, capture_output=True, timeout=60
-        )
+        variables = {"OPEN_LOOP_RATE": "100", "OPEN_LOOP_DURATION": "4"}
+        run_locust(["-u", "100", "-H", server.url], variables, report)
     result = json.loads(report.read_text())
     assert result["offered"] == result["sent"] == result["locust_requests"] > 300
     assert result["dropped"] == 0 and result["locust_failures"] == 0
@@ -251,3 +242,34 @@ def test_locust_users_can_be_the_senders(tmp_path: Path) -> None:
     )
     assert observed_p90 == pytest.approx(percentile(expected_ms, 90), abs=100)
     assert result["locust_max_response_time_ms"] > 800
+
+
+@pytest.mark.slow
+def test_two_locust_processes_send_their_shares(fast_server: DoubleServer, tmp_path: Path) -> None:
+    """``locust --processes 2``: each worker plans half of 200 requests/s for 5 s from its own stream;
+    together they offer the cell's rate, each sends its whole share on time, and the master counts
+    every request."""
+    report = tmp_path / "report.json"
+    variables = {"OPEN_LOOP_RATE": "200", "OPEN_LOOP_DURATION": "5", "OPEN_LOOP_PROCESSES": "2"}
+    run_locust(["--processes", "2", "-u", "60", "-H", fast_server.url], variables, report)
+    shares = [json.loads(Path(f"{report}.{index}").read_text()) for index in range(2)]
+    offered = sum(share["offered"] for share in shares)
+    print(
+        f"\noffered {[share['offered'] for share in shares]}, achieved {[round(share['achieved_rate_per_s'], 1) for share in shares]}/s"
+    )
+    assert offered == pytest.approx(1000, abs=4 * 1000**0.5)  # Poisson: 200/s x 5 s, within 4 sigma
+    for share in shares:
+        assert share["sent"] == share["offered"] > 400 and share["dropped"] == 0
+        assert share["achieved_rate_per_s"] == pytest.approx(share["offered"] / 5, rel=0.02)
+    assert shares[0]["latencies"][:5] != shares[1]["latencies"][:5]  # independent streams
+    master = json.loads(report.read_text())
+    assert master["locust_requests"] == offered and master["locust_failures"] == 0
+
+
+def run_locust(options: list[str], variables: dict[str, str], report: Path) -> None:
+    """``locust --headless`` with ``open_loop_users.py``; its report lands in ``report`` (and
+    ``report.<i>`` per worker)."""
+    command = [sys.executable, "-m", "locust", "-f", "tests/locustfiles/open_loop_users.py", "--headless"]
+    command += ["-r", "1000", "--run-time", "12s", "--only-summary", *options]
+    environment = {**os.environ, **variables, "OPEN_LOOP_REPORT": str(report)}
+    subprocess.run(command, env=environment, cwd=REPO, check=True, capture_output=True, timeout=90)
