@@ -188,8 +188,8 @@ def test_step_result_from_requests_counts_drops_as_failures() -> None:
 def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
     """b=1 t=128, p95 <= 200 ms: the search converges, 0.9x its answer meets the target, 1.3x does not.
 
-    Each step is an open-loop Poisson cell of 5 s or 60 requests, at most 15 s (confirmations: at
-    least 8 s), sent by plain greenlets through the dispatcher; a step ends when its last answer is
+    Each step is an open-loop Poisson cell of 5 s or 100 requests, at most 20 s (confirmations: at
+    least 15 s), sent by plain greenlets through the dispatcher; a step ends when its last answer is
     in, so the next starts on an idle server.
     """
     target = Target(p95_latency_ms=200.0)
@@ -201,7 +201,7 @@ def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
 
         def measure(rate: float, at_least_s: float = 5.0) -> StepResult:
             duration_s = step_duration_s(
-                rate, min_duration_s=at_least_s, max_duration_s=15.0, min_requests=60
+                rate, min_duration_s=at_least_s, max_duration_s=20.0, min_requests=100
             )
             stream = f"step {len(measured)}"
             schedule = list(arrival_schedule(rate, duration_s, Mix.single(1, 128), seed=len(measured)))
@@ -233,15 +233,15 @@ def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
 
         measured: list[StepResult] = []
         result = search(
-            measure, CapacitySearch(target, start_rate_per_s=10.0, max_rate_per_s=2000.0, min_rate_per_s=1.0)
+            measure, CapacitySearch(target, start_rate_per_s=8.0, max_rate_per_s=2000.0, min_rate_per_s=1.0)
         )
         print(f"capacity: {result.describe()} in {len(result.steps)} steps")
         assert result.capacity_requests_per_s > 0, (
             f"{result.describe()}: a 128-token passage alone takes longer than the target here; "
             "is the machine overloaded (load average) or the server misconfigured?"
         )
-        below = measure(0.9 * result.capacity_requests_per_s, at_least_s=8.0)
-        above = measure(1.3 * result.capacity_requests_per_s, at_least_s=8.0)
+        below = measure(0.9 * result.capacity_requests_per_s, at_least_s=15.0)
+        above = measure(1.3 * result.capacity_requests_per_s, at_least_s=15.0)
 
     assert result.converged and not result.at_rate_limit and len(result.steps) <= 12
     passing = next(step for step in result.steps if step.rate_per_s == result.capacity_requests_per_s)
