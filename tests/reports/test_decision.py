@@ -1,0 +1,169 @@
+"""The decision table, checked by hand at the study's three prices, and the workload's two forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reports.decision import (
+    OptionCapacity,
+    Workload,
+    decide,
+    decision_section,
+    load_workload,
+    parse_workload,
+)
+from reports.errors import ReportError
+from reports.pricing import Price, load_price_book
+
+PRICES = load_price_book()
+TARGET = "p95 <= 200 ms and success >= 99.9%"
+# 1e9 tokens a day: 11,574.07 tokens/s on average, 30,400 million tokens a month.
+WORKLOAD = Workload(tokens_per_day=1e9, peak_requests_per_s=50)
+
+
+def options(jina_requests_per_s: float = 60) -> list[OptionCapacity]:
+    return [
+        OptionCapacity("Jina API", PRICES["jina_api"], jina_requests_per_s, 20_000),
+        OptionCapacity("SageMaker g5.xlarge", PRICES["sagemaker_us_east_1"], 30, 9_000),
+        OptionCapacity("self-hosted g5.xlarge", PRICES["self_hosted_us_east_1"], 120, 8_000),
+    ]
+
+
+def test_hand_checked_example_at_the_study_prices() -> None:
+    """Monthly tokens: 1e9 x 30.4 = 30,400 million; mean load 1e9 / 86,400 = 11,574.07 tokens/s.
+
+    - Jina API, 0.02 USD per million: 30,400 x 0.02 = 608.00 USD; 60/s covers the peak of 50.
+    - SageMaker, 1.408 + 2.50 = 3.908 USD/h, 30/s and 9,000 tokens/s per instance:
+      ceil(50 / 30) = 2 for the peak, ceil(11,574 / 9,000) = 2 for the volume: 2 instances,
+      3.908 x 730 x 2 = 5,705.68 USD, 5,705.68 / 30,400 = 0.1877 USD per million, 11,574 / 18,000 = 64.3%.
+    - Self-hosted, 1.006 + 2.282 = 3.288 USD/h, 120/s but 8,000 tokens/s: 1 instance for the peak,
+      ceil(11,574 / 8,000) = 2 for the volume: 3.288 x 730 x 2 = 4,800.48 USD, 0.1579 USD per million.
+    """
+    table = decide(WORKLOAD, options(), TARGET)
+    jina, sagemaker, self_hosted = table.rows
+    assert jina.monthly_cost_usd == pytest.approx(608.00)
+    assert jina.effective_usd_per_million_tokens == 0.02 and jina.instances is None and jina.meets_target
+    assert jina.utilization_pct == pytest.approx(57.87, abs=0.01)
+    assert sagemaker.instances == 2 and sagemaker.note == "set by the peak"
+    assert sagemaker.monthly_cost_usd == pytest.approx(5705.68)
+    assert sagemaker.effective_usd_per_million_tokens == pytest.approx(0.18769, abs=1e-5)
+    assert sagemaker.utilization_pct == pytest.approx(64.30, abs=0.01)
+    assert self_hosted.instances == 2 and self_hosted.note == "set by the daily token volume"
+    assert self_hosted.monthly_cost_usd == pytest.approx(4800.48)
+    assert self_hosted.effective_usd_per_million_tokens == pytest.approx(0.15791, abs=1e-5)
+    assert table.cheapest is jina
+
+
+def test_an_api_whose_capacity_misses_the_peak_is_not_chosen() -> None:
+    table = decide(WORKLOAD, options(jina_requests_per_s=40), TARGET)
+    jina = table.rows[0]
+    assert not jina.meets_target and jina.note == "capacity 40 requests/s is below the peak 50"
+    assert jina.monthly_cost_usd == pytest.approx(608.00)  # still shown, for comparison
+    assert table.cheapest is not None and table.cheapest.option == "self-hosted g5.xlarge"
+
+
+def test_an_option_that_met_no_rate_cannot_be_provisioned() -> None:
+    table = decide(
+        WORKLOAD, [OptionCapacity("timeout batching", PRICES["self_hosted_us_east_1"], 0, 0)], TARGET
+    )
+    [row] = table.rows
+    assert not row.meets_target and row.instances is None and row.monthly_cost_usd is None
+    assert row.note == "no rate met the target" and table.cheapest is None
+    section = decision_section(table)
+    assert "No option meets the target (p95 <= 200 ms and success >= 99.9%)" in section.text
+    assert section.tables[0].rows[0][4:] == ("—", "—", "—", "—", "no (no rate met the target)")
+
+
+def test_the_section_opens_with_the_answer_and_lists_the_assumptions() -> None:
+    section = decision_section(decide(WORKLOAD, options(jina_requests_per_s=40), TARGET))
+    assert section.text == (
+        "Workload: 1,000,000,000 tokens a day, peaks of 50 requests/s. Target: p95 <= 200 ms and success >= 99.9%. "
+        "Cheapest option that meets the target: self-hosted g5.xlarge (self_hosted_us_east_1), "
+        "4,800.48 USD a month, 0.1579 USD per million tokens."
+    )
+    table = section.tables[0]
+    assert table.rows[1] == (
+        "SageMaker g5.xlarge",
+        "sagemaker_us_east_1",
+        "30.0",
+        "9,000",
+        "2",
+        "5,705.68",
+        "0.1877",
+        "64.3%",
+        "yes (set by the peak)",
+    )
+    assert table.rows[0][4] == "per token"
+    assert any("730 hours a month, busy or idle" in bullet for bullet in section.bullets)
+    assert any("30.4 days" in bullet for bullet in section.bullets)
+
+
+def test_bad_options_are_rejected() -> None:
+    with pytest.raises(ReportError, match="needs at least one run"):
+        decide(WORKLOAD, [], TARGET)
+    with pytest.raises(ReportError, match="x: capacity must not be negative"):
+        decide(WORKLOAD, [OptionCapacity("x", PRICES["jina_api"], -1, 5)], TARGET)
+    with pytest.raises(ReportError, match="neither per token nor hourly"):
+        decide(WORKLOAD, [OptionCapacity("x", Price("empty", ""), 1, 5)], TARGET)
+
+
+def test_workload_string() -> None:
+    assert parse_workload("tokens-per-day=2e9, peak-requests-per-s=40") == Workload(2e9, 40.0)
+    assert parse_workload("peak-requests-per-s=0.5,tokens-per-day=1_000_000") == Workload(1e6, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected KEY=VALUE pairs separated by commas, e.g. tokens-per-day=2e9,peak-requests-per-s=40"),
+        ("tokens-per-day 2e9", "expected KEY=VALUE pairs"),
+        ("tokens-per-day=2e9,", "expected KEY=VALUE pairs"),
+        ("tokens_per_day=2e9", "unknown key 'tokens_per_day'; known: tokens-per-day, peak-requests-per-s"),
+        ("tokens-per-day=2e9,tokens-per-day=3e9", "tokens-per-day is given twice"),
+        ("tokens-per-day=2e9", "missing peak-requests-per-s"),
+        ("tokens-per-day=lots,peak-requests-per-s=4", "tokens-per-day must be a number, found 'lots'"),
+        ("tokens-per-day=0,peak-requests-per-s=4", "tokens-per-day must be a positive number"),
+        ("tokens-per-day=inf,peak-requests-per-s=4", "tokens-per-day must be a positive number"),
+    ],
+)
+def test_bad_workload_strings(text: str, message: str) -> None:
+    with pytest.raises(ReportError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_workload(text)
+
+
+def test_workload_toml(tmp_path: Path) -> None:
+    path = tmp_path / "workload.toml"
+    path.write_text(
+        'description = "search and nightly indexing"\ntokens_per_day = 2_000_000_000\npeak_requests_per_s = 40\n'
+    )
+    workload = load_workload(str(path))
+    assert workload == Workload(2e9, 40.0, "search and nightly indexing")
+    assert (
+        workload.describe()
+        == "search and nightly indexing: 2,000,000,000 tokens a day, peaks of 40 requests/s"
+    )
+    assert load_workload("tokens-per-day=2e9,peak-requests-per-s=40") == Workload(2e9, 40.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tokens_per_day = ", "not a valid TOML workload file"),
+        ("tokens_per_day = 5", "missing peak_requests_per_s, unknown nothing"),
+        ("tokens_per_day = 5\npeak_requests_per_s = 1\npeak = 2", "missing nothing, unknown peak"),
+        ("tokens_per_day = 5\npeak_requests_per_s = true", "peak_requests_per_s must be a positive number"),
+        ("tokens_per_day = 5\npeak_requests_per_s = 1\ndescription = 3", "description must be a string"),
+    ],
+)
+def test_bad_workload_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "workload.toml"
+    path.write_text(text)
+    with pytest.raises(ReportError, match=f"{path}: .*{message}"):
+        load_workload(str(path))
+
+
+def test_a_missing_workload_file_is_named() -> None:
+    with pytest.raises(ReportError, match=r"--workload nowhere/workload\.toml: cannot read workload file"):
+        load_workload("nowhere/workload.toml")
