@@ -81,7 +81,8 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
         *("--workers", str(workers), "--label", "tiny", "--pricing", "self_hosted_us_east_1"),
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "[2/2] b=4 t=16 c=2: done" in result.stdout
+    assert "[2/2] b=4 t=16 c=2: 6/6 ok in " in result.stdout
+    assert "measured requests: 12 of 12 planned succeeded (100.0%)" in result.stdout
     rows = stats_rows(run_dir)
     for batch in (1, 4):
         row = rows[f"b={batch} t=16 c=2"]
