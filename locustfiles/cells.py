@@ -43,6 +43,7 @@ __all__ = [
     "GridError",
     "format_failures",
     "load_grid",
+    "parse_failures",
     "single_cell_grid",
 ]
 
