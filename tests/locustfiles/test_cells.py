@@ -46,6 +46,7 @@ def test_quick_grid_is_small_and_fits_the_bundled_model():
     assert 2 <= len(cells) <= 8
     assert all(cell.passage_tokens <= 254 for cell in cells)  # MiniLM truncates at 256 with specials
     assert sum(cell.concurrency * cell.batch_size * cell.passage_tokens for cell in cells) * 6 < 500_000
+    assert Cell(concurrency=16, batch_size=1, passage_tokens=128) in cells  # where batching pays off
 
 
 def test_toml_products_and_single_cells_in_file_order(tmp_path):
