@@ -135,10 +135,13 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     assert_no_secret(tmp_path, stdout, stderr)
 
 
-def test_demo_on_a_tiny_grid(tmp_path: Path) -> None:
+def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     grid = tmp_path / "tiny.toml"
     grid.write_text(TINY_GRID)
     out = tmp_path / "demo"
+    (out / "timeout").mkdir(parents=True)  # what an earlier demo of other modes left
+    (out / "timeout" / "run.json").write_text("{}")
+    (out / ".embed-bench-demo").write_text("")
     result = embed_bench(
         "demo",
         "--grid",
@@ -155,7 +158,7 @@ def test_demo_on_a_tiny_grid(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "report" / "report.md").exists() and (out / "report" / "report.html").exists()
     summary = (out / "report" / "summary.csv").read_text()
-    assert "continuous" in summary and "none" in summary
+    assert "continuous" in summary and "none" in summary and not (out / "timeout").exists()
     assert f"report: {out / 'report' / 'report.md'}" in result.stdout
     for mode in ("continuous", "none"):
         rows = stats_rows(out / mode)
