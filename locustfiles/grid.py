@@ -86,6 +86,7 @@ events.init_command_line_parser.add_listener(add_bench_options)
 STOP_RATE = 100.0  # users stopped per second between cells (Locust ramps down at the spawn rate too)
 DRAIN_LIMIT_S = 30.0  # give up waiting for users to stop (a worker that vanished) after this long
 PREPARE_LIMIT_S = 1800.0  # give up waiting for a worker to prepare a cell after this long
+ASK_AGAIN_S = 5.0  # announce the cell again to a worker that has not answered for this long
 
 
 CLIENT_ERRORS = re.compile(r"HTTP (400|401|403|404)\b")
@@ -192,6 +193,7 @@ class GridWalk:
         self.phase_since = time.time()
         self.plan: CellPlan | None = None
         self.expected: set[str] = set()
+        self.announced_at: dict[str, float] = {}
         self.started = time.monotonic()
         logger.info(
             "grid %s: %d cell(s)%s, %d warm-up + %d measured request(s) per user, payload seed %d%s",
@@ -271,19 +273,31 @@ class GridWalk:
             repeat=repeat,
         )
         logger.info("%s: preparing payloads", self.step_label)
+        self.announced_at = dict.fromkeys(self.expected, now)
         self._enter(Phase.PREPARING, now)
         self.tracker.announce(self.plan)  # the processes prepare in the background
 
     def _welcome_late_workers(self) -> None:
         """Workers that connected after the cell was announced get it too: Locust hands them users
-        (at the next spawn, or at once with --enable-rebalancing), who need a prepared cell."""
+        (at the next spawn, or at once with --enable-rebalancing), who need a prepared cell. A worker
+        that has not answered for a while is asked again: one that had just connected may have got
+        the message before it could understand it (Locust connects a worker before its init event)."""
         assert self.plan is not None
-        late = self.tracker.load_generators() - self.expected
+        now = time.time()
+        generators = self.tracker.load_generators()
+        late = generators - self.expected
         if late:
             logger.info(
                 "cell %s: %d worker(s) joined; preparing the cell there too", self.cell.name, len(late)
             )
-            self.tracker.announce(self.plan, to=late)
+        silent = {
+            node
+            for node in (self.expected & generators) - set(self.tracker.ready(self.plan))
+            if now - self.announced_at.get(node, now) > ASK_AGAIN_S
+        }
+        if late | silent:
+            self.tracker.announce(self.plan, to=late | silent)
+            self.announced_at.update(dict.fromkeys(late | silent, now))
             self.expected |= late
 
     def _start_when_ready(self, now: float) -> tuple[int, float] | None:

@@ -120,6 +120,8 @@ class Workload:
         self._built = 0
         self._factories: dict[tuple[str, int], PassageFactory] = {}
         self._preparing: gevent.Greenlet | None = None
+        self._preparing_key: tuple[str, int] | None = None
+        self._error: str | None = None
         runner.register_message(CELL_MESSAGE, self.on_cell)
         Workload._instances[environment] = self
 
@@ -131,8 +133,13 @@ class Workload:
         """Start preparing in a greenlet of the runner's group (a quit kills it) and return at once;
         a newer cell replaces one still being prepared."""
         plan = CellPlan(**msg.data)
+        if self._preparing_key == plan.key:  # the master asks again (its first message got lost)
+            if self._preparing is not None and self._preparing.dead:
+                self._answer(plan, self._error)
+            return
         if self._preparing is not None and not self._preparing.dead:
             self._preparing.kill(block=False)
+        self._preparing_key = plan.key
         self._preparing = self.runner.greenlet.spawn(self._prepare_and_answer, plan)
 
     def _prepare_and_answer(self, plan: CellPlan) -> None:
@@ -145,6 +152,10 @@ class Workload:
         except Exception as exc:  # reported to the master, which stops the run with the reason
             logger.exception("preparing cell %s failed", plan.cell.name)
             error = f"{type(exc).__name__}: {exc}"
+        self._error = error
+        self._answer(plan, error)
+
+    def _answer(self, plan: CellPlan, error: str | None) -> None:
         self.runner.send_message(READY_MESSAGE, {"run_id": plan.run_id, "index": plan.index, "error": error})
 
     def prepare(self, plan: CellPlan) -> None:
