@@ -110,13 +110,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         metavar="S",
-        help="how long to wait for the target to be reachable (self-hosted: /health 200)",
+        help="how long to wait for a self-hosted server whose /health says it is loading (a target "
+        "where nothing listens is retried for 5 s only)",
     )
     parser.add_argument(
         "--max-failure-pct",
         type=float,
         metavar="P",
-        help="exit 1 when more than P %% of the measured requests failed (for CI); without it, "
+        help="exit 1 when more than P %% of the planned measured requests failed or did not finish "
+        "(for CI); without it, "
         "failures alone never change the exit code, but a run with no successful request exits 1",
     )
     parser.add_argument("--force", action="store_true", help="reuse a run directory that holds a run")
