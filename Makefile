@@ -1,12 +1,13 @@
 # Two commands for a newcomer: `make demo` (the main job) and `make test` (all tests).
 # Both create .venv and install the project on first use; torch is pinned by constraints.txt
-# so a machine without a GPU never pulls CUDA packages.
+# so a machine without a GPU never pulls CUDA packages. `make demo` again replaces the last demo
+# (runs/demo); `make clean` removes the demo and the tool caches, `make distclean` the venv too.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench clean distclean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,4 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/batching.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info
+	rm -rf runs/demo .pytest_cache .ruff_cache *.egg-info
+
+distclean: clean
+	rm -rf $(VENV)

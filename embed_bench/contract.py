@@ -104,7 +104,22 @@ class RunFiles:
 
 
 RUN_FILES = RunFiles()
-CELLS_CSV_COLUMNS = ("cell", "start", "end", "users")
+# cells.csv: one row per cell walked (per repeat), rewritten whole at every change. ``planned`` is the
+# cell's measured requests (users x --requests-per-user); ``completed`` those that got an outcome
+# (success or failure), empty until the cell's counts are final; ``succeeded`` the successful ones;
+# ``failures`` the most frequent failure classes, e.g. "HTTP 404 (5); timeout (2)". Files written
+# before these columns existed hold only cell, start, end, users.
+CELLS_CSV_COLUMNS = (
+    "cell",
+    "repeat",
+    "start",
+    "end",
+    "users",
+    "planned",
+    "completed",
+    "succeeded",
+    "failures",
+)
 
 # The per-request record (RUN_FILES.requests): one row per request any Locust process sent or dropped,
 # appended by the master as multi-member gzip (each flush a complete member, the header in the first),

@@ -7,6 +7,7 @@ directories, post-processor -- on the bundled model, on the CPU when there is no
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from target_server.config import BATCHING_MODES
 from target_server.launcher import ServerFailed, free_port, running_target_server
 
 DEFAULT_MODES = ("continuous", "timeout", "none")
+# Marks a directory as a demo's own, so the next demo may replace it (`make demo` twice in a row).
+DEMO_MARKER = ".embed-bench-demo"
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -42,8 +45,32 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default="self_hosted_us_east_1",
         help="pricing entry for the cost figures (default: the study's self-hosted g5.xlarge)",
     )
-    parser.add_argument("--force", action="store_true", help="overwrite an earlier demo in --out")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="use --out even if it holds something other than an earlier demo (an earlier demo is "
+        "always replaced)",
+    )
     return parser
+
+
+def check_demo_dir(out: Path, force: bool) -> None:
+    """``out`` may become the new demo's: it is absent, empty, an earlier demo, or --force says so.
+    A directory that holds something else is refused, so a demo never deletes a user's runs."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not (force or (out / DEMO_MARKER).exists()):
+        raise RunError(
+            f"{out} holds files that are not an earlier demo; choose another --out or pass --force"
+        )
+
+
+def replace_demo_dir(out: Path) -> None:
+    """Remove an earlier demo and mark the directory as this one's."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("written by embed-bench demo; the next demo replaces this directory\n")
 
 
 def parse_modes(text: str) -> list[str]:
@@ -72,7 +99,7 @@ def plan_runs(args: argparse.Namespace, modes: list[str]) -> list[tuple[str, int
             mode,
             "--pricing",
             args.pricing,
-            *(["--force"] if args.force else []),
+            "--force",  # check_demo_dir vetted --out, and replace_demo_dir empties it
         ]
         namespace, passthrough = run_parser().parse_known_args(run_args)
         plans.append(
@@ -88,7 +115,9 @@ def plan_runs(args: argparse.Namespace, modes: list[str]) -> list[tuple[str, int
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     try:
+        check_demo_dir(args.out, args.force)
         plans = plan_runs(args, parse_modes(args.modes))
+        replace_demo_dir(args.out)
         for mode, port, plan in plans:
             print(
                 f"\n== {mode}: starting the bundled server ({args.model}, device {args.device}) ...",

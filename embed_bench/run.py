@@ -1,10 +1,12 @@
 """``embed-bench run``: one Locust run over a grid, into a reportable run directory.
 
 Everything that can be wrong is checked before anything is written or started (backend, grid file,
-keys, credentials, output directory, reachability of the target), so a failed start leaves nothing
-half-written. Then ``locust --headless`` runs (one process, or a master with N local workers), its
-progress is shown per cell from ``cells.csv`` with an ETA, and ``run.json`` records what ran --
-never a secret. Ctrl-C stops Locust gracefully, so the directory stays reportable.
+the whole Locust command line with Locust's own parser, tokenizer, keys, credentials, output
+directory, the target's name and reachability), so a failed start leaves nothing half-written. Then
+``locust --headless`` runs (one process, or a master with N local workers), each cell's outcome is
+shown as it ends (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``, from ``cells.csv``) with an ETA, and
+``run.json`` records what ran -- never a secret. The run ends with a summary and an exit code that
+says whether it measured anything. Ctrl-C stops Locust gracefully, so the directory stays reportable.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,9 +27,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from embed_bench.contract import RUN_FILES
+from embed_bench.preflight import PreflightError, parse_locust_args, wait_reachable
 from locustfiles.backends import BACKENDS, BackendError, Settings
-from locustfiles.cells import Grid, GridError, load_grid
-from target_server.launcher import free_port, http_status, stop
+from locustfiles.cells import CellRecord, Grid, GridError, format_failures, load_grid, single_cell_grid
+from locustfiles.options import BenchOptions, OptionError, concurrency_option
+from locustfiles.payloads import PassageError, load_tokenizer
+from target_server.launcher import free_port, stop
 
 # Options whose values are secrets: moved from the command line into the environment of the Locust
 # processes (so they never show in `ps`, run.json or logs).
@@ -50,7 +54,7 @@ class RunError(Exception):
 class RunPlan:
     backend: str
     host: str
-    grid_spec: str
+    grid_spec: str | None  # None: the single cell of --batch-size, --passage-tokens and --users
     grid: Grid
     out: Path
     workers: int
@@ -59,6 +63,14 @@ class RunPlan:
     locust_args: list[str]
     env: dict[str, str] = field(repr=False)
     ready_timeout_s: float = 300.0
+    repeats: int = 1
+    requests_per_user: int = 5
+    max_failure_pct: float | None = None
+
+    @property
+    def steps(self) -> int:
+        """Cells to walk, over all repeats."""
+        return len(self.grid.cells) * self.repeats
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -67,7 +79,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         description="Run Locust headless over a grid against one backend and write a run directory "
         "(locust_stats.csv, locust_stats_history.csv, locust_failures.csv, cells.csv, run.json). "
         "Unknown options go to Locust and the embed-bench user classes "
-        "(e.g. --requests-per-user 5, --model, --api-key, --sagemaker-endpoint).",
+        "(e.g. --requests-per-user 5, --repeats 3, --model, --api-key, --sagemaker-endpoint) and are "
+        "checked by Locust's parser before anything starts. Exit codes: 0 run completed (cells cut "
+        "short are listed), 1 nothing succeeded / a cell completed nothing / over --max-failure-pct / "
+        "Locust failed, 2 bad options, 3 target unreachable, 130 interrupted.",
     )
     parser.add_argument(
         "--backend",
@@ -76,7 +91,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {b.description}" for name, b in BACKENDS.items()),
     )
     parser.add_argument("--host", help="base URL of the target (default: the backend's, if it has one)")
-    parser.add_argument("--grid", default="quick", help="quick | article | throughput | a grid TOML file")
+    parser.add_argument(
+        "--grid",
+        help="quick | article | throughput | a grid TOML file; without it, the single cell of Locust's "
+        "--batch-size, --passage-tokens and -u/--users (defaults 1, 128, 1), as plain Locust runs",
+    )
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<backend>-<time>)")
     parser.add_argument("--label", help="column title in reports (default: the run directory's name)")
     parser.add_argument(
@@ -91,7 +110,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         type=float,
         default=300.0,
         metavar="S",
-        help="how long to wait for the target to be reachable (self-hosted: /health 200)",
+        help="how long to wait for a self-hosted server whose /health says it is loading (a target "
+        "where nothing listens is retried for 5 s only)",
+    )
+    parser.add_argument(
+        "--max-failure-pct",
+        type=float,
+        metavar="P",
+        help="exit 1 when more than P %% of the planned measured requests failed or did not finish "
+        "(for CI); without it, "
+        "failures alone never change the exit code, but a run with no successful request exits 1",
     )
     parser.add_argument("--force", action="store_true", help="reuse a run directory that holds a run")
     return parser
@@ -143,37 +171,6 @@ def resolve_host(backend: str, host: str | None, settings: Settings) -> str:
     raise RunError(f"--backend {backend} needs --host URL (e.g. http://127.0.0.1:8000)")
 
 
-def wait_reachable(backend: str, host: str, timeout_s: float) -> None:
-    """Self-hosted: wait for /health 200 (the model may still be loading). Others: a TCP connect."""
-    parts = urlsplit(host)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    health_path = BACKENDS[backend].health_path
-    deadline = time.monotonic() + timeout_s
-    announced = False
-    while True:
-        if health_path:
-            status = http_status(f"{host}{health_path}")
-            if status == 200:
-                return
-            problem = "connection refused" if status is None else f"/health answers {status}"
-        else:
-            try:
-                with socket.create_connection((parts.hostname, port), timeout=5):
-                    return
-            except OSError as error:
-                problem = error.strerror or str(error)
-        if time.monotonic() >= deadline:
-            raise RunError(
-                f"cannot reach {host} ({problem}) after {timeout_s:g} s; is the target running "
-                "and --host right?",
-                exit_code=3,
-            )
-        if not announced:
-            print(f"waiting up to {timeout_s:g} s for {host} ({problem}) ...", file=sys.stderr, flush=True)
-            announced = True
-        time.sleep(0.5)
-
-
 def check_out_dir(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file; give a directory")
@@ -192,10 +189,14 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     """Validate everything that does not need the network; raises RunError with what to fix."""
     if args.workers < 1:
         raise RunError("--workers must be at least 1")
-    try:
-        grid = load_grid(args.grid)
-    except GridError as error:
-        raise RunError(f"bad grid: {error}") from None
+    if args.max_failure_pct is not None and not 0 <= args.max_failure_pct <= 100:
+        raise RunError("--max-failure-pct takes a percentage from 0 to 100")
+    grid = None
+    if args.grid:
+        try:
+            grid = load_grid(args.grid)
+        except GridError as error:
+            raise RunError(f"bad grid: {error}") from None
     locust_args, env = split_secrets(passthrough)
     settings = settings_of(locust_args, env)
     try:
@@ -204,12 +205,11 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         raise RunError(str(error)) from None
     host = resolve_host(args.backend, args.host, settings)
     out = args.out or Path("runs") / f"{args.backend}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    check_out_dir(out, args.force)
-    return RunPlan(
+    plan = RunPlan(
         backend=args.backend,
         host=host,
         grid_spec=args.grid,
-        grid=grid,
+        grid=grid or single_cell_grid(1, 1, 1),  # replaced below by the cell the options give
         out=out,
         workers=args.workers,
         label=args.label or out.name,
@@ -217,21 +217,42 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         locust_args=locust_args,
         env=env,
         ready_timeout_s=args.ready_timeout,
+        max_failure_pct=args.max_failure_pct,
     )
+    options, concurrency = check_locust_options(plan)
+    if grid is None:
+        plan.grid = single_cell_grid(options.batch_size, options.passage_tokens, concurrency)
+    plan.repeats, plan.requests_per_user = options.repeats, options.requests_per_user
+    check_out_dir(out, args.force)
+    return plan
 
 
-def locust_commands(plan: RunPlan) -> list[list[str]]:
-    """The Locust processes: one headless process, or a headless master plus N workers."""
+def check_locust_options(plan: RunPlan) -> tuple[BenchOptions, int]:
+    """The master's command line through Locust's parser, the embed-bench options' values and the
+    tokenizer: every mistake in them is reported here, before anything starts."""
+    try:
+        namespace = parse_locust_args(master_arguments(plan))
+        options = BenchOptions.from_namespace(namespace)
+        concurrency = concurrency_option(namespace)
+        load_tokenizer(options.tokenizer)
+    except PreflightError as error:
+        raise RunError(str(error), error.exit_code) from None
+    except (OptionError, PassageError) as error:
+        raise RunError(str(error)) from None
+    return options, concurrency
+
+
+def master_arguments(plan: RunPlan) -> list[str]:
+    """The arguments of the (only or master) Locust process, after ``python -m locust``."""
     backend = BACKENDS[plan.backend]
-    base = [sys.executable, "-m", "locust", "-f", str(backend.locustfile)]
-    master = [
-        *base,
+    return [
+        "-f",
+        str(backend.locustfile),
         backend.user_class,
         "--headless",
         "-H",
         plan.host,
-        "--grid",
-        plan.grid_spec,
+        *(["--grid", plan.grid_spec] if plan.grid_spec else []),
         "--run-dir",
         str(plan.out),
         "--csv",
@@ -244,6 +265,12 @@ def locust_commands(plan: RunPlan) -> list[list[str]]:
         "--only-summary",
         *plan.locust_args,
     ]
+
+
+def locust_commands(plan: RunPlan) -> list[list[str]]:
+    """The Locust processes: one headless process, or a headless master plus N workers."""
+    backend = BACKENDS[plan.backend]
+    master = [sys.executable, "-m", "locust", *master_arguments(plan)]
     if plan.workers == 1:
         return [master]
     port = free_port()
@@ -259,7 +286,11 @@ def locust_commands(plan: RunPlan) -> list[list[str]]:
         "120",
     ]
     worker = [
-        *base,
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(backend.locustfile),
         backend.user_class,
         "--worker",
         "--master-host",
@@ -304,6 +335,7 @@ def write_run_json(
         "model": model,
         "grid": plan.grid_spec if plan.grid.name == plan.grid_spec else plan.grid.name,
         "cells": [cell.name for cell in plan.grid.cells],
+        "repeats": plan.repeats,
         "workers": plan.workers,
         "started_at": started.isoformat(timespec="seconds"),
         "ended_at": ended.isoformat(timespec="seconds") if ended else None,
@@ -317,36 +349,46 @@ def write_run_json(
     temporary.replace(plan.out / RUN_FILES.run_json)
 
 
+def read_cells(path: Path) -> list[CellRecord]:
+    """The rows of ``cells.csv`` so far (none before the first cell starts)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError:
+        return []
+    return [record for record in map(CellRecord.from_row, rows) if record is not None]
+
+
 class Progress:
-    """Prints a line when a cell starts or ends, from cells.csv, with an ETA from the cells so far."""
+    """Prints a line when a cell starts and one with its outcome when it ends (from cells.csv), with
+    an ETA from the cells so far."""
 
     def __init__(self, plan: RunPlan, write: Callable[[str], None]) -> None:
         self.path = plan.out / RUN_FILES.cells_csv
-        self.total = len(plan.grid.cells)
+        self.total = plan.steps
+        self.repeats = plan.repeats
         self.write = write
-        self.seen: dict[str, tuple[bool, bool]] = {}
+        self.shown: dict[int, bool] = {}  # row number -> whether its outcome was shown
 
-    def poll(self) -> None:
-        try:
-            with open(self.path, newline="", encoding="utf-8") as stream:
-                rows = list(csv.DictReader(stream))
-        except OSError:
-            return
-        durations = [float(r["end"]) - float(r["start"]) for r in rows if r.get("end")]
-        for number, row in enumerate(rows, start=1):
-            state = (True, bool(row.get("end")))
-            if self.seen.get(row["cell"]) == state:
+    def poll(self) -> list[CellRecord]:
+        records = read_cells(self.path)
+        durations = [r.end - r.start for r in records if r.end is not None and r.completed is not None]
+        for number, record in enumerate(records, start=1):
+            counted = record.completed is not None
+            if self.shown.get(number) == counted:
                 continue
-            self.seen[row["cell"]] = state
-            if state[1]:
-                remaining = self.total - len(durations)
-                eta = sum(durations) / len(durations) * remaining if durations else 0
-                self.write(
-                    f"[{number}/{self.total}] {row['cell']}: done in "
-                    f"{float(row['end']) - float(row['start']):.1f} s; ETA {_clock(eta)}"
-                )
-            else:
-                self.write(f"[{number}/{self.total}] {row['cell']}: running")
+            self.shown[number] = counted
+            name = f"[{number}/{self.total}] {record.cell.name}"
+            if self.repeats > 1:
+                name += f" (repeat {record.repeat + 1})"
+            if not counted:
+                self.write(f"{name}: running")
+                continue
+            remaining = self.total - len(durations)
+            eta = sum(durations) / len(durations) * remaining if durations else 0
+            took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
+            self.write(f"{name}: {record.outcome()}{took}; ETA {_clock(eta)}")
+        return records
 
 
 def _clock(seconds: float) -> str:
@@ -354,13 +396,98 @@ def _clock(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a run measured, from its cells.csv: the console summary, run.json's status, the exit code."""
+
+    records: tuple[CellRecord, ...]
+    steps: int  # cells planned over all repeats
+
+    @property
+    def planned(self) -> int:
+        return sum(record.planned for record in self.records)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(record.succeeded for record in self.records)
+
+    @property
+    def completed(self) -> int:
+        return sum(record.completed or 0 for record in self.records)
+
+    @property
+    def failure_pct(self) -> float:
+        """Measured requests that failed or never finished, of those planned for the cells walked."""
+        return 100.0 * (self.planned - self.succeeded) / self.planned if self.planned else 100.0
+
+    @property
+    def failures(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for record in self.records:
+            for error, count in record.failures.items():
+                total[error] = total.get(error, 0) + count
+        return total
+
+    @property
+    def empty(self) -> list[CellRecord]:
+        """Cells that completed no measured request at all."""
+        return [record for record in self.records if not record.completed]
+
+    @property
+    def cut_short(self) -> list[CellRecord]:
+        return [record for record in self.records if record.completed and record.unfinished]
+
+    @property
+    def not_walked(self) -> int:
+        return self.steps - len(self.records)
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"measured requests: {self.succeeded:,} of {self.planned:,} planned succeeded "
+            f"({100 - self.failure_pct:.1f}%), {self.completed:,} completed, in {len(self.records)} of "
+            f"{self.steps} cell(s)"
+        ]
+        if self.failures:
+            lines.append(f"failures: {format_failures(self.failures)}")
+        for label, records in (("cut short", self.cut_short), ("completed nothing", self.empty)):
+            if records:
+                listed = "; ".join(f"{r.cell.name}: {r.outcome()}" for r in records)
+                lines.append(f"{len(records)} cell(s) {label}: {listed}")
+        if self.not_walked:
+            lines.append(f"{self.not_walked} cell(s) not walked")
+        return lines
+
+    def status(self) -> tuple[str, str | None]:
+        """run.json's status, and the error that makes the exit code 1 (None when there is none)."""
+        if not self.succeeded:
+            first = self.records[0] if self.records else None
+            if first is not None and self.not_walked and first.failures and not first.succeeded:
+                return "failed (stopped after the first cell)", (
+                    f"every request of the first cell failed ({format_failures(first.failures)}), so the "
+                    "grid was not walked further; check --host, the endpoint path, the model and the key "
+                    "or credentials"
+                )
+            return "failed (no measured request succeeded)", "no measured request succeeded"
+        if self.empty or self.not_walked:
+            count = len(self.empty) + self.not_walked
+            return f"incomplete ({count} cell(s) measured nothing)", f"{count} cell(s) measured nothing"
+        if self.cut_short:
+            return f"partial ({len(self.cut_short)} cell(s) cut short)", None
+        return "completed", None
+
+
 def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
-    """Run Locust for the plan; returns 0 when the run completed, 130 when stopped by a signal.
+    """Run Locust for the plan; returns 0 when the run measured what it planned (cells cut short are
+    listed), 1 when it measured nothing in some cell or failed beyond --max-failure-pct, 130 when
+    stopped by a signal.
 
     Whatever happens after the run directory is created -- a signal, a dead worker, an error --
     the Locust processes are stopped and ``run.json`` gets its final status.
     """
-    wait_reachable(plan.backend, plan.host, plan.ready_timeout_s)
+    try:
+        wait_reachable(plan.host, BACKENDS[plan.backend].health_path, plan.ready_timeout_s)
+    except PreflightError as error:
+        raise RunError(str(error), error.exit_code) from None
     model = target_model(plan)
     if model and not settings_of(plan.locust_args, plan.env).get("--model"):
         plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
@@ -372,6 +499,8 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     processes: list[subprocess.Popen] = []
     status = "failed (embed-bench error)"
+    progress = Progress(plan, write)
+    error: str | None = None
     try:
         with open(plan.out / RUN_FILES.console_log, "wb") as console:
             for command in locust_commands(plan):
@@ -380,11 +509,12 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
                         command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
                     )
                 )
+            repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
             write(
-                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells), "
+                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}), "
                 f"{plan.workers} Locust process(es) -> {plan.out}"
             )
-            status = _watch(processes, Progress(plan, write))
+            status = _watch(processes, progress)
     except KeyboardInterrupt:
         status = "interrupted"
         write("interrupted: stopping Locust (it writes its CSV files) ...")
@@ -393,14 +523,33 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
             signal.signal(signum, signal.SIG_IGN)
         for process in processes:  # the master first: it tells the workers to stop and writes the CSVs
             stop(process, grace_s=STOP_GRACE_S)
+        outcome = Outcome(tuple(progress.poll()), plan.steps)
+        locust_failed = status.startswith("failed")
+        if status == "completed":
+            status, error = outcome.status()
         write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if status.startswith("failed"):
+    if locust_failed:
         log_tail = (plan.out / RUN_FILES.console_log).read_text(errors="replace")[-2000:]
-        raise RunError(f"{status}; see {plan.out / RUN_FILES.console_log}:\n{log_tail}", exit_code=1)
+        raise RunError(
+            f"{status}; Locust's output is in {plan.out / RUN_FILES.console_log} "
+            f"(its log in {plan.out / RUN_FILES.log}):\n{log_tail}",
+            exit_code=1,
+        )
+    for line in outcome.summary():
+        write(line)
     write(f"run directory: {plan.out}  ({status})")
-    return 130 if status == "interrupted" else 0
+    if status == "interrupted":
+        return 130
+    if error is None and plan.max_failure_pct is not None and outcome.failure_pct > plan.max_failure_pct:
+        error = (
+            f"{outcome.failure_pct:.1f}% of the measured requests failed or did not finish, "
+            f"over --max-failure-pct {plan.max_failure_pct:g}"
+        )
+    if error is not None:
+        raise RunError(error, exit_code=1)
+    return 0
 
 
 def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:
@@ -415,7 +564,6 @@ def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:
         if crashed:
             return f"failed (a Locust worker exited with code {crashed[0].returncode} before the run ended)"
         time.sleep(0.5)
-    progress.poll()
     return "completed" if master.returncode == 0 else f"failed (locust exit code {master.returncode})"
 
 
@@ -430,3 +578,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # before the run started (the wait for the target): nothing was written
+        print("interrupted before the run started; nothing was written", file=sys.stderr)
+        return 130

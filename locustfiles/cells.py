@@ -29,12 +29,23 @@ import os
 import tempfile
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from embed_bench.contract import CELLS_CSV_COLUMNS, RUN_FILES, Cell, GridError
+from embed_bench.contract import CELLS_CSV_COLUMNS, RUN_FILES, Cell, GridError, parse_cell_name
 
-__all__ = ["GRIDS", "Cell", "CellRecord", "CellsCsv", "Grid", "GridError", "load_grid", "single_cell_grid"]
+__all__ = [
+    "GRIDS",
+    "Cell",
+    "CellRecord",
+    "CellsCsv",
+    "Grid",
+    "GridError",
+    "format_failures",
+    "load_grid",
+    "parse_failures",
+    "single_cell_grid",
+]
 
 _CELL_KEYS = ("concurrency", "batch_size", "passage_tokens")
 
@@ -67,8 +78,13 @@ def product(
 
 
 GRIDS: dict[str, Grid] = {
-    # Small enough for the demo on 2 CPU cores with the bundled MiniLM model (it truncates at 256).
-    "quick": Grid("quick", product([1, 8], [1, 16], [128]), "demo: 4 cells, seconds each on a CPU"),
+    # Small enough for the demo on 2 CPU cores with the bundled MiniLM model (it truncates at 256);
+    # the last cell, many small concurrent requests, is where continuous batching pays off.
+    "quick": Grid(
+        "quick",
+        (*product([1, 8], [1, 16], [128]), Cell(concurrency=16, batch_size=1, passage_tokens=128)),
+        "demo: 5 cells, seconds each on a CPU",
+    ),
     # The study's grid: every latency cell plus the 8192-token passages of its success-by-length table.
     "article": Grid(
         "article", product([1, 5, 10], [1, 32, 128], [128, 512, 1024, 8192]), "the study's 36 cells"
@@ -135,15 +151,94 @@ def single_cell_grid(batch_size: int, passage_tokens: int, concurrency: int) -> 
     return Grid("single", (cell,), "one cell from --batch-size, --passage-tokens and --users")
 
 
+FAILURES_SHOWN = 3  # failure classes named per cell in cells.csv and on the console
+
+
 @dataclass
 class CellRecord:
+    """One walked cell (of one repeat) as ``cells.csv`` records it.
+
+    ``completed`` stays None until the cell's counts are final (a master waits for its workers' last
+    statistics); ``failures`` maps failure class -> occurrences among the completed requests."""
+
     cell: Cell
     start: float
     end: float | None = None
+    repeat: int = 0
+    planned: int = 0
+    completed: int | None = None
+    succeeded: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unfinished(self) -> int:
+        """Planned requests that got no outcome: never sent, or cut off by the cell's end."""
+        return max(0, self.planned - (self.completed or 0))
+
+    def outcome(self) -> str:
+        """``0/5 ok, HTTP 404 (5)``: successes of the planned requests, what did not finish, why."""
+        parts = [f"{self.succeeded}/{self.planned} ok"]
+        if self.unfinished:
+            parts.append(f"{self.unfinished} unsent or unfinished")
+        if self.failures:
+            parts.append(format_failures(self.failures))
+        return ", ".join(parts)
+
+    def row(self) -> list[object]:
+        end = "" if self.end is None else f"{self.end:.6f}"
+        counts: list[object] = ["", "", ""]
+        if self.completed is not None:
+            counts = [self.completed, self.succeeded, format_failures(self.failures)]
+        return [
+            self.cell.name,
+            self.repeat,
+            f"{self.start:.6f}",
+            end,
+            self.cell.concurrency,
+            self.planned,
+            *counts,
+        ]
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> CellRecord | None:
+        """A ``cells.csv`` row read back (old files have no counts); None for a foreign row."""
+        cell = parse_cell_name(row.get("cell", ""))
+        if cell is None:
+            return None
+        completed = row.get("completed") or ""
+        return cls(
+            cell=cell,
+            start=float(row["start"]),
+            end=float(row["end"]) if row.get("end") else None,
+            repeat=int(row.get("repeat") or 0),
+            planned=int(row.get("planned") or 0),
+            completed=int(completed) if completed else None,
+            succeeded=int(row.get("succeeded") or 0),
+            failures=parse_failures(row.get("failures") or ""),
+        )
+
+
+def parse_failures(text: str) -> dict[str, int]:
+    """The inverse of ``format_failures`` (a "N more class(es)" entry is dropped)."""
+    failures: dict[str, int] = {}
+    for part in filter(None, (item.strip() for item in text.split("; "))):
+        error, _, count = part.rpartition(" (")
+        if error and count.endswith(")") and count[:-1].isdigit():
+            failures[error] = int(count[:-1])
+    return failures
+
+
+def format_failures(failures: dict[str, int], limit: int = FAILURES_SHOWN) -> str:
+    """The most frequent failure classes, e.g. ``HTTP 404 (5); timeout (2)``."""
+    ranked = sorted(failures.items(), key=lambda item: (-item[1], item[0]))
+    shown = [f"{error} ({count})" for error, count in ranked[:limit]]
+    if len(ranked) > limit:
+        shown.append(f"{len(ranked) - limit} more class(es)")
+    return "; ".join(shown)
 
 
 class CellsCsv:
-    """``cells.csv`` (cell, start, end, users): rewritten whole at every change, atomically, so an
+    """``cells.csv`` (``CELLS_CSV_COLUMNS``): rewritten whole at every change, atomically, so an
     interrupted run leaves the started cell with an empty end rather than a torn file."""
 
     def __init__(self, directory: Path) -> None:
@@ -156,9 +251,7 @@ class CellsCsv:
             with os.fdopen(handle, "w", newline="", encoding="utf-8") as stream:
                 writer = csv.writer(stream)
                 writer.writerow(CELLS_CSV_COLUMNS)
-                for record in records:
-                    end = "" if record.end is None else f"{record.end:.6f}"
-                    writer.writerow([record.cell.name, f"{record.start:.6f}", end, record.cell.concurrency])
+                writer.writerows(record.row() for record in records)
             os.replace(temporary, self.path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)

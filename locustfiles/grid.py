@@ -1,23 +1,35 @@
 """GridShape: walks a grid's cells (concurrency x batch size x passage tokens) on the master.
 
-Each cell runs in three steps, one shape tick (about a second) apart:
+Each cell runs in three steps:
 
 1. announce: the cell's ``CellPlan`` goes to every load-generating process, which builds all of the
-   cell's request bodies (see ``locustfiles.workload``) and answers "ready"; meanwhile the previous
-   cell's users are stopped (a tick of 0 users), so every cell starts from a clean slate, even one
-   with the same concurrency;
+   cell's request bodies in the background (see ``locustfiles.workload``) and answers "ready";
+   meanwhile the shape holds 0 users, so the previous cell's users are stopped and every cell starts
+   with its own fresh users, however long its preparation takes;
 2. run: once all processes are ready and no user is left, the cell's start is recorded and
    ``concurrency`` users are spawned; each sends its warm-up and ``--requests-per-user`` measured
    requests, then reports "done" and idles;
 3. end: when every user is done (end = the last "done") or ``--cell-max-seconds`` passed (end = now);
    the next cell is announced in the same tick.
 
+A cell's outcome -- of its ``planned`` measured requests, how many ``completed`` (got a success or a
+failure) and ``succeeded``, and its most frequent failures -- is the change in Locust's own statistics
+for the cell's request name between its start and its end. A master receives its workers'
+statistics every few seconds, so it takes the counts a report interval after the end, before the
+next cell starts; the counts are logged (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``) and written to
+``cells.csv``. When every request of the first cell failed with a client error (HTTP 400, 401, 403,
+404: a wrong path, key or request), the walk stops there: no other cell would fare better.
+
+``--repeats N`` walks the grid N times; each repeat sends fresh passages and gets its own rows in
+``cells.csv`` (Locust's own statistics merge the repeats of a cell, which share its request name).
+
 After the last cell the shape holds zero users a few seconds more before it ends the test: Locust
 writes its CSV files once a second and does not write them again at shutdown, and workers report
 their statistics every few seconds, so ending at once could leave the last requests out of
 ``locust_stats.csv``.
 
-``cells.csv`` in the run directory is rewritten at every start and end. The shape uses Locust's
+``cells.csv`` in the run directory is rewritten at every start, end and count, and when the test
+stops (an interrupted cell keeps an empty end and the counts it reached). The shape uses Locust's
 common options: ``--users`` is the concurrency of the single cell run when no ``--grid`` is given, and
 ``--run-time`` bounds the whole walk. Works the same on one process, with ``--processes`` and with a
 master and workers, because the shape only talks to the processes through Locust's messages.
@@ -27,13 +39,16 @@ from __future__ import annotations
 
 from locust import LoadTestShape, events  # first: gevent monkey-patches before anything else loads
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner
-from locust.stats import CSV_STATS_INTERVAL_SEC
+from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsError
 
 # isort: split
 import logging
 import random
+import re
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -46,6 +61,7 @@ from locustfiles.cells import (
     CellsCsv,
     Grid,
     GridError,
+    format_failures,
     load_grid,
     parse_grid_toml,
     single_cell_grid,
@@ -70,6 +86,10 @@ events.init_command_line_parser.add_listener(add_bench_options)
 STOP_RATE = 100.0  # users stopped per second between cells (Locust ramps down at the spawn rate too)
 DRAIN_LIMIT_S = 30.0  # give up waiting for users to stop (a worker that vanished) after this long
 PREPARE_LIMIT_S = 1800.0  # give up waiting for a worker to prepare a cell after this long
+ASK_AGAIN_S = 5.0  # announce the cell again to a worker that has not answered for this long
+
+
+CLIENT_ERRORS = re.compile(r"HTTP (400|401|403|404)\b")
 
 
 class Phase(Enum):
@@ -86,8 +106,12 @@ def spawn_rate(concurrency: int) -> float:
 
 def settle_seconds(runner: Runner) -> float:
     """How long the last statistics take to reach Locust's CSV files after the last request."""
-    worker_reports = WORKER_REPORT_INTERVAL if isinstance(runner, MasterRunner) else 0.0
-    return worker_reports + 2 * CSV_STATS_INTERVAL_SEC + 0.5
+    return count_delay_seconds(runner) + 2 * CSV_STATS_INTERVAL_SEC + 0.5
+
+
+def count_delay_seconds(runner: Runner) -> float:
+    """How long after a cell's end its last requests reach this runner's statistics."""
+    return WORKER_REPORT_INTERVAL + 0.5 if isinstance(runner, MasterRunner) else 0.0
 
 
 def resolve_run_dir(options: BenchOptions, csv_prefix: str | None) -> Path | None:
@@ -96,6 +120,46 @@ def resolve_run_dir(options: BenchOptions, csv_prefix: str | None) -> Path | Non
     if csv_prefix:
         return Path(csv_prefix).parent
     return None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Measured requests of one request name in Locust's statistics, and their failure classes."""
+
+    requests: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, stats: RequestStats, name: str) -> Tally:
+        requests = sum(
+            entry.num_requests for (entry_name, _), entry in stats.entries.items() if entry_name == name
+        )
+        failures: Counter[str] = Counter()
+        for error in stats.errors.values():
+            if error.name == name:
+                failures[StatsError.parse_error(error.error)] += error.occurrences
+        return cls(requests, failures)
+
+    def __sub__(self, earlier: Tally) -> Tally:
+        return Tally(self.requests - earlier.requests, self.failures - earlier.failures)
+
+
+@dataclass
+class Uncounted:
+    """A cell that ended but whose counts are not final yet (a master awaits its workers' reports)."""
+
+    record: CellRecord
+    baseline: Tally
+    due: float
+
+
+def all_client_errors(record: CellRecord) -> bool:
+    """Every planned request completed, none succeeded, and every failure is a client error."""
+    return (
+        bool(record.completed)
+        and record.succeeded == 0
+        and all(CLIENT_ERRORS.match(error) for error in record.failures)
+    )
 
 
 class GridWalk:
@@ -112,6 +176,7 @@ class GridWalk:
             self.grid = single_cell_grid(
                 self.options.batch_size, self.options.passage_tokens, concurrency_option(namespace)
             )
+        self.steps = [(repeat, cell) for repeat in range(self.options.repeats) for cell in self.grid.cells]
         self.seed = (
             self.options.seed if self.options.seed is not None else random.SystemRandom().randrange(2**31)
         )
@@ -121,16 +186,20 @@ class GridWalk:
         self.cells_csv = CellsCsv(run_dir) if run_dir is not None else None
         self.tracker = CellTracker.of(runner.environment)
         self.records: list[CellRecord] = []
+        self.uncounted: list[Uncounted] = []
+        self.baseline = Tally()
         self.index = 0
         self.phase = Phase.ANNOUNCE
         self.phase_since = time.time()
         self.plan: CellPlan | None = None
         self.expected: set[str] = set()
+        self.announced_at: dict[str, float] = {}
         self.started = time.monotonic()
         logger.info(
-            "grid %s: %d cell(s), %d warm-up + %d measured request(s) per user, payload seed %d%s",
+            "grid %s: %d cell(s)%s, %d warm-up + %d measured request(s) per user, payload seed %d%s",
             self.grid.name,
             len(self.grid.cells),
+            f" x {self.options.repeats} repeats" if self.options.repeats > 1 else "",
             self.options.warmup_requests,
             self.options.requests_per_user,
             self.seed,
@@ -139,7 +208,13 @@ class GridWalk:
 
     @property
     def cell(self) -> Cell:
-        return self.grid.cells[self.index]
+        return self.steps[self.index][1]
+
+    @property
+    def step_label(self) -> str:
+        repeat = self.steps[self.index][0]
+        suffix = f", repeat {repeat + 1}/{self.options.repeats}" if self.options.repeats > 1 else ""
+        return f"cell {self.index + 1}/{len(self.steps)} {self.cell.name}{suffix}"
 
     def tick(self) -> tuple[int, float] | None:
         now = time.time()
@@ -154,16 +229,30 @@ class GridWalk:
             # Announce the next cell right away: workers prepare it while the last users stop.
             self.index += 1
             self._enter(Phase.ANNOUNCE, now)
-        if self.phase is Phase.ANNOUNCE and self.index >= len(self.grid.cells):
-            logger.info("grid %s finished: %d cell(s)", self.grid.name, len(self.records))
+        stop = self._count(now)
+        walked = self.phase is Phase.ANNOUNCE and self.index >= len(self.steps)
+        if self.phase is not Phase.SETTLING and (stop or walked):
+            logger.info(
+                "grid %s %s: %d cell(s)", self.grid.name, "stopped" if stop else "finished", len(self.records)
+            )
             self._enter(Phase.SETTLING, now)
         if self.phase is Phase.SETTLING:
-            return (0, STOP_RATE) if now - self.phase_since < settle_seconds(self.runner) else None
+            if now - self.phase_since < settle_seconds(self.runner):
+                return 0, STOP_RATE
+            self.close()
+            return None
         if self.phase is Phase.ANNOUNCE:
             if not self.tracker.load_generators():
                 return 0, STOP_RATE  # a master without workers yet: Locust itself says so
             self._announce(now)
         return self._start_when_ready(time.time())
+
+    def close(self) -> None:
+        """The test stops (the walk's end, a stop, Ctrl-C): take every count there is, write them."""
+        now = time.time()
+        if self.phase is Phase.RUNNING and self.records and self.records[-1].completed is None:
+            self.uncounted.append(Uncounted(self.records[-1], self.baseline, now))
+        self._count(now, final=True)
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.phase = phase
@@ -171,7 +260,7 @@ class GridWalk:
 
     def _announce(self, now: float) -> None:
         self.expected = self.tracker.load_generators()
-        cell = self.cell
+        repeat, cell = self.steps[self.index]
         self.plan = CellPlan(
             run_id=self.run_id,
             index=self.index,
@@ -181,25 +270,39 @@ class GridWalk:
             users_per_runner=users_per_runner(cell.concurrency, len(self.expected)),
             seed=self.seed,
             options=self.options.public(),
+            repeat=repeat,
         )
-        logger.info("cell %d/%d %s: preparing payloads", self.index + 1, len(self.grid.cells), cell.name)
+        logger.info("%s: preparing payloads", self.step_label)
+        self.announced_at = dict.fromkeys(self.expected, now)
         self._enter(Phase.PREPARING, now)
-        self.tracker.announce(self.plan)  # on a local runner this prepares right here
+        self.tracker.announce(self.plan)  # the processes prepare in the background
 
     def _welcome_late_workers(self) -> None:
         """Workers that connected after the cell was announced get it too: Locust hands them users
-        (at the next spawn, or at once with --enable-rebalancing), who need a prepared cell."""
+        (at the next spawn, or at once with --enable-rebalancing), who need a prepared cell. A worker
+        that has not answered for a while is asked again: one that had just connected may have got
+        the message before it could understand it (Locust connects a worker before its init event)."""
         assert self.plan is not None
-        late = self.tracker.load_generators() - self.expected
+        now = time.time()
+        generators = self.tracker.load_generators()
+        late = generators - self.expected
         if late:
             logger.info(
                 "cell %s: %d worker(s) joined; preparing the cell there too", self.cell.name, len(late)
             )
-            self.tracker.announce(self.plan, to=late)
+        silent = {
+            node
+            for node in (self.expected & generators) - set(self.tracker.ready(self.plan))
+            if now - self.announced_at.get(node, now) > ASK_AGAIN_S
+        }
+        if late | silent:
+            self.tracker.announce(self.plan, to=late | silent)
+            self.announced_at.update(dict.fromkeys(late | silent, now))
             self.expected |= late
 
     def _start_when_ready(self, now: float) -> tuple[int, float] | None:
-        """Start the announced cell once every process prepared it and the last cell's users stopped."""
+        """Start the announced cell once every process prepared it, the last cell's users stopped
+        and its counts are final."""
         assert self.plan is not None
         self._welcome_late_workers()
         ready = self.tracker.ready(self.plan)
@@ -207,15 +310,26 @@ class GridWalk:
         if errors:
             logger.error("cell %s could not be prepared: %s", self.cell.name, "; ".join(errors.values()))
             self.runner.environment.process_exit_code = 1
+            self.close()
             return None
         pending = (self.expected & self.tracker.load_generators()) - set(ready)
         draining = self.runner.user_count > 0 and now - self.phase_since < DRAIN_LIMIT_S
-        if draining or (pending and now - self.phase_since < PREPARE_LIMIT_S):
+        if draining or self.uncounted or (pending and now - self.phase_since < PREPARE_LIMIT_S):
             return 0, STOP_RATE
-        self.records.append(CellRecord(self.cell, start=now))
+        if self.runner.user_count > 0:
+            logger.warning(
+                "%s: %d user(s) of the last cell still counted after %.0f s; starting anyway",
+                self.step_label,
+                self.runner.user_count,
+                DRAIN_LIMIT_S,
+            )
+        repeat, cell = self.steps[self.index]
+        planned = cell.concurrency * self.options.requests_per_user
+        self.records.append(CellRecord(cell, start=now, repeat=repeat, planned=planned))
+        self.baseline = Tally.of(self.runner.stats, cell.name)
         self._write()
         self._enter(Phase.RUNNING, now)
-        logger.info("cell %d/%d %s: running", self.index + 1, len(self.grid.cells), self.cell.name)
+        logger.info("%s: running", self.step_label)
         return self.cell.concurrency, spawn_rate(self.cell.concurrency)
 
     def _cell_finished(self, now: float) -> bool:
@@ -237,7 +351,33 @@ class GridWalk:
             return False
         self._write()
         logger.info("cell %s: done in %.2f s", self.cell.name, record.end - record.start)
+        self.uncounted.append(Uncounted(record, self.baseline, now + count_delay_seconds(self.runner)))
         return True
+
+    def _count(self, now: float, final: bool = False) -> bool:
+        """Give every ended cell whose statistics are in its counts; True when the walk must stop
+        because every request of the first cell failed with a client error."""
+        due = [item for item in self.uncounted if final or item.due <= now]
+        if not due:
+            return False
+        stop = False
+        for item in due:
+            self.uncounted.remove(item)
+            record, tally = item.record, Tally.of(self.runner.stats, item.record.cell.name) - item.baseline
+            record.completed = tally.requests
+            record.succeeded = tally.requests - sum(tally.failures.values())
+            record.failures = dict(tally.failures)
+            log = logger.warning if record.succeeded < record.planned else logger.info
+            log("cell %s: %s", record.cell.name, record.outcome())
+            if record is self.records[0] and all_client_errors(record) and len(self.steps) > 1:
+                logger.error(
+                    "every request of the first cell failed with a client error (%s): stopping the grid; "
+                    "check --host, the endpoint path, the model name and the key or credentials",
+                    format_failures(record.failures),
+                )
+                stop = True
+        self._write()
+        return stop
 
     def _write(self) -> None:
         if self.cells_csv is not None:
@@ -252,12 +392,16 @@ class GridShape(LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self._walk: GridWalk | None = None
+        self._listening = False
 
     def tick(self) -> tuple[int, float] | None:
         # Locust runs each test start in a new shape greenlet; a walk belongs to the greenlet it
         # started in, so a second run from the web UI starts again from the first cell.
         if self._walk is None or self._walk.greenlet is not gevent.getcurrent():
             assert self.runner is not None
+            if not self._listening:
+                self.runner.environment.events.test_stop.add_listener(self._on_test_stop)
+                self._listening = True
             try:
                 self._walk = GridWalk(self.runner)
             except (GridError, OptionError) as exc:
@@ -265,3 +409,7 @@ class GridShape(LoadTestShape):
                 self.runner.environment.process_exit_code = 2
                 return None
         return self._walk.tick()
+
+    def _on_test_stop(self, **_kwargs: object) -> None:
+        if self._walk is not None:
+            self._walk.close()

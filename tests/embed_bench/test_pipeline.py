@@ -81,7 +81,8 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
         *("--workers", str(workers), "--label", "tiny", "--pricing", "self_hosted_us_east_1"),
     )
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "[2/2] b=4 t=16 c=2: done" in result.stdout
+    assert "[2/2] b=4 t=16 c=2: 6/6 ok in " in result.stdout
+    assert "measured requests: 12 of 12 planned succeeded (100.0%)" in result.stdout
     rows = stats_rows(run_dir)
     for batch in (1, 4):
         row = rows[f"b={batch} t=16 c=2"]
@@ -134,10 +135,13 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     assert_no_secret(tmp_path, stdout, stderr)
 
 
-def test_demo_on_a_tiny_grid(tmp_path: Path) -> None:
+def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     grid = tmp_path / "tiny.toml"
     grid.write_text(TINY_GRID)
     out = tmp_path / "demo"
+    (out / "timeout").mkdir(parents=True)  # what an earlier demo of other modes left
+    (out / "timeout" / "run.json").write_text("{}")
+    (out / ".embed-bench-demo").write_text("")
     result = embed_bench(
         "demo",
         "--grid",
@@ -154,7 +158,7 @@ def test_demo_on_a_tiny_grid(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "report" / "report.md").exists() and (out / "report" / "report.html").exists()
     summary = (out / "report" / "summary.csv").read_text()
-    assert "continuous" in summary and "none" in summary
+    assert "continuous" in summary and "none" in summary and not (out / "timeout").exists()
     assert f"report: {out / 'report' / 'report.md'}" in result.stdout
     for mode in ("continuous", "none"):
         rows = stats_rows(out / mode)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,22 +32,26 @@ AWS_VARS = (
 AWS_KEYS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret"}
 
 
-def embed_bench(
-    command_line: str, tmp: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """``embed-bench`` with a command line of space-separated words, and no credentials from this machine."""
+def clean_env(tmp: Path) -> dict[str, str]:
+    """This machine's environment without its credentials."""
     clean = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
-    clean |= {
+    return clean | {
         "AWS_CONFIG_FILE": str(tmp / "no-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds"),
         "AWS_EC2_METADATA_DISABLED": "true",
     }
+
+
+def embed_bench(
+    command_line: str, tmp: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """``embed-bench`` with a command line of space-separated words, and no credentials from this machine."""
     return subprocess.run(
         [sys.executable, "-m", "embed_bench", *command_line.split()],
         capture_output=True,
         text=True,
         timeout=120,
-        env=clean | (env or {}),
+        env=clean_env(tmp) | (env or {}),
     )
 
 
@@ -51,10 +61,136 @@ def assert_refused(result: subprocess.CompletedProcess, code: int, message: str,
     assert not out.exists(), "a refused run must not write its directory"
 
 
-def test_target_not_reachable(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def health_server(status: int, body: dict) -> Iterator[str]:
+    """A server whose every GET answers ``status`` with ``body``: a bundled server as /health sees it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_nothing_listening_is_reported_in_seconds_not_after_the_ready_timeout(tmp_path: Path) -> None:
     out, url = tmp_path / "run", f"http://127.0.0.1:{free_port()}"
-    result = embed_bench(f"run --backend self-hosted --host {url} --out {out} --ready-timeout 1", tmp_path)
-    assert_refused(result, 3, f"cannot reach {url} (connection refused)", out)
+    # The default --ready-timeout is 300 s; embed_bench() gives up after 120 s, so this cannot pass
+    # by waiting it out.
+    result = embed_bench(f"run --backend self-hosted --host {url} --out {out}", tmp_path)
+    assert_refused(result, 3, f"cannot reach {url} (Connection refused) after ", out)
+    assert "waiting up to" not in result.stderr
+
+
+def test_a_host_that_does_not_resolve_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = embed_bench(
+        f"run --backend openai --host http://no-such-host.invalid:8000 --model m --out {out}", tmp_path
+    )
+    assert_refused(result, 3, "cannot resolve 'no-such-host.invalid'", out)
+
+
+def test_a_failed_model_load_is_reported_at_once_with_the_servers_reason(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    reason = "failed: OSError: no model at /models/missing"
+    with health_server(503, {"status": reason}) as url:
+        result = embed_bench(f"run --backend self-hosted --host {url} --out {out}", tmp_path)
+    assert_refused(result, 3, f"{url}/health reports {reason}", out)
+    assert "waiting up to" not in result.stderr
+
+
+def test_ctrl_c_while_waiting_for_a_loading_server_prints_no_traceback(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with health_server(503, {"status": "loading"}) as url:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "embed_bench",
+                "run",
+                "--backend",
+                "self-hosted",
+                "--host",
+                url,
+                "--out",
+                str(out),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(tmp_path),
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        assert process.stderr is not None
+        assert "waiting up to 300 s" in process.stderr.readline()  # it waits for a loading server
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted before the run started; nothing was written" in stderr
+    assert "Traceback" not in stderr and not out.exists()
+
+
+def test_a_typo_in_a_passed_through_option_fails_at_once_with_locusts_suggestion(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = embed_bench(
+        f"run --backend self-hosted --host http://127.0.0.1:1 --out {out} --reqests-per-user 2", tmp_path
+    )
+    assert_refused(result, 2, "unrecognized arguments: --reqests-per-user 2", out)
+    assert "Did you mean '--requests-per-user'?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--requests-per-user 0", "--requests-per-user must be at least 1"),
+        ("--repeats 0", "--repeats must be at least 1"),
+        ("--max-failure-pct 150", "--max-failure-pct takes a percentage from 0 to 100"),
+        ("--tokenizer ./missing/tokenizer.json", "tokenizer file not found: ./missing/tokenizer.json"),
+        ("--tokenizer example-org/uncached", "is not in the local cache and HF_HUB_OFFLINE is set"),
+    ],
+)
+def test_bad_option_values_fail_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
+    out = tmp_path / "run"
+    result = embed_bench(
+        f"run --backend self-hosted --host http://127.0.0.1:1 --out {out} {option}",
+        tmp_path,
+        {"HF_HUB_OFFLINE": "1"},
+    )
+    assert_refused(result, 2, message, out)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_aws_profile_is_one_line(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = embed_bench(
+        f"run --backend sagemaker --sagemaker-endpoint jina-v3 --aws-region us-east-1 --out {out}",
+        tmp_path,
+        {"AWS_PROFILE": "no-such-profile"},
+    )
+    assert_refused(result, 2, "no-such-profile", out)
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_refuses_a_directory_that_is_not_an_earlier_demo(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = embed_bench(f"demo --out {out}", tmp_path)
+    assert result.returncode == 2 and "holds files that are not an earlier demo" in result.stderr
+    assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
 
 def test_unknown_backend(tmp_path: Path) -> None:

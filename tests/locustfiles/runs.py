@@ -224,6 +224,13 @@ def assert_complete_run(
     for row, (c, _, _) in zip(rows, cells, strict=True):
         assert row["users"] == str(c)
         assert row["end"] and float(row["start"]) < float(row["end"])
+        planned = str(c * requests_per_user)  # a master counts them once its workers' reports are in
+        assert (row["planned"], row["completed"], row["succeeded"], row["failures"]) == (
+            planned,
+            planned,
+            planned,
+            "",
+        )
     assert run.returncode == 0, run.describe()
 
 

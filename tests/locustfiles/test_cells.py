@@ -14,7 +14,9 @@ from locustfiles.cells import (
     CellRecord,
     CellsCsv,
     GridError,
+    format_failures,
     load_grid,
+    parse_failures,
     parse_grid_toml,
 )
 
@@ -44,6 +46,7 @@ def test_quick_grid_is_small_and_fits_the_bundled_model():
     assert 2 <= len(cells) <= 8
     assert all(cell.passage_tokens <= 254 for cell in cells)  # MiniLM truncates at 256 with specials
     assert sum(cell.concurrency * cell.batch_size * cell.passage_tokens for cell in cells) * 6 < 500_000
+    assert Cell(concurrency=16, batch_size=1, passage_tokens=128) in cells  # where batching pays off
 
 
 def test_toml_products_and_single_cells_in_file_order(tmp_path):
@@ -92,16 +95,56 @@ def test_unknown_grid_name():
         load_grid("nonesuch")
 
 
-def test_cells_csv_leaves_the_end_of_an_unfinished_cell_empty(tmp_path):
+def test_cells_csv_leaves_the_end_and_counts_of_an_unfinished_cell_empty(tmp_path):
     writer = CellsCsv(tmp_path / "run")
     first, second = (
         Cell(concurrency=1, batch_size=1, passage_tokens=16),
         Cell(concurrency=3, batch_size=2, passage_tokens=16),
     )
-    writer.write([CellRecord(first, 100.25, 101.5), CellRecord(second, 102.0)])
+    done = CellRecord(first, 100.25, 101.5, planned=5, completed=5, succeeded=0, failures={"HTTP 404": 5})
+    writer.write([done, CellRecord(second, 102.0, repeat=1, planned=15)])
     with writer.path.open(newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows[0] == list(CELLS_CSV_COLUMNS)
-    assert rows[1] == ["b=1 t=16 c=1", "100.250000", "101.500000", "1"]
-    assert rows[2] == ["b=2 t=16 c=3", "102.000000", "", "3"]
+    assert rows[1] == ["b=1 t=16 c=1", "0", "100.250000", "101.500000", "1", "5", "5", "0", "HTTP 404 (5)"]
+    assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", ""]
     assert [path.name for path in writer.path.parent.iterdir()] == ["cells.csv"]  # no temporary left
+
+
+def test_a_cells_csv_row_reads_back_as_written(tmp_path):
+    cell = Cell(concurrency=10, batch_size=128, passage_tokens=8192)
+    failures = {"timeout": 3, "HTTP 429 queue_full": 7}
+    record = CellRecord(cell, 1.5, 9.25, repeat=2, planned=50, completed=40, succeeded=30, failures=failures)
+    CellsCsv(tmp_path).write([record])
+    with (tmp_path / "cells.csv").open(newline="") as stream:
+        (row,) = csv.DictReader(stream)
+    assert CellRecord.from_row(row) == record
+    assert CellRecord.from_row({"cell": "Aggregated", "start": "1"}) is None
+
+
+def test_an_old_cells_csv_row_without_counts_still_reads():
+    record = CellRecord.from_row({"cell": "b=1 t=16 c=2", "start": "1.0", "end": "", "users": "2"})
+    assert record == CellRecord(Cell(concurrency=2, batch_size=1, passage_tokens=16), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("completed", "succeeded", "failures", "outcome"),
+    [
+        (5, 5, {}, "5/5 ok"),
+        (5, 0, {"HTTP 404": 5}, "0/5 ok, HTTP 404 (5)"),
+        (3, 2, {"timeout": 1}, "2/5 ok, 2 unsent or unfinished, timeout (1)"),
+        (0, 0, {}, "0/5 ok, 5 unsent or unfinished"),
+    ],
+)
+def test_a_cells_outcome_names_what_did_not_succeed(completed, succeeded, failures, outcome):
+    cell = Cell(concurrency=1, batch_size=1, passage_tokens=128)
+    record = CellRecord(
+        cell, 0.0, 1.0, planned=5, completed=completed, succeeded=succeeded, failures=failures
+    )
+    assert record.outcome() == outcome
+
+
+def test_failures_are_listed_most_frequent_first_and_capped():
+    failures = {"a": 1, "b": 5, "c": 2, "d": 2}
+    assert format_failures(failures) == "b (5); c (2); d (2); 1 more class(es)"
+    assert parse_failures(format_failures(failures)) == {"b": 5, "c": 2, "d": 2}

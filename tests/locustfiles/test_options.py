@@ -32,6 +32,7 @@ def test_defaults_match_the_design():
     assert options.requests_per_user == 5
     assert options.embeddings_path == "/v1/embeddings"
     assert options.seed is None and options.api_key == ""
+    assert options.repeats == 1
 
 
 def test_web_ui_strings_are_coerced_and_checked():
@@ -50,6 +51,9 @@ def test_web_ui_strings_are_coerced_and_checked():
         BenchOptions.from_mapping({"batch_size": "many"})
     with pytest.raises(OptionError, match="at least 1"):
         BenchOptions.from_mapping({"requests_per_user": 0})
+    assert BenchOptions.from_mapping({"repeats": "3"}).repeats == 3
+    with pytest.raises(OptionError, match="--repeats must be at least 1"):
+        BenchOptions.from_mapping({"repeats": 0})
 
 
 def test_the_api_key_stays_out_of_repr_and_public_values(monkeypatch):

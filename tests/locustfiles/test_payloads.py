@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,33 @@ def test_tokenizer_by_path_file_or_directory(tmp_path):
     for spec in (str(copy), str(copy.parent)):
         passages = PassageFactory(spec, seed=1).passages(3, 100, stream="path")
         assert count_tokens(load_tokenizer(spec), passages) == [100] * 3
+
+
+def test_bundled_means_the_bundled_tokenizer_as_for_the_model():
+    assert load_tokenizer("bundled").get_vocab() == load_tokenizer("").get_vocab()
+
+
+def test_a_hub_id_that_cannot_be_reached_fails_at_once_with_one_line(monkeypatch):
+    from huggingface_hub import constants
+
+    with socket.socket() as closed:  # a port where nothing listens: the hub "is down"
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    with pytest.raises(PassageError) as caught:
+        load_tokenizer("example-org/not-cached-tokenizer")
+    message = str(caught.value)
+    assert f"cannot reach {endpoint} (Connection refused)" in message and "\n" not in message
+    assert "--tokenizer bundled" in message
+
+
+def test_a_hub_id_offline_says_so(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PassageError, match="not in the local cache and HF_HUB_OFFLINE is set"):
+        load_tokenizer("example-org/another-uncached-tokenizer")
 
 
 def test_missing_tokenizer_file_is_a_clear_error(tmp_path):

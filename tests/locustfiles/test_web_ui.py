@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 
+from embed_bench.contract import CELLS_CSV_COLUMNS
 from tests.doubles.process import running_double
 from tests.locustfiles.runs import REPO, free_port, locust_command, locust_env, wait_for
 
@@ -70,5 +71,5 @@ def test_a_swarm_from_the_web_ui_runs_the_cell_its_form_values_describe(tmp_path
     assert rows["b=3 t=24 c=2"]["avg_content_length"] == 3 * 24
     assert ledger["violations"] == [] and ledger["received"] == 6
     cells = (run_dir / "cells.csv").read_text().splitlines()
-    assert cells[0] == "cell,start,end,users"
-    assert cells[1].startswith("b=3 t=24 c=2,") and cells[1].endswith(",2")
+    assert cells[0] == ",".join(CELLS_CSV_COLUMNS)
+    assert cells[1].startswith("b=3 t=24 c=2,0,") and cells[1].endswith(",2,4,4,4,")

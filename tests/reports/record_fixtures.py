@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES
+from embed_bench.contract import CELLS_CSV_COLUMNS, REQUEST_RECORD_COLUMNS, RUN_FILES
 from tests.reports.fixtures import (
     FAILURES_HEADER_NEW,
     STATS_HEADER,
@@ -137,23 +137,25 @@ def write_record_run(
             cell_rows, end = _cell_rows(spec, repeat, clock, rng)
             rows += cell_rows
             measured = sum(1 for row in cell_rows if not row["warmup"])
+            succeeded = sum(1 for row in cell_rows if not row["warmup"] and row["ok"])
             windows.append(
                 [
                     spec.name,
+                    repeat,
                     f"{clock:.3f}",
                     f"{end:.3f}",
                     spec.concurrency,
                     spec.planned or measured,
                     measured,
+                    succeeded,
+                    "",
                 ]
             )
             clock = end + GAP_S
     frame = pd.DataFrame(rows, columns=list(REQUEST_RECORD_COLUMNS))
     if with_records:
         write_gzip_members(directory / RUN_FILES.requests, frame)
-    (directory / RUN_FILES.cells_csv).write_text(
-        _csv_text(("cell", "start", "end", "users", "planned", "completed"), windows), newline=""
-    )
+    (directory / RUN_FILES.cells_csv).write_text(_csv_text(CELLS_CSV_COLUMNS, windows), newline="")
     _write_locust_csvs(directory, frame, clock - RUN_START_S)
     info = {
         "name": directory.name,

@@ -185,3 +185,20 @@ def test_locust_own_csv_files_load(tmp_path: Path) -> None:
     assert list(run.failures["occurrences"]) == [4]
     assert run.last_stats_write_s == 1750000000.0
     assert json.loads(json.dumps(run.info)) == {}
+
+
+def test_cells_csv_with_repeats_and_counts(tmp_path: Path) -> None:
+    """embed-bench's cells.csv with --repeats: one row per cell, timed by the sum of its repeats."""
+    directory = write_run(tmp_path / "repeats", CELLS)
+    first, second = CELLS[0].name, CELLS[1].name
+    (directory / "cells.csv").write_text(
+        "cell,repeat,start,end,users,planned,completed,succeeded,failures\n"
+        f"{first},0,100.0,102.0,1,5,5,5,\n"
+        f"{second},0,103.0,104.5,1,5,3,2,timeout (1)\n"
+        f"{first},1,105.0,108.0,1,5,5,5,\n"
+    )
+    cells = load_run(directory).cells
+    assert cells.at[first, "end_s"] - cells.at[first, "start_s"] == 5.0  # 2 s + 3 s
+    assert (cells.at[first, "planned"], cells.at[first, "completed"]) == (10, 10)
+    assert (cells.at[second, "planned"], cells.at[second, "completed"]) == (5, 3)
+    assert math.isnan(load_run(write_run(tmp_path / "old", CELLS)).cells.at[first, "planned"])

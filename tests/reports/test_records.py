@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from embed_bench.contract import RUN_FILES
 from reports.cli import main
 from reports.load import load_run
 from reports.metrics import LATENCY_FROM_LOCUST, LATENCY_FROM_RECORDS, run_metrics
@@ -255,10 +256,11 @@ def test_runs_without_records_say_their_percentiles_are_rounded(tmp_path: Path) 
     assert not (tmp_path / "out" / "throughput_over_time.png").exists()
 
 
-def test_a_cell_walked_twice_in_cells_csv_without_records_reports_its_first_walk(tmp_path: Path) -> None:
-    """Repeats list a cell once per walk; Locust's CSVs merge them, so without records the report
-    times the cell by its first walk and says so, instead of refusing the run."""
+def test_a_cell_walked_twice_without_records_is_timed_by_both_walks(tmp_path: Path) -> None:
+    """Repeats list a cell once per walk (cells.csv ``repeat``); Locust's CSVs merge their requests, so
+    without records the report times the cell by the sum of its walks, not by the first alone."""
     write_record_run(tmp_path / "twice", CELLS[:1], repeats=2, with_records=False)
+    windows = pd.read_csv(tmp_path / "twice" / RUN_FILES.cells_csv)
     metrics = run_metrics(load_run(tmp_path / "twice"))
-    assert any("more than once (repeats)" in note for note in metrics.notes)
+    assert metrics.cells[0].duration_s == pytest.approx((windows["end"] - windows["start"]).sum())
     assert metrics.repeats == 1 and metrics.cells[0].request_count == 24
