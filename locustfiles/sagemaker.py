@@ -28,6 +28,7 @@ from locust.exception import StopTest
 from requests.auth import AuthBase
 from requests_aws4auth import AWS4Auth
 
+import locustfiles.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
 from locustfiles.backends import sagemaker_runtime_url
 from locustfiles.base import EmbeddingUser
 from locustfiles.checks import Embeddings, embedding_items
