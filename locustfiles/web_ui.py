@@ -72,7 +72,7 @@ TAB_COLUMNS = (
 )
 BADGE = (
     '<a id="embed-bench-link" href="./embed-bench" title="embed-bench: the grid\'s cells, tokens/s, report"'
-    ' style="position:fixed;right:16px;bottom:16px;z-index:2000;padding:8px 14px;border-radius:18px;'
+    ' style="position:fixed;left:16px;bottom:16px;z-index:2000;padding:8px 14px;border-radius:18px;'
     "background:#1b5e20;color:#fff;font:600 14px system-ui,sans-serif;text-decoration:none;"
     'box-shadow:0 2px 6px rgba(0,0,0,.3)">embed-bench: cells, tokens/s, report &#8599;</a>'
 )
