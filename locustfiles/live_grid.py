@@ -67,16 +67,25 @@ class CellFigures:
 
 
 @dataclass(frozen=True)
-class ThroughputSeries:
-    """Successful tokens per second over the run, by completion time, in bins of ``bin_s``.
+class CellSpan:
+    """Where a cell lies on the chart (seconds after the run's start; no end while it runs) and its
+    tokens/s, the table's figure, drawn as a level across the span."""
 
-    ``tokens_per_s[i]`` covers ``[i * bin_s, (i + 1) * bin_s)`` seconds after ``started_at``;
-    ``cell_starts`` are (seconds after ``started_at``, cell label) for the chart's boundaries."""
+    label: str
+    start_s: float
+    end_s: float | None
+    throughput_tokens_per_s: float | None
+
+
+@dataclass(frozen=True)
+class ThroughputSeries:
+    """Successful tokens per second over the run, by completion time, in bins of ``bin_s``:
+    ``tokens_per_s[i]`` covers ``[i * bin_s, (i + 1) * bin_s)`` seconds after ``started_at``."""
 
     started_at: float | None
     bin_s: float
     tokens_per_s: tuple[float, ...]
-    cell_starts: tuple[tuple[float, str], ...]
+    cells: tuple[CellSpan, ...]
 
 
 def exact_percentile(ordered: Sequence[float], pct: float) -> float | None:
@@ -139,12 +148,15 @@ class LiveCell:
             self._percentiles = (len(ordered), p50, p95)
         return p50, p95
 
+    def throughput_tokens_per_s(self, now: float) -> float | None:
+        elapsed = self.elapsed_s(now)
+        if self.state in (CellState.RUNNING, CellState.DONE) and elapsed:
+            return self.successful_tokens / elapsed
+        return None
+
     def figures(self, now: float, state: CellState) -> CellFigures:
         elapsed = self.elapsed_s(now)
         p50, p95 = self.percentiles()
-        throughput = None
-        if self.state in (CellState.RUNNING, CellState.DONE) and elapsed:
-            throughput = self.successful_tokens / elapsed
         return CellFigures(
             cell=self.cell,
             repeat=self.repeat,
@@ -153,7 +165,7 @@ class LiveCell:
             requests=self.requests,
             failures=self.failures,
             success_pct=100.0 * (self.requests - self.failures) / self.requests if self.requests else None,
-            throughput_tokens_per_s=throughput,
+            throughput_tokens_per_s=self.throughput_tokens_per_s(now),
             p50_latency_ms=p50,
             p95_latency_ms=p95,
         )
@@ -318,11 +330,19 @@ class LiveGrid:
         merged = [0.0] * math.ceil(count / merge)
         for index, tokens in self._bins.items():
             merged[index // merge] += tokens
-        starts = sorted(
-            (cell.started_at - self.started_at, cell.label)
-            for cell in self.cells.values()
-            if cell.started_at is not None
+        spans = sorted(
+            (
+                CellSpan(
+                    cell.label,
+                    cell.started_at - self.started_at,
+                    cell.ended_at - self.started_at if cell.ended_at is not None else None,
+                    cell.throughput_tokens_per_s(end),
+                )
+                for cell in self.cells.values()
+                if cell.started_at is not None
+            ),
+            key=lambda span: span.start_s,
         )
         return ThroughputSeries(
-            self.started_at, width, tuple(tokens / width for tokens in merged), tuple(starts)
+            self.started_at, width, tuple(tokens / width for tokens in merged), tuple(spans)
         )

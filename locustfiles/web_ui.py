@@ -60,7 +60,7 @@ CELLS_CSV_POLL_S = 0.5
 LIVE_PAGE = files("locustfiles").joinpath("web_ui_assets", "live.html")
 
 TAB_COLUMNS = (
-    ("name", "Cell"),
+    ("cell", "Cell"),
     ("state", "State"),
     ("elapsed_s", "Elapsed (s)"),
     ("requests", "Requests"),
@@ -82,10 +82,13 @@ def _number(value: float | None, digits: int) -> str:
     return "\N{EM DASH}" if value is None else f"{value:,.{digits}f}"
 
 
-def tab_row(figures: CellFigures) -> dict[str, Any]:
-    """A row of the tab's table; Locust renders values as given, so units live in the titles."""
+def tab_row(index: int, figures: CellFigures) -> dict[str, Any]:
+    """A row of the tab's table; Locust renders values as given, so units live in the titles.
+
+    Locust sorts the rows by their ``name``, a column it does not show: the walk's order."""
     return {
-        "name": figures.cell if figures.repeat == 0 else f"{figures.cell} (repeat {figures.repeat + 1})",
+        "name": f"{index:05d}",
+        "cell": figures.cell if figures.repeat == 0 else f"{figures.cell} (repeat {figures.repeat + 1})",
         "state": figures.state,
         "elapsed_s": _number(figures.elapsed_s, 1),
         "requests": figures.requests,
@@ -239,7 +242,7 @@ class EmbedBenchTab:
 
     def tab_rows(self) -> list[dict[str, Any]]:
         self._sync_cells_csv()
-        return [tab_row(figures) for figures in self.live.figures()]
+        return [tab_row(index, figures) for index, figures in enumerate(self.live.figures())]
 
     # --- Flask -------------------------------------------------------------------------------------
     def _extend(self, web_ui: Any) -> None:

@@ -20,7 +20,7 @@ class Clock:
 
 
 def row(cell: str, latency_ms: float, completed_at: float, ok: bool = True, warmup: bool = False, **extra):
-    values = {
+    return {
         "cell": cell,
         "warmup": int(warmup),
         "ok": int(ok),
@@ -30,7 +30,6 @@ def row(cell: str, latency_ms: float, completed_at: float, ok: bool = True, warm
         "latency_ms": latency_ms,
         **extra,
     }
-    return values
 
 
 def as_tuple(values: dict) -> tuple:
@@ -65,7 +64,7 @@ def test_cells_wait_until_the_walk_prepares_and_starts_them(grid):
 
 
 def test_figures_count_measured_rows_of_any_shape_and_take_exact_percentiles(grid):
-    live, clock = grid
+    live, _ = grid
     latencies = [100.0, 200.0, 300.0, 400.0, 1000.0]
     rows = [row(A, latency, 1002.0 + i) for i, latency in enumerate(latencies)]
     rows[1]["ok"] = 0
@@ -77,7 +76,9 @@ def test_figures_count_measured_rows_of_any_shape_and_take_exact_percentiles(gri
     assert (figures.requests, figures.failures, figures.success_pct) == (5, 1, 80.0)
     assert figures.p50_latency_ms == pytest.approx(np.percentile(latencies, 50))
     assert figures.p95_latency_ms == pytest.approx(np.percentile(latencies, 95))
-    assert figures.throughput_tokens_per_s == pytest.approx(4 * 16 / 10.0)  # successful tokens / (end - start)
+    assert figures.throughput_tokens_per_s == pytest.approx(
+        4 * 16 / 10.0
+    )  # successful tokens / (end - start)
 
 
 def test_the_chart_bins_successful_tokens_by_completion_second(grid):
@@ -88,7 +89,9 @@ def test_the_chart_bins_successful_tokens_by_completion_second(grid):
     series = live.throughput()
     assert series.bin_s == 1.0
     assert series.tokens_per_s == (32.0, 0.0, 16.0, 0.0)
-    assert series.cell_starts == ((0.0, A),)
+    (span,) = series.cells
+    assert (span.label, span.start_s, span.end_s) == (A, 0.0, None)
+    assert span.throughput_tokens_per_s == by_cell(live)[A].throughput_tokens_per_s == 48 / 4.0
 
 
 def test_a_long_run_is_drawn_with_wider_bins(grid):
@@ -120,7 +123,7 @@ def test_cells_csv_gives_starts_and_ends(grid, tmp_path):
 
 
 def test_a_new_run_starts_over_and_rows_of_unlisted_cells_get_their_own_row(grid):
-    live, clock = grid
+    live, _ = grid
     live.add_rows([row(A, 10, 1001.0)])
     live.begin_run([B], "second")
     assert [(f.cell, f.requests) for f in live.figures()] == [(B, 0)]
