@@ -83,6 +83,9 @@ def test_the_form_check_the_tab_rows_the_page_and_the_report_over_http(tmp_path)
             assert report()["state"] == "ready", report()
             stats = json.loads(get(f"{web}/stats/requests"))
             html = get(f"{web}/embed-bench/report")
+            with urllib.request.urlopen(f"{web}/embed-bench/report?download=1", timeout=10) as download:
+                assert download.headers["Content-Disposition"].startswith("attachment")
+                assert download.read() == html
         finally:
             process.terminate()
             output, _ = process.communicate(timeout=30)
