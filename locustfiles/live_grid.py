@@ -99,6 +99,8 @@ def exact_percentile(ordered: Sequence[float], pct: float) -> float | None:
 
 @dataclass
 class LiveCell:
+    """One cell of one walk (repeat): its state and times, and what its record rows added up to."""
+
     cell: str
     repeat: int
     state: CellState = CellState.WAITING
