@@ -19,6 +19,7 @@ import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl befor
 import json
 from typing import Any
 
+import locustfiles.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
 from locustfiles import JINA_API_URL
 from locustfiles.base import EmbeddingUser
 from locustfiles.checks import BadBody, Embeddings, embedding_items

@@ -30,6 +30,7 @@ from botocore.awsrequest import AWSRequest
 from locust.env import Environment
 from locust.exception import StopTest
 
+import locustfiles.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
 from locustfiles.backends import sagemaker_runtime_url
 from locustfiles.base import EmbeddingUser
 from locustfiles.checks import Embeddings, embedding_items
