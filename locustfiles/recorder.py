@@ -9,6 +9,8 @@
   master's workers sent their last reports). Memory holds at most a few seconds of rows.
 - The run directory is resolved like ``cells.csv``'s (``--run-dir``, else the directory of
   ``--csv``); without one, rows are audited for token counts and dropped.
+- Subscribers (``subscribe``) see every batch of rows on the master or local process before it is
+  written: the web UI's live grid (``locustfiles.web_ui``) reads its exact figures from them.
 
 ``KEEP_RECORDS = False`` (set before the environment's ``init`` event) keeps no records at all; only
 ``benchmarks/loadgen.py`` does that, to show what keeping them costs. Attached to every runner by an
@@ -24,6 +26,7 @@ from locust.runners import MasterRunner, Runner, WorkerRunner
 # isort: split
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -58,6 +61,7 @@ class RequestRecorder:
             return
         self.audit = TokenAudit(environment)
         self.file: RecordFile | None = None
+        self.subscribers: list[Callable[[list[tuple]], None]] = []
         if isinstance(runner, MasterRunner):
             environment.events.worker_report.add_listener(self.on_worker_report)
         environment.events.test_start.add_listener(self.on_test_start)
@@ -72,6 +76,10 @@ class RequestRecorder:
     def keep(self, record: tuple) -> None:
         """A user's record: a plain tuple in ``RequestRecord`` order."""
         self.rows.append(record)
+
+    def subscribe(self, subscriber: Callable[[list[tuple]], None]) -> None:
+        """Call ``subscriber(rows)`` with every batch of rows this master or local process writes."""
+        self.subscribers.append(subscriber)
 
     # --- worker ----------------------------------------------------------------------------------
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -100,6 +108,11 @@ class RequestRecorder:
         if not rows:
             return
         self.audit.check(rows)
+        for subscriber in self.subscribers:
+            try:
+                subscriber(rows)
+            except Exception:
+                logger.exception("a request-record subscriber failed")
         if self.file is None:
             return
         try:

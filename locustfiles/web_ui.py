@@ -15,18 +15,16 @@ master; workers have none), on Locust's extension points (locust ``examples/exte
 - a check of the start form before Locust's ``/swarm`` handler (``locustfiles.swarm_form``): a wrong
   value gets a message naming the option and what it accepts, instead of a 500, and nothing starts.
 
-Data comes into a ``LiveGrid`` (``locustfiles.live_grid``) through two hook points:
-``live_grid_of(environment).add_rows(rows)`` for per-request record rows and
-``.cell_state(cell, state, at)`` for the walker's cell states. Until those are wired, cell states
-are read from the run's ``cells.csv`` and rows come from ``RequestEventRecords`` below. On a master,
-rows arrive with each worker's report under ``RECORDS_REPORT_KEY``.
+Data comes into a ``LiveGrid`` (``locustfiles.live_grid``): every per-request record row the master
+(or single process) collects (``locustfiles.recorder``, which also ships workers' rows to it), and
+cell states from the run's ``cells.csv``, which the walker on this same process writes.
 """
 
 from __future__ import annotations
 
 from locust import events  # first: gevent monkey-patches before anything else loads
 from locust.env import Environment
-from locust.runners import LocalRunner, MasterRunner, Runner, WorkerRunner
+from locust.runners import LocalRunner, MasterRunner, Runner
 
 # isort: split
 import logging
@@ -42,7 +40,8 @@ from typing import Any
 import gevent
 from flask import Blueprint, Response, g, jsonify, make_response, request, send_file
 
-from embed_bench.contract import RUN_FILES, WARMUP_PREFIX, parse_cell_name
+from embed_bench.contract import RUN_FILES
+from locustfiles import recorder
 from locustfiles.cells import GridError, load_grid, single_cell_grid
 from locustfiles.grid import resolve_run_dir
 from locustfiles.live_grid import CellFigures, LiveGrid
@@ -51,7 +50,6 @@ from locustfiles.swarm_form import swarm_form_error
 
 logger = logging.getLogger(__name__)
 
-RECORDS_REPORT_KEY = "embed_bench_records"  # rows of REQUEST_RECORD_COLUMNS in a worker's report
 TAB_KEY = "embed-bench"
 ROUTE = "/embed-bench"
 REPORT_DIR = "report"  # the report goes to <run dir>/report, as `embed-bench report RUN --out RUN/report`
@@ -171,7 +169,6 @@ class EmbedBenchTab:
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
-        events.worker_report.add_listener(self.on_worker_report)
         self._extend(environment.web_ui)
         EmbedBenchTab._instances[environment] = self
 
@@ -211,11 +208,6 @@ class EmbedBenchTab:
         self._sync_cells_csv(force=True)
         self.live.end_run()
         self.report.build()
-
-    def on_worker_report(self, client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
-        rows = data.get(RECORDS_REPORT_KEY)
-        if rows:
-            self.live.add_rows(rows)
 
     def _sync_cells_csv(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -328,69 +320,13 @@ def live_grid_of(environment: Environment) -> LiveGrid | None:
     return tab.live if tab is not None else None
 
 
-class RequestEventRecords:
-    """Stand-in for the per-request records until they exist: builds record rows from Locust's
-    ``request`` event; on a local runner it feeds the tab, on a worker it ships them to the master
-    with each report under ``RECORDS_REPORT_KEY``. Remove it (and its one line in ``on_init``) once
-    the records module feeds ``live_grid_of(...).add_rows`` and ships rows under that key."""
-
-    def __init__(self, environment: Environment, runner: Runner) -> None:
-        self.environment = environment
-        self.worker = runner.client_id if isinstance(runner, WorkerRunner) else "local"
-        self.pending: list[dict[str, Any]] = []
-        environment.events.request.add_listener(self.on_request)
-        if isinstance(runner, WorkerRunner):
-            environment.events.report_to_master.add_listener(self.on_report_to_master)
-            environment.events.test_start.add_listener(self.on_test_start)
-
-    def on_request(
-        self,
-        name: str,
-        response_time: float,
-        exception: BaseException | None = None,
-        response: Any = None,
-        start_time: float | None = None,
-        **_kwargs: Any,
-    ) -> None:
-        cell = parse_cell_name(name.removeprefix(WARMUP_PREFIX))
-        if cell is None:
-            return
-        completed_at = time.time()
-        sent_at = start_time if start_time is not None else completed_at - response_time / 1000.0
-        row = {
-            "cell": cell.name,
-            "warmup": int(name.startswith(WARMUP_PREFIX)),
-            "worker": self.worker,
-            "batch_size": cell.batch_size,
-            "passage_tokens": cell.passage_tokens,
-            "tokens_client": cell.nominal_tokens_per_request,
-            "status": getattr(response, "status_code", 0) or 0,
-            "ok": int(exception is None),
-            "failure": "" if exception is None else str(exception),
-            "planned_at": sent_at,
-            "sent_at": sent_at,
-            "completed_at": completed_at,
-            "latency_ms": response_time,
-        }
-        live = live_grid_of(self.environment)
-        if live is not None:
-            live.add_rows([row])
-        else:
-            self.pending.append(row)
-
-    def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
-        rows, self.pending = self.pending, []
-        data[RECORDS_REPORT_KEY] = rows
-
-    def on_test_start(self, **_kwargs: Any) -> None:
-        self.pending.clear()
-
-
 @events.init.add_listener
 def on_init(
     environment: Environment, runner: Runner | None = None, web_ui: Any = None, **_kwargs: Any
 ) -> None:
     if web_ui is not None and isinstance(runner, LocalRunner | MasterRunner):
-        EmbedBenchTab(environment)
-    if isinstance(runner, WorkerRunner) or (web_ui is not None and isinstance(runner, LocalRunner)):
-        RequestEventRecords(environment, runner)
+        tab = EmbedBenchTab(environment)
+        recorder.attach(environment, runner)  # the tab reads its figures from the request records
+        records = recorder.RequestRecorder.of(environment)
+        if records is not None:
+            records.subscribe(tab.live.add_rows)

@@ -114,7 +114,8 @@ def test_rows_show_a_cell_runs_before_its_start_is_known(grid):
 def test_cells_csv_gives_starts_and_ends(grid, tmp_path):
     live, clock = grid
     path = tmp_path / "cells.csv"
-    path.write_text(",".join(CELLS_CSV_COLUMNS) + f"\n{A},1001.0,1003.5,1\n{B},1004.0,,2\n")
+    header = ",".join(CELLS_CSV_COLUMNS)
+    path.write_text(f"{header}\n{A},0,1001.0,1003.5,1,1,1,1,\n{B},0,1004.0,,2,2,,,\n")
     clock.now = 1006.0
     live.sync_cells_csv(path)
     assert [(f.state, f.elapsed_s) for f in live.figures()] == [("done", 2.5), ("running", 2.0)]
