@@ -50,6 +50,8 @@ class CellState(Enum):
         return list(CellState).index(self)
 
 
+STALE_START_SLACK_S = 1.0  # a cells.csv start this long before the run began is from an earlier run
+
 @dataclass(frozen=True)
 class CellFigures:
     """One row of the tab."""
@@ -270,6 +272,8 @@ class LiveGrid:
             start, end = _Row(row).number("start"), _Row(row).number("end")
             if not name or start is None:
                 continue
+            if self.started_at is not None and start < self.started_at - STALE_START_SLACK_S:
+                continue  # an earlier run's row: the walker rewrites the file once this run's cell starts
             repeat = int(_Row(row).number("repeat") or 0)
             self.cell_state(name, CellState.RUNNING, start, repeat)
             if end is not None:

@@ -62,6 +62,7 @@ class RequestRecorder:
         self.audit = TokenAudit(environment)
         self.file: RecordFile | None = None
         self.subscribers: list[Callable[[list[tuple]], None]] = []
+        self._published = 0  # rows[:_published] were shown to the subscribers already
         if isinstance(runner, MasterRunner):
             environment.events.worker_report.add_listener(self.on_worker_report)
         environment.events.test_start.add_listener(self.on_test_start)
@@ -78,8 +79,20 @@ class RequestRecorder:
         self.rows.append(record)
 
     def subscribe(self, subscriber: Callable[[list[tuple]], None]) -> None:
-        """Call ``subscriber(rows)`` with every batch of rows this master or local process writes."""
+        """Call ``subscriber(rows)`` with every row this master or local process collects, once."""
         self.subscribers.append(subscriber)
+
+    def publish(self) -> None:
+        """Show the rows collected since the last call to the subscribers now, without writing them
+        (a live view polls this between the file's flushes)."""
+        rows, self._published = self.rows[self._published :], len(self.rows)
+        if not rows:
+            return
+        for subscriber in self.subscribers:
+            try:
+                subscriber(rows)
+            except Exception:
+                logger.exception("a request-record subscriber failed")
 
     # --- worker ----------------------------------------------------------------------------------
     def on_report_to_master(self, client_id: str, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -104,15 +117,11 @@ class RequestRecorder:
         self.file = RecordFile(run_dir / RUN_FILES.requests) if run_dir is not None else None
 
     def flush(self, **_kwargs: Any) -> None:
-        rows, self.rows = self.rows, []
+        self.publish()
+        rows, self.rows, self._published = self.rows, [], 0
         if not rows:
             return
         self.audit.check(rows)
-        for subscriber in self.subscribers:
-            try:
-                subscriber(rows)
-            except Exception:
-                logger.exception("a request-record subscriber failed")
         if self.file is None:
             return
         try:

@@ -217,8 +217,15 @@ class EmbedBenchTab:
         self.live.sync_cells_csv(self.run_dir / RUN_FILES.cells_csv)
 
     # --- views ------------------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
+    def _refresh(self) -> None:
+        """Bring in the request records collected since the last view, and the walker's cells.csv."""
+        records = recorder.RequestRecorder.of(self.environment)
+        if records is not None:
+            records.publish()
         self._sync_cells_csv()
+
+    def snapshot(self) -> dict[str, Any]:
+        self._refresh()
         runner = self.environment.runner
         return {
             "grid": self.live.grid_name,
@@ -233,7 +240,7 @@ class EmbedBenchTab:
         }
 
     def tab_rows(self) -> list[dict[str, Any]]:
-        self._sync_cells_csv()
+        self._refresh()
         return [tab_row(index, figures) for index, figures in enumerate(self.live.figures())]
 
     # --- Flask -------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)", allow_module_level=True)
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-CELLS = [(1, 1, 16), (2, 2, 16)]  # (concurrency, batch size, passage tokens): seconds each on a CPU
+CELLS = [(1, 16, 128), (2, 16, 128)]  # (concurrency, batch size, passage tokens): seconds each on a CPU
 CELL_NAMES = [f"b={b} t={t} c={c}" for c, b, t in CELLS]
 STATE_ORDER = ["waiting", "preparing", "running", "done"]
 RUN_TIMEOUT_S = 150
@@ -275,7 +275,7 @@ def test_a_grid_from_the_form_runs_live_in_the_tab_ends_in_its_report_and_a_seco
         fill_custom(page, {"grid": "", "batchSize": "2", "passageTokens": "16", "requestsPerUser": "2"})
         start(page)
         single = "b=2 t=16 c=1"
-        assert wait_for(lambda: [row["cell"] for row in live_rows(live)] == [single], timeout_s=30)
+        assert wait_for(lambda: [row["cell"] for row in live_rows(live)] == [single], timeout_s=30), live_rows(live)
         watched = watch_live_page(live, ARTIFACTS / "web-ui-second-run.png")
         assert_states_in_order(watched, [single])
         assert_figures_agree(web, live, run_dir, {single: 2})
