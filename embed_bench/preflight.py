@@ -1,7 +1,8 @@
 """Checks ``embed-bench run`` makes before it writes or starts anything.
 
 - The Locust command line, pass-through options included, goes through Locust's own parser with
-  embed-bench's options added, so a typo fails at once, with Locust's "Did you mean ...?".
+  embed-bench's options added (in a child process: importing Locust monkey-patches the importer
+  with gevent), so a typo fails at once, with Locust's "Did you mean ...?".
 - The target: a host that does not resolve, or where nothing listens, is said so within seconds;
   only a self-hosted server whose ``/health`` says it is still loading is waited for, and one whose
   ``/health`` reports a failed load stops the wait at once with the server's reason.
@@ -9,20 +10,18 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import json
-import os
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from locustfiles.options import add_bench_options
+from locustfiles.options import OPTION_SPECS, add_bench_options
 
 CONNECT_RETRY_S = 5.0  # how long a target that refuses connections is retried
 POLL_S = 0.5
@@ -36,30 +35,31 @@ class PreflightError(Exception):
         self.exit_code = exit_code
 
 
-def parse_locust_args(args: Sequence[str]) -> argparse.Namespace:
-    """``args`` (a ``locust`` command line without the program) parsed as Locust will parse them.
+def parse_locust_args(args: Sequence[str]) -> dict[str, Any]:
+    """``args`` (a ``locust`` command line without the program) parsed as Locust will parse them:
+    the values of embed-bench's options and ``num_users``.
 
-    Locust is imported without its gevent monkey-patching (``LOCUST_SKIP_MONKEY_PATCH``): this process
-    only parses, and the variable is removed again so the Locust processes it starts patch as usual.
+    The parse runs in a child process, because importing Locust monkey-patches the importing process
+    with gevent: neither this CLI nor a test process that calls it may be patched as a side effect.
     """
-    skip = "LOCUST_SKIP_MONKEY_PATCH"
-    added = skip not in os.environ
-    if added:
-        os.environ[skip] = "1"
-    try:
-        from locust.argument_parser import get_parser
-    finally:
-        if added:
-            os.environ.pop(skip, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "embed_bench.preflight", *args], capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        message = "\n".join(line.split(": error: ", 1)[-1] for line in lines) or "invalid"
+        raise PreflightError(f"Locust options: {message}", exit_code=2)
+    return json.loads(result.stdout)
+
+
+def _parse_here(args: Sequence[str]) -> dict[str, Any]:
+    """The child's side of ``parse_locust_args``: Locust's parser with embed-bench's options added."""
+    from locust.argument_parser import get_parser
+
     parser = get_parser()
     add_bench_options(parser)
-    errors = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(errors):
-            return parser.parse_args(list(args))
-    except SystemExit:
-        message = errors.getvalue().strip().removeprefix(f"{parser.prog}: error: ")
-        raise PreflightError(f"Locust options: {message or 'invalid'}", exit_code=2) from None
+    namespace = vars(parser.parse_args(list(args)))  # exits 2 with Locust's message on a mistake
+    return {name: namespace.get(name) for name in [*(spec.dest for spec in OPTION_SPECS), "num_users"]}
 
 
 def check_resolves(host: str) -> None:
@@ -136,3 +136,7 @@ def wait_reachable(host: str, health_path: str | None, timeout_s: float) -> None
             print(f"waiting up to {timeout_s:g} s for {host} ({problem}) ...", file=sys.stderr, flush=True)
             announced = True
         time.sleep(POLL_S)
+
+
+if __name__ == "__main__":
+    print(json.dumps(_parse_here(sys.argv[1:])))

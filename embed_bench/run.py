@@ -231,9 +231,9 @@ def check_locust_options(plan: RunPlan) -> tuple[BenchOptions, int]:
     """The master's command line through Locust's parser, the embed-bench options' values and the
     tokenizer: every mistake in them is reported here, before anything starts."""
     try:
-        namespace = parse_locust_args(master_arguments(plan))
-        options = BenchOptions.from_namespace(namespace)
-        concurrency = concurrency_option(namespace)
+        values = parse_locust_args(master_arguments(plan))
+        options = BenchOptions.from_mapping(values)
+        concurrency = concurrency_option(argparse.Namespace(**values))
         load_tokenizer(options.tokenizer)
     except PreflightError as error:
         raise RunError(str(error), error.exit_code) from None
