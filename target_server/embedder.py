@@ -88,6 +88,7 @@ class ModelInfo:
     device: str
     dtype: str
     tasks: tuple[str, ...] | None
+    parameters: int
     # Random weights or no model at all: the vectors mean nothing; `note` says what it is instead.
     synthetic: bool = False
     note: str | None = None
@@ -135,6 +136,7 @@ class SentenceTransformerEmbedder:
             device=self.device,
             dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
             tasks=_model_tasks(model),
+            parameters=sum(p.numel() for p in model.parameters()),
             synthetic=synthetic,
             note=note,
         )
@@ -264,7 +266,7 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
     from sentence_transformers import SentenceTransformer
 
     # Imported here: both build on this module's embedder.
-    from target_server.null_model import NULL_PREFIX, NullEmbedder
+    from target_server.null_model import NullEmbedder, is_null
     from target_server.synthetic import SYNTHETIC_PREFIX, build_synthetic
 
     device = resolve_device(config.device)
@@ -272,7 +274,7 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
     model_kwargs: dict[str, object] = {}
     if device == "cuda":
         model_kwargs["attn_implementation"] = "sdpa"
-    if config.model.startswith(NULL_PREFIX):
+    if is_null(config.model):
         return NullEmbedder.from_spec(config.model)
     if config.model.startswith(SYNTHETIC_PREFIX):
         model, note = build_synthetic(config.model.removeprefix(SYNTHETIC_PREFIX), device, model_kwargs)

@@ -20,12 +20,16 @@ BANK_ROWS = 4096  # distinct output rows; larger batches reuse them in turn
 SEED = 0
 
 
+def is_null(spec: str) -> bool:
+    return spec == NULL_PREFIX or spec.startswith(f"{NULL_PREFIX}:")
+
+
 def parse_width(spec: str) -> int:
     """``null`` -> 1024, ``null:384`` -> 384; anything else is a ValueError naming the form."""
-    name, _, width = spec.partition(":")
-    if name != NULL_PREFIX or (width and not width.isdigit()) or (width and int(width) < 1):
+    name, colon, width = spec.partition(":")
+    if name != NULL_PREFIX or (colon and not (width.isdigit() and int(width) >= 1)):
         raise ValueError(f"null model must be 'null' or 'null:WIDTH' with WIDTH >= 1, got {spec!r}")
-    return int(width) if width else DEFAULT_WIDTH
+    return int(width) if colon else DEFAULT_WIDTH
 
 
 class NullEmbedder(SentenceTransformerEmbedder):
@@ -41,7 +45,7 @@ class NullEmbedder(SentenceTransformerEmbedder):
             note=f"null model: no forward pass; every input gets one of {BANK_ROWS} fixed random unit "
             f"vectors of {width} dims, meaningless, for measuring the server's own overhead",
         )
-        self.info = dataclasses.replace(self.info, dimensions=width)
+        self.info = dataclasses.replace(self.info, dimensions=width, parameters=0)
         bank = torch.randn(BANK_ROWS, width, generator=torch.Generator().manual_seed(SEED))
         self._bank = torch.nn.functional.normalize(bank, dim=1)
 

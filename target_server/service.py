@@ -124,6 +124,7 @@ class EmbeddingService:
                 "device": info.device,
                 "dtype": info.dtype,
                 "tasks": list(info.tasks) if info.tasks else None,
+                "parameters": info.parameters,
                 "synthetic": info.synthetic,
             }
             if info.note:

@@ -60,6 +60,22 @@ class SyntheticShape:
             return XLMRobertaConfig(type_vocab_size=1, **common)
         return BertConfig(type_vocab_size=2, **common)
 
+    def layer_parameters(self) -> int:
+        """Parameters of the encoder layers: those every token multiplies (no embeddings, no pooler)."""
+        from transformers import AutoModel
+
+        with torch.device("meta"):  # shapes only: no memory, no init
+            model = AutoModel.from_config(self.config())
+        return sum(p.numel() for p in model.encoder.parameters())
+
+    def forward_flops_per_token(self, sequence_tokens: int) -> float:
+        """2 x layer parameters (a multiply-add each) + attention's 2 x layers x sequence x hidden.
+
+        The attention term is QK^T and the weighted sum of V for one token against ``sequence_tokens``
+        keys (Kaplan et al. 2020, "Scaling laws", forward pass); embeddings lookups cost no FLOPs.
+        """
+        return 2 * self.layer_parameters() + 2 * self.layers * sequence_tokens * self.hidden
+
 
 SHAPES: dict[str, SyntheticShape] = {
     "jina-embeddings-v3": SyntheticShape(
@@ -128,8 +144,3 @@ def build_synthetic(name: str, device: str, model_kwargs: dict[str, Any]) -> tup
         "its vectors mean nothing -- it measures serving cost only"
     )
     return model, note
-
-
-def parameter_count(model) -> int:
-    """Parameters of the encoder itself (what a real checkpoint of the shape would hold)."""
-    return sum(p.numel() for p in model[0].auto_model.parameters())
