@@ -21,7 +21,6 @@ Figures are printed, never asserted: they depend on the machine.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import re
@@ -30,22 +29,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from http_load import LoopTotals, encode_bodies, run_load  # noqa: E402
+
 from locustfiles.payloads import PassageFactory, bundled_tokenizer_path  # noqa: E402
 from target_server.launcher import running_target_server  # noqa: E402
 
-TOTAL_TOKENS = re.compile(rb'"total_tokens":(\d+)')
 # Leaf frames of threads that wait (py-spy cannot always tell a blocked thread from a busy one).
 WAITING = ("Condition.wait", "EpollSelector.select", "_worker (concurrent", "Event.wait", "Thread.join")
 
@@ -60,15 +57,6 @@ class Cell:
     requests_per_s: float
     p50_latency_ms: float
     failures: int
-
-
-@dataclass
-class LoopTotals:
-    tokens: int
-    requests: int
-    failures: int
-    latencies_ms: list[float]
-    seconds: float
 
 
 # ---- bare tokenizer (runs in a child process with RAYON_NUM_THREADS=1) --------------------------------
@@ -110,79 +98,6 @@ def measure_bare_tokenizer(texts: list[str], batch_size: int, seconds: float) ->
             timeout=60 + 3 * seconds,
         )
     return float(out.stdout.splitlines()[-1])
-
-
-# ---- client -------------------------------------------------------------------------------------------
-def closed_loop(url: str, bodies: list[bytes], connections: int, offset: int, until: float) -> LoopTotals:
-    """``connections`` threads, each a keep-alive connection sending the next body when answered."""
-    parts = urlsplit(url)
-    lock = threading.Lock()
-    totals = LoopTotals(0, 0, 0, [], 0.0)
-    headers = {"Content-Type": "application/json"}
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
-        n = offset + index
-        tokens = requests = failures = 0
-        latencies: list[float] = []
-        while time.time() < until:
-            started = time.perf_counter()
-            try:
-                connection.request("POST", "/embed", bodies[n % len(bodies)], headers)
-                response = connection.getresponse()
-                data = response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                ok, data = False, b""
-            latencies.append((time.perf_counter() - started) * 1e3)
-            n += connections
-            requests += 1
-            match = TOTAL_TOKENS.search(data, max(0, len(data) - 200)) if ok else None
-            if match:
-                tokens += int(match.group(1))
-            else:
-                failures += 1
-        with lock:
-            totals.tokens += tokens
-            totals.requests += requests
-            totals.failures += failures
-            totals.latencies_ms += latencies
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(connections)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    totals.seconds = time.perf_counter() - started
-    return totals
-
-
-def run_load(url: str, bodies: list[bytes], concurrency: int, seconds: float, processes: int) -> LoopTotals:
-    """Closed loop over ``processes`` client processes (connections split evenly) until a shared deadline."""
-    until = time.time() + seconds
-    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
-    if processes == 1:
-        return closed_loop(url, bodies, concurrency, 0, until)
-    with ProcessPoolExecutor(processes) as pool:
-        parts = list(
-            pool.map(
-                closed_loop,
-                [url] * processes,
-                [bodies] * processes,
-                shares,
-                range(processes),
-                [until] * processes,
-            )
-        )
-    return LoopTotals(
-        tokens=sum(p.tokens for p in parts),
-        requests=sum(p.requests for p in parts),
-        failures=sum(p.failures for p in parts),
-        latencies_ms=[ms for p in parts for ms in p.latencies_ms],
-        seconds=max(p.seconds for p in parts),
-    )
 
 
 # ---- profile ------------------------------------------------------------------------------------------
@@ -296,9 +211,7 @@ def main() -> int:
     server_args = ["--model", f"null:{args.width}", "--threads", str(args.server_threads)]
     with running_target_server(*server_args, timeout_s=300) as url:
         for b in args.batch_sizes:
-            bodies = [
-                json.dumps({"texts": texts[i : i + b]}).encode() for i in range(0, len(texts) - b + 1, b)
-            ]
+            bodies = encode_bodies(texts, b)
             run_load(url, bodies, min(args.concurrency), 1.0, 1)  # warm connections and caches
             # Right before and after the server's cells (the better of the two), so that load from
             # other processes on a shared machine hits both sides of the ratio alike.
