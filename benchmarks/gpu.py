@@ -167,8 +167,12 @@ def oom_part(plan: Plan, out: Path, headroom_gib: float) -> int:
         import torch
 
         free, total = torch.cuda.mem_get_info()
-        keep = int(headroom_gib * 2**30)
-        ballast = torch.empty(max(0, free - keep), dtype=torch.uint8, device="cuda")
+        size = max(0, free - int(headroom_gib * 2**30))
+        while ballast is None:  # one block that large may not be free: ask for a little less
+            try:
+                ballast = torch.empty(size, dtype=torch.uint8, device="cuda")
+            except torch.OutOfMemoryError:
+                size -= 2**30
         figures |= {"gpu_total_gib": total / 2**30, "left_free_gib": torch.cuda.mem_get_info()[0] / 2**30}
         print(
             f"ballast: {ballast.numel() / 2**30:.1f} GiB held, {figures['left_free_gib']:.1f} GiB left free"
