@@ -72,8 +72,8 @@ PLANS = {
         latency_requests=20,
         oom_rows=256,
         oom_tokens=8192,
-        overhead_args=("--client-processes", "4", "--seconds", "5", "--profile-seconds", "5"),
-        limits_s={"batching": 250, "oom": 110, "overhead": 110},
+        overhead_args=("--client-processes", "4", "--seconds", "4", "--profile-seconds", "5"),
+        limits_s={"batching": 230, "oom": 100, "overhead": 90},
     ),
     "smoke": Plan(
         model="synthetic:bge-small",
