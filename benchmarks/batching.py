@@ -1,8 +1,9 @@
 """Batching modes against the model's offline limit, side by side from one run.
 
 Measures, on the bundled model (or --model) and the same passages throughout:
-  * offline ``SentenceTransformer.encode`` throughput (tokens/s) for each cell's batch size and
-    passage length -- the limit a server can approach -- before and after the servers, best kept;
+  * offline ``SentenceTransformer.encode`` throughput (tokens/s) for each cell's passage length, at
+    its batch size but at least 32 -- the limit a server can approach -- before and after the
+    servers, best kept;
   * for each batching mode, the real server under gunicorn on 127.0.0.1:
       - tokens/s at --concurrency (10) for each cell of --cells (default batch 1 and batch 32 of
         --passage-tokens; closed loop: each client sends its next request when the last one
@@ -32,6 +33,8 @@ from http_load import encode_bodies, run_load
 
 from locustfiles.payloads import PassageFactory
 from target_server.launcher import running_target_server
+
+OFFLINE_MIN_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,11 @@ def offline_limits(args, passages: dict[CellShape, list[str]]) -> dict[CellShape
         model=args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
     )
     model = load_embedder(config).model
-    limits = {cell: offline_tokens_per_s(model, texts, cell.batch_size) for cell, texts in passages.items()}
+    # At the cell's batch size, at least 32: the batch a server may form from small concurrent requests.
+    limits = {
+        cell: offline_tokens_per_s(model, texts, max(OFFLINE_MIN_BATCH, cell.batch_size))
+        for cell, texts in passages.items()
+    }
     del model
     if args.device == "cuda":
         import torch
