@@ -1,15 +1,21 @@
 """Batching modes against the model's offline limit, side by side from one run.
 
 Measures, on the bundled model (or --model) and the same passages throughout:
-  * offline ``SentenceTransformer.encode`` throughput (tokens/s) -- the limit a server can approach;
+  * offline ``SentenceTransformer.encode`` throughput (tokens/s) for each cell's passage length, at
+    its batch size but at least 32 -- the limit a server can approach -- before and after the
+    servers, best kept;
   * for each batching mode, the real server under gunicorn on 127.0.0.1:
-      - tokens/s at concurrency 10 with batch 1 and batch 32 (closed loop: each of 10 clients sends
-        its next request when the last one returns, for --duration seconds, then drains),
+      - tokens/s at --concurrency (10) for each cell of --cells (default batch 1 and batch 32 of
+        --passage-tokens; closed loop: each client sends its next request when the last one
+        returns, for --duration seconds, then drains),
       - p50 latency at concurrency 1, batch 1.
 Prints a table with ratios (server / offline, latency / `none`), and writes JSON with --json-out.
+The model is loaded as the server loads it (target_server.embedder.load_embedder), so
+``synthetic:NAME`` shapes and --dtype work for the offline limit too.
 
     .venv/bin/python benchmarks/batching.py            # ~3 minutes on 2 CPU cores
     .venv/bin/python benchmarks/batching.py --device cuda --model jinaai/jina-embeddings-v3 --trust-remote-code
+    .venv/bin/python benchmarks/batching.py --device cuda --model synthetic:jina-embeddings-v3 --cells 32x512,128x128
 """
 
 from __future__ import annotations
@@ -18,51 +24,43 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
+from http_load import encode_bodies, run_load
 
 from locustfiles.payloads import PassageFactory
 from target_server.launcher import running_target_server
+
+OFFLINE_MIN_BATCH = 32
+
+
+@dataclass(frozen=True)
+class CellShape:
+    batch_size: int
+    passage_tokens: int
+
+    @property
+    def label(self) -> str:
+        return f"b={self.batch_size} t={self.passage_tokens}"
+
+
+@dataclass
+class CellResult:
+    batch_size: int
+    passage_tokens: int
+    tokens_per_s: float
+    vs_offline: float
 
 
 @dataclass
 class ModeResult:
     mode: str
-    b1_c10_tokens_per_s: float
-    b32_c10_tokens_per_s: float
+    cells: list[CellResult]
     b1_c1_p50_latency_ms: float
     failures: int
-
-
-def closed_loop(url: str, bodies: list[list[str]], concurrency: int, duration_s: float) -> tuple[float, int]:
-    """tokens/s over the whole run (start to last answer) and the number of failed requests."""
-    lock = threading.Lock()
-    totals = {"tokens": 0, "failures": 0}
-    deadline = time.perf_counter() + duration_s
-
-    def client(index: int) -> None:
-        session = requests.Session()
-        n = index
-        while time.perf_counter() < deadline:
-            response = session.post(url + "/embed", json={"texts": bodies[n % len(bodies)]}, timeout=300)
-            n += concurrency
-            with lock:
-                if response.status_code == 200:
-                    totals["tokens"] += response.json()["usage"]["total_tokens"]
-                else:
-                    totals["failures"] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return totals["tokens"] / (time.perf_counter() - started), totals["failures"]
 
 
 def p50_latency_ms(url: str, bodies: list[list[str]], count: int) -> float:
@@ -87,84 +85,141 @@ def offline_tokens_per_s(model, texts: list[str], batch_size: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
+def offline_limits(args, passages: dict[CellShape, list[str]]) -> dict[CellShape, float]:
+    """Offline encode throughput per cell, with the model loaded exactly as the server loads it."""
+    from target_server.config import ServerConfig
+    from target_server.embedder import load_embedder
+
+    config = ServerConfig(
+        model=args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+    )
+    model = load_embedder(config).model
+    # At the cell's batch size, at least 32: the batch a server may form from small concurrent requests.
+    limits = {
+        cell: offline_tokens_per_s(model, texts, max(OFFLINE_MIN_BATCH, cell.batch_size))
+        for cell, texts in passages.items()
+    }
+    del model
+    if args.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()  # free the device for the servers
+    return limits
+
+
+def write_json(
+    args, cells: list[CellShape], offline: dict[CellShape, float], measured: list, *, complete: bool
+) -> list[ModeResult]:
+    """The modes measured so far against ``offline``; written to --json-out (after each mode, then at the end)."""
+    results = [
+        ModeResult(
+            mode,
+            [CellResult(c.batch_size, c.passage_tokens, rates[c], rates[c] / offline[c]) for c in cells],
+            p50,
+            failures,
+        )
+        for mode, rates, p50, failures in measured
+    ]
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "complete": complete,  # false: written before the offline limit was measured again
+            "offline_tokens_per_s": [asdict(c) | {"tokens_per_s": offline[c]} for c in cells],
+            "args": vars(args) | {"json_out": str(args.json_out)},
+            "modes": [asdict(r) for r in results],
+        }
+        args.json_out.write_text(json.dumps(payload, indent=2))
+    return results
+
+
+def parse_cells(text: str, passage_tokens: int) -> list[CellShape]:
+    """``1,32`` or ``32x512,128x128``: batch size, optionally x passage tokens (else --passage-tokens)."""
+    cells = []
+    for item in text.split(","):
+        batch, _, tokens = item.strip().partition("x")
+        cells.append(CellShape(int(batch), int(tokens) if tokens else passage_tokens))
+    return cells
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="bundled")
+    parser.add_argument("--model", default="bundled", help="as the server's --model (synthetic:NAME too)")
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--passage-tokens", type=int, default=128)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds each closed-loop phase sends")
+    parser.add_argument("--dtype", default="auto", help="as the server's --dtype (auto: bf16 on CUDA)")
+    parser.add_argument("--passage-tokens", type=int, default=128, help="of b=1 latency and cells without x")
+    parser.add_argument(
+        "--cells", default="1,32", help="batch sizes, each optionally xTOKENS: 32x512,128x128"
+    )
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--passages", type=int, default=640, help="distinct passages per cell")
+    parser.add_argument(
+        "--duration", "--seconds", type=float, default=10.0, help="seconds each closed-loop phase sends"
+    )
+    parser.add_argument("--latency-requests", type=int, default=30, help="sequential b=1 requests for p50")
     parser.add_argument("--modes", default="none,timeout,continuous")
     parser.add_argument("--max-batch-tokens", type=int, help="passed to every server (default: each mode's)")
+    parser.add_argument("--server-start-timeout", type=float, default=600)
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
 
-    from sentence_transformers import SentenceTransformer
+    cells = parse_cells(args.cells, args.passage_tokens)
+    # The Locust side's token-exact, distinct passages, under the served model's own tokenizer
+    # (synthetic shapes and the null model use the bundled one).
+    tokenizer = args.model if args.model != "bundled" and ":" not in args.model else ""
+    factory = PassageFactory(tokenizer, seed=1)
+    passages = {
+        cell: factory.passages(args.passages, cell.passage_tokens, stream=f"benchmark-{cell.passage_tokens}")
+        for cell in cells
+    }
+    singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
 
-    from target_server.embedder import bundled_model_path
+    offline_before = offline_limits(args, passages)
+    for cell, rate in offline_before.items():
+        print(f"offline encode {cell.label}: {rate:,.0f} tokens/s", flush=True)
 
-    source = bundled_model_path() if args.model == "bundled" else args.model
-    model = SentenceTransformer(source, device=args.device, trust_remote_code=args.trust_remote_code)
-    # The Locust side's token-exact, distinct passages, under the served model's own tokenizer.
-    factory = PassageFactory("" if args.model == "bundled" else args.model, seed=1)
-    texts = factory.passages(640, args.passage_tokens, stream="benchmark")
-    singles = [[t] for t in texts]
-    batches32 = [texts[i : i + 32] for i in range(0, len(texts), 32)]
-
-    offline_before = offline_tokens_per_s(model, texts[:320], 32)
-    print(f"offline encode: {offline_before:,.0f} tokens/s", flush=True)
-    del model  # free the device for the servers
-
-    server_args = ["--device", args.device, "--model", args.model, "--threads", "32"]
+    server_args = ["--device", args.device, "--dtype", args.dtype, "--model", args.model, "--threads", "32"]
     server_args += ["--trust-remote-code"] if args.trust_remote_code else []
     server_args += ["--max-batch-tokens", str(args.max_batch_tokens)] if args.max_batch_tokens else []
-    results = []
+    measured: list[tuple[str, dict[CellShape, float], float, int]] = []
     for mode in args.modes.split(","):
-        with running_target_server(*server_args, "--batching", mode, timeout_s=600) as url:
-            p50 = p50_latency_ms(url, singles[::-1], 8 if mode == "timeout" else 30)
-            b1, fail1 = closed_loop(url, singles, 10, args.duration)
-            b32, fail32 = closed_loop(url, batches32, 10, args.duration)
-        results.append(ModeResult(mode, b1, b32, p50, fail1 + fail32))
-        print(
-            f"{mode}: b=1 c=10 {b1:,.0f} tok/s, b=32 c=10 {b32:,.0f} tok/s, p50 b=1 c=1 {p50:,.1f} ms",
-            flush=True,
+        with running_target_server(
+            *server_args, "--batching", mode, timeout_s=args.server_start_timeout
+        ) as url:
+            p50 = p50_latency_ms(url, singles, 8 if mode == "timeout" else args.latency_requests)
+            rates, failures = {}, 0
+            for cell in cells:
+                totals = run_load(
+                    url, encode_bodies(passages[cell], cell.batch_size), args.concurrency, args.duration, 1
+                )
+                rates[cell] = totals.tokens_per_s
+                failures += totals.failures
+        measured.append((mode, rates, p50, failures))
+        write_json(args, cells, offline_before, measured, complete=False)  # a later hang loses nothing
+        summary = ", ".join(
+            f"{cell.label} c={args.concurrency} {rate:,.0f} tok/s" for cell, rate in rates.items()
         )
+        print(f"{mode}: {summary}, p50 b=1 c=1 {p50:,.1f} ms", flush=True)
 
-    model = SentenceTransformer(source, device=args.device, trust_remote_code=args.trust_remote_code)
-    offline_after = offline_tokens_per_s(model, texts[:320], 32)
-    offline = max(offline_before, offline_after)
+    offline_after = offline_limits(args, passages)
+    offline = {cell: max(offline_before[cell], offline_after[cell]) for cell in cells}
+    results = write_json(args, cells, offline, measured, complete=True)
     none_p50 = next((r.b1_c1_p50_latency_ms for r in results if r.mode == "none"), None)
 
-    print(
-        f"\nmodel: {args.model}  device: {args.device}  passages: {args.passage_tokens} tokens  "
-        f"offline encode (batch 32): {offline:,.0f} tokens/s "
-        f"(before {offline_before:,.0f}, after {offline_after:,.0f})\n"
+    limits = ", ".join(
+        f"{c.label} {offline[c]:,.0f} (before {offline_before[c]:,.0f}, after {offline_after[c]:,.0f})"
+        for c in cells
     )
-    print(
-        "| mode | tokens/s b=1 c=10 | x offline | tokens/s b=32 c=10 | x offline | p50 ms b=1 c=1 | x none | failures |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nmodel: {args.model}  device: {args.device}  dtype: {args.dtype}  offline tokens/s: {limits}\n")
+    header = "".join(f" tokens/s {c.label} c={args.concurrency} | x offline |" for c in cells)
+    print(f"| mode |{header} p50 ms b=1 c=1 | x none | failures |")
+    print("|---|" + "---:|---:|" * len(cells) + "---:|---:|---:|")
     for r in results:
         vs_none = f"{r.b1_c1_p50_latency_ms / none_p50:.2f}" if none_p50 else "-"
-        print(
-            f"| {r.mode} | {r.b1_c10_tokens_per_s:,.0f} | {r.b1_c10_tokens_per_s / offline:.2f} | "
-            f"{r.b32_c10_tokens_per_s:,.0f} | {r.b32_c10_tokens_per_s / offline:.2f} | "
-            f"{r.b1_c1_p50_latency_ms:,.1f} | {vs_none} | {r.failures} |"
-        )
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(
-            json.dumps(
-                {
-                    "offline_tokens_per_s": offline,
-                    "args": vars(args) | {"json_out": str(args.json_out)},
-                    "modes": [asdict(r) for r in results],
-                },
-                indent=2,
-            )
-        )
+        row = "".join(f" {c.tokens_per_s:,.0f} | {c.vs_offline:.2f} |" for c in r.cells)
+        print(f"| {r.mode} |{row} {r.b1_c1_p50_latency_ms:,.1f} | {vs_none} | {r.failures} |")
     return 0
 
 

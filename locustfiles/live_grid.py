@@ -52,6 +52,7 @@ class CellState(Enum):
 
 STALE_START_SLACK_S = 1.0  # a cells.csv start this long before the run began is from an earlier run
 
+
 @dataclass(frozen=True)
 class CellFigures:
     """One row of the tab."""

@@ -4,6 +4,13 @@ Splitting the two is what lets the batchers work on token ids: a request is toke
 own thread, so the batcher knows every input's exact length before it forms a batch, and the
 device thread does nothing but pad, run the model and copy results out.
 
+The forward pass comes in three stages -- :meth:`~SentenceTransformerEmbedder.stage` (pad, copy to
+the device), :meth:`~SentenceTransformerEmbedder.launch` (queue the model and the copy back) and
+:meth:`~SentenceTransformerEmbedder.collect` (wait, hand out float32 rows) -- so that on CUDA, where
+``launch`` returns as soon as the kernels are queued, the batcher can stage and launch the next
+batch while the current one runs, as text-embeddings-inference prefetches one batch. On the CPU
+everything is synchronous and :meth:`~SentenceTransformerEmbedder.embed` runs the three in a row.
+
 The forward pass mirrors ``SentenceTransformer.encode`` (same tokenizer, prompts, truncation and
 module pipeline), so the server returns the vectors a user would get offline.
 """
@@ -17,6 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from target_server.config import BUNDLED_MODEL, ServerConfig
@@ -80,14 +88,35 @@ class ModelInfo:
     device: str
     dtype: str
     tasks: tuple[str, ...] | None
+    parameters: int
+    # Random weights or no model at all: the vectors mean nothing; `note` says what it is instead.
+    synthetic: bool = False
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Flight:
+    """A launched forward pass: float32 vectors (being copied to the host on CUDA) and when they are there."""
+
+    vectors: torch.Tensor
+    copied: torch.cuda.Event | None = None
 
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model split into thread-safe tokenization and a batch forward pass."""
 
-    def __init__(self, model, name: str) -> None:
+    def __init__(
+        self,
+        model,
+        name: str,
+        *,
+        synthetic: bool = False,
+        note: str | None = None,
+    ) -> None:
         self.model = model
         self.device = str(model.device)
+        # CUDA kernels are queued, not run, by launch(): only there can host work overlap the device.
+        self.asynchronous = self.device.startswith("cuda")
         tokenizer = model.tokenizer
         self.max_input_tokens = int(model.max_seq_length or tokenizer.model_max_length)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -105,6 +134,9 @@ class SentenceTransformerEmbedder:
             device=self.device,
             dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
             tasks=_model_tasks(model),
+            parameters=sum(p.numel() for p in model.parameters()),
+            synthetic=synthetic,
+            note=note,
         )
         # Fast tokenizers are Rust objects that must not be re-configured concurrently ("Already
         # borrowed"), so keep two clones configured once: truncating and not. Slow ones take a lock.
@@ -154,22 +186,49 @@ class SentenceTransformerEmbedder:
         return ids
 
     # ---- batcher thread -------------------------------------------------------------------------
-    def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> torch.Tensor:
-        """One forward pass over pre-tokenized inputs; returns float32 vectors on the CPU, in order."""
-        longest = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
+    def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> np.ndarray:
+        """One forward pass over pre-tokenized inputs: float32 vectors (rows x dims) in input order."""
+        return self.collect(self.launch(self.stage(batch), task))
+
+    def stage(self, batch: Sequence[Sequence[int]]) -> dict[str, object]:
+        """Pad a batch into the model's features, on the device (queued from pinned memory on CUDA)."""
+        lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+        input_ids = np.full((len(batch), int(lengths.max())), self.pad_id, dtype=np.int64)
         for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-            attention_mask[row, : len(ids)] = 1
-        features: dict[str, object] = {"input_ids": input_ids, "attention_mask": attention_mask}
+            input_ids[row, : len(ids)] = ids
+        attention_mask = (np.arange(input_ids.shape[1]) < lengths[:, None]).astype(np.int64)
+        features = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+        }
         if self._wants_token_type_ids:
-            features["token_type_ids"] = torch.zeros_like(input_ids)
-        features = {k: v.to(self.model.device) for k, v in features.items()} | self._extra_features
-        kwargs = {"task": task} if task is not None else {}
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        if self.asynchronous:
+            features = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in features.items()}
+        return features | self._extra_features
+
+    def launch(self, features: dict[str, object], task: str | None = None) -> Flight:
+        """Run the model on staged features; on CUDA only queue it, with the copy back to pinned memory."""
         with torch.inference_mode():
-            output = self.model.forward(features, **kwargs)["sentence_embedding"]
-        return output.float().cpu()
+            vectors = self._forward(features, task).float()
+            if not self.asynchronous:
+                return Flight(vectors.cpu())
+            host = torch.empty(vectors.shape, dtype=torch.float32, pin_memory=True)
+            host.copy_(vectors, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+        return Flight(host, copied)
+
+    def collect(self, flight: Flight) -> np.ndarray:
+        """Wait for a launched pass; its vectors as a numpy array (a pageable copy of pinned memory)."""
+        if flight.copied is None:
+            return flight.vectors.numpy()
+        flight.copied.synchronize()
+        return flight.vectors.numpy().copy()
+
+    def _forward(self, features: dict[str, object], task: str | None) -> torch.Tensor:
+        kwargs = {"task": task} if task is not None else {}
+        return self.model.forward(features, **kwargs)["sentence_embedding"]
 
     # The batchers ask their embedder (the protocol they declare), never this module.
     is_out_of_memory = staticmethod(is_out_of_memory)
@@ -198,19 +257,33 @@ def _model_tasks(model) -> tuple[str, ...] | None:
 
 
 def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
-    """Load ``config.model`` (bundled, local path or hub id) on the configured device and dtype."""
+    """Load ``config.model`` (bundled, local path, hub id, ``synthetic:NAME`` or ``null:WIDTH``)."""
     from sentence_transformers import SentenceTransformer
+
+    # Imported here: both build on this module's embedder.
+    from target_server.null_model import NullEmbedder, is_null
+    from target_server.synthetic import SYNTHETIC_PREFIX, build_synthetic
 
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
+    model_kwargs: dict[str, object] = {}
+    if device == "cuda":
+        model_kwargs["attn_implementation"] = "sdpa"
+    if is_null(config.model):
+        return NullEmbedder.from_spec(config.model)
+    if config.model.startswith(SYNTHETIC_PREFIX):
+        model, note = build_synthetic(config.model.removeprefix(SYNTHETIC_PREFIX), device, model_kwargs)
+        return SentenceTransformerEmbedder(
+            model.to(dtype).eval(),
+            config.model,
+            synthetic=True,
+            note=note,
+        )
     if config.model == BUNDLED_MODEL:
         source, name = bundled_model_path(), BUNDLED_MODEL_ID
     else:
         source = config.model
         name = os.path.basename(os.path.normpath(source)) if os.path.isdir(source) else source
-    model_kwargs: dict[str, object] = {}
-    if device == "cuda":
-        model_kwargs["attn_implementation"] = "sdpa"
     log.info("loading %s on %s (%s)", source, device, dtype)
     try:
         model = SentenceTransformer(

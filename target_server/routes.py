@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import time
 
-import torch
 from flask import Blueprint, Response, g, request
 
 from target_server.errors import unauthorized
 from target_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from target_server.openapi import openapi_document
 from target_server.parsing import parse_embed, parse_openai, read_json_object
+from target_server.responses import json_response as _json
+from target_server.responses import vector_rows
 from target_server.service import EmbedResult, current_service
 
 bp = Blueprint("embed", __name__)
@@ -23,12 +22,6 @@ bp = Blueprint("embed", __name__)
 OPEN_ENDPOINTS = frozenset({"embed.health", "embed.metrics", "embed.openapi"})
 
 
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    response = Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
-    response.headers.update(headers or {})
-    return response
-
-
 def _timing_headers(result: EmbedResult) -> dict[str, str]:
     return {
         "x-queue-time": f"{result.queue_ms:.2f}",
@@ -36,12 +29,6 @@ def _timing_headers(result: EmbedResult) -> dict[str, str]:
         "x-total-time": f"{(time.perf_counter() - g.started) * 1e3:.2f}",
         "x-compute-tokens": str(result.tokens),
     }
-
-
-def _vectors(vectors: torch.Tensor, encoding: str) -> list:
-    if encoding == "base64":  # OpenAI's encoding_format=base64: little-endian float32
-        return [base64.b64encode(row.numpy().astype("<f4").tobytes()).decode("ascii") for row in vectors]
-    return vectors.tolist()
 
 
 @bp.before_request
@@ -98,7 +85,7 @@ def embed() -> Response:
     parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
     result = service.embed(parsed)
     body = {
-        "embeddings": _vectors(result.vectors, "float"),
+        "embeddings": vector_rows(result.vectors, "float"),
         "usage": {"total_tokens": result.tokens},
         "model": model,
     }
@@ -114,7 +101,7 @@ def openai_embeddings() -> Response:
     result = service.embed(parsed)
     data = [
         {"object": "embedding", "index": index, "embedding": vector}
-        for index, vector in enumerate(_vectors(result.vectors, parsed.encoding))
+        for index, vector in enumerate(vector_rows(result.vectors, parsed.encoding))
     ]
     body = {
         "object": "list",

@@ -11,8 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 from flask import Flask, current_app
 
 from target_server.batching import BATCHERS, Batcher
@@ -28,7 +27,7 @@ EXTENSION = "embed_bench"
 
 @dataclass(frozen=True)
 class EmbedResult:
-    vectors: torch.Tensor
+    vectors: np.ndarray  # float32, inputs x dims, in input order
     tokens: int
     queue_ms: float
     inference_ms: float
@@ -125,7 +124,11 @@ class EmbeddingService:
                 "device": info.device,
                 "dtype": info.dtype,
                 "tasks": list(info.tasks) if info.tasks else None,
+                "parameters": info.parameters,
+                "synthetic": info.synthetic,
             }
+            if info.note:
+                payload["note"] = info.note
         return payload
 
     # ---- the work -----------------------------------------------------------------------------
@@ -148,8 +151,8 @@ class EmbeddingService:
             self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
         if request.dimensions is not None:
             vectors = vectors[:, : request.dimensions]
-        if request.normalized:
-            vectors = F.normalize(vectors, p=2, dim=1)
+        if request.normalized:  # as torch.nn.functional.normalize: v / max(||v||, 1e-12)
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         queue_ms, inference_ms = job.timings_ms()
         return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
 

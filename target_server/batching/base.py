@@ -2,7 +2,8 @@
 
 A request becomes a :class:`Job` holding one token-id list per input. Modes differ only in *when*
 they run which inputs together (:meth:`Batcher._enqueue`); how a set of inputs is cut into forward
-passes that fit the padded-token budget, and how an out-of-memory error is survived, is common.
+passes that fit the padded-token budget, how those passes are overlapped with host work on CUDA,
+and how an out-of-memory error is survived, is common.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-import torch
+import numpy as np
 
 from target_server.domain_errors import (
     ForwardPassFailed,
@@ -32,10 +34,17 @@ log = logging.getLogger(__name__)
 
 
 class Embedder(Protocol):
-    def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> torch.Tensor: ...
+    """The batcher's view of the model (see target_server.embedder): one call, or three stages on CUDA."""
+
+    asynchronous: bool
+
+    def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> np.ndarray: ...
+    def stage(self, batch: Sequence[Sequence[int]]) -> Any: ...
+    def launch(self, staged: Any, task: str | None = None) -> Any: ...
+    def collect(self, flight: Any) -> np.ndarray: ...
     def release_memory(self) -> None: ...
     def is_out_of_memory(self, error: BaseException) -> bool:
-        """Whether ``error`` from :meth:`embed` is the device running out of memory (then: split)."""
+        """Whether ``error`` from a pass is the device running out of memory (then: split)."""
         ...
 
 
@@ -46,7 +55,7 @@ class Job:
     ids: list[list[int]]
     task: str | None
     tokens: int
-    results: list[torch.Tensor | None] = field(init=False)
+    results: list[np.ndarray | None] = field(init=False)
     remaining: int = field(init=False)
     error: ServiceError | None = None
     cancelled: bool = False
@@ -72,7 +81,7 @@ class Job:
             if self.started_at is None:
                 self.started_at = now
 
-    def complete(self, index: int, vector: torch.Tensor) -> None:
+    def complete(self, index: int, vector: np.ndarray) -> None:
         with self._lock:
             if self.done.is_set() or self.results[index] is not None:
                 return
@@ -93,8 +102,8 @@ class Job:
         self.finished_at = time.perf_counter()
         self.done.set()
 
-    def wait(self, timeout_s: float) -> torch.Tensor:
-        """The embeddings in input order, or the job's error; never waits past ``timeout_s``."""
+    def wait(self, timeout_s: float) -> np.ndarray:
+        """The float32 embeddings (inputs x dims) in input order, or the job's error; never past ``timeout_s``."""
         if not self.done.wait(timeout_s):
             self.cancelled = True  # inputs not yet run are skipped by the batcher
             raise TimedOut.after(timeout_s)
@@ -102,7 +111,7 @@ class Job:
             # A copy per request thread: the error is shared by every job of a failed batch, and
             # raising one object from several threads would chain their tracebacks together.
             raise dataclasses.replace(self.error)
-        return torch.stack(self.results)  # type: ignore[arg-type]
+        return np.stack(self.results)  # type: ignore[arg-type]
 
     def timings_ms(self) -> tuple[float, float]:
         """(queue time, inference time): admission to first forward pass, first pass to last result."""
@@ -156,6 +165,40 @@ def group_by_task(entries: Iterable[Entry]) -> dict[str | None, list[Entry]]:
     return groups
 
 
+@dataclass(eq=False)
+class _Flight:
+    """A pass queued on the device: its entries, the embedder's handle, when its device time began."""
+
+    part: list[Entry]
+    handle: Any
+    started_at: float
+
+
+@dataclass(frozen=True)
+class _Failure:
+    out_of_memory: bool
+    kind: str
+    message: str
+
+
+def _attempt(
+    out_of_memory: Callable[[BaseException], bool], step: Callable[..., Any], *args: Any
+) -> tuple[Any, _Failure | None]:
+    """Run one stage of a pass; an exception becomes a :class:`_Failure` that holds no traceback.
+
+    Python unbinds the exception when its ``except`` block ends, so the frames of a failed forward
+    pass (and the activations they hold) are gone before the cache is emptied and the halves run.
+    """
+    try:
+        return step(*args), None
+    except Exception as error:
+        oom = out_of_memory(error)
+        if not oom:
+            log.exception("forward pass failed")
+        first_line = next(iter(str(error).splitlines()), "")
+        return None, _Failure(oom, type(error).__name__, first_line)
+
+
 class Batcher(ABC):
     """Admission control plus OOM-safe execution; subclasses decide when inputs run."""
 
@@ -203,7 +246,7 @@ class Batcher(ABC):
         job = Job(ids=batch, task=None, tokens=sum(map(len, batch)))
         started = time.perf_counter()
         splits = self.metrics.value("embed_oom_splits_total")
-        self.execute(job.entries())
+        self.execute([job.entries()])
         if job.error is not None:
             raise RuntimeError(f"warm-up failed: {job.error}")
         if self.metrics.value("embed_oom_splits_total") > splits:
@@ -228,7 +271,7 @@ class Batcher(ABC):
         return max(1, min(60, math.ceil(self._in_flight_tokens / self._tokens_per_s)))
 
     def submit(self, ids: list[list[int]], task: str | None = None) -> Job:
-        """Admit a request (or raise :class:`Overloaded` at once) and hand it to the mode's scheduling."""
+        """Admit a request (or raise 429 at once) and hand it to the mode's scheduling."""
         tokens = sum(map(len, ids))
         with self._admission_lock:
             # An empty server admits anything, so one request larger than the limit is never starved.
@@ -256,55 +299,82 @@ class Batcher(ABC):
     # ---- execution ----------------------------------------------------------------------------------
     def run_in_budget(self, entries: Sequence[Entry], *, sort: bool) -> None:
         """Run entries (grouped by task, optionally length-sorted) as budget-sized forward passes."""
+        batches: list[list[Entry]] = []
         for group in group_by_task(entries).values():
             if sort:
                 group.sort(key=lambda entry: entry.length)
-            for batch in cut_batches(group, self.max_batch_tokens):
-                self.execute(batch)
+            batches += cut_batches(group, self.max_batch_tokens)
+        self.execute(batches)
 
-    def execute(self, batch: Sequence[Entry]) -> None:
-        """Run a batch; on out-of-memory, free the cache, halve and retry; only a lone input fails.
+    def execute(self, batches: Iterable[Sequence[Entry]]) -> None:
+        """Run batches in order; on out-of-memory, free the cache, halve and retry; only a lone input fails.
 
-        The retry happens outside the ``except`` block so the exception (and the tensors its traceback
-        references) is released before the halves run -- otherwise the memory is not really freed.
+        On CUDA (``embedder.asynchronous``) one pass is kept queued ahead: batch k+1 is padded, copied
+        and launched while batch k still runs, and only then are k's results collected and handed
+        out, so the device never waits for the host between passes. On the CPU each pass runs to
+        its end before the next is padded. Errors are handled outside the ``except`` blocks (see
+        :func:`_attempt`) so the tensors a failed pass held are released before the halves run.
         """
-        pending: list[list[Entry]] = [[entry for entry in batch if not entry.job.finished]]
-        while pending:
-            part = [entry for entry in pending.pop() if not entry.job.finished]
-            if not part:
-                continue
-            started = time.perf_counter()
-            for entry in part:
-                entry.job.mark_started(started)
-            out_of_memory = False
-            try:
-                vectors = self.embedder.embed([entry.ids for entry in part], part[0].job.task)
-            except Exception as error:
-                if not self.embedder.is_out_of_memory(error):
-                    log.exception("forward pass failed")
-                    self._fail(part, ForwardPassFailed(f"forward pass failed: {type(error).__name__}"))
-                    continue
-                out_of_memory = True
-                message = str(error).splitlines()[0]
-            if out_of_memory:
-                # Python unbinds `error` when its except block ends, so the traceback's frames (and
-                # the activations they hold) are gone before the cache is emptied and the halves run.
-                self.embedder.release_memory()
-                if len(part) == 1:
-                    self.metrics.oom_failures.inc()
-                    log.warning("input of %d tokens does not fit even alone: %s", part[0].length, message)
-                    self._fail(part, InputTooLargeForDevice.of(part[0].length, message))
-                else:
-                    self.metrics.oom_splits.inc()
-                    half = len(part) // 2
-                    log.warning(
-                        "out of memory on %d inputs; retrying as %d + %d", len(part), half, len(part) - half
-                    )
-                    pending += [part[half:], part[:half]]  # first half runs first
-                continue
-            self._record(part, vectors, time.perf_counter() - started)
+        todo: deque[list[Entry]] = deque(list(batch) for batch in batches)
+        in_flight: _Flight | None = None
+        while todo or in_flight is not None:
+            part = [entry for entry in todo.popleft() if not entry.job.finished] if todo else []
+            launched = self._launch(part, todo) if part else None
+            if in_flight is not None:
+                self._collect(in_flight, todo, after=launched)
+            in_flight = launched
 
-    def _record(self, part: Sequence[Entry], vectors: torch.Tensor, seconds: float) -> None:
+    def _launch(self, part: list[Entry], todo: deque[list[Entry]]) -> _Flight | None:
+        """Start a pass: on CUDA stage and queue it, on the CPU run it whole. None if it failed."""
+        started = time.perf_counter()
+        for entry in part:
+            entry.job.mark_started(started)
+        ids, task = [entry.ids for entry in part], part[0].job.task
+        if not self.embedder.asynchronous:
+            vectors, failure = _attempt(self.embedder.is_out_of_memory, self.embedder.embed, ids, task)
+            if failure is None:
+                self._record(part, vectors, time.perf_counter() - started)
+            else:
+                self._recover(part, failure, todo)
+            return None
+        staged, failure = _attempt(self.embedder.is_out_of_memory, self.embedder.stage, ids)
+        flight = None
+        if failure is None:
+            flight, failure = _attempt(self.embedder.is_out_of_memory, self.embedder.launch, staged, task)
+        del staged
+        if failure is not None:
+            self._recover(part, failure, todo)
+            return None
+        return _Flight(part, flight, started)
+
+    def _collect(self, flight: _Flight, todo: deque[list[Entry]], after: _Flight | None) -> None:
+        vectors, failure = _attempt(self.embedder.is_out_of_memory, self.embedder.collect, flight.handle)
+        flight.handle = None
+        finished = time.perf_counter()
+        if after is not None:  # the next pass was queued behind this one: its device time starts now
+            after.started_at = finished
+        if failure is None:
+            self._record(flight.part, vectors, finished - flight.started_at)
+        else:
+            self._recover(flight.part, failure, todo)
+
+    def _recover(self, part: list[Entry], failure: _Failure, todo: deque[list[Entry]]) -> None:
+        """After a failed pass: out-of-memory halves it (to run next), a lone input or any other error fails."""
+        if not failure.out_of_memory:
+            self._fail(part, ForwardPassFailed(f"forward pass failed: {failure.kind}"))
+            return
+        self.embedder.release_memory()
+        if len(part) == 1:
+            self.metrics.oom_failures.inc()
+            log.warning("input of %d tokens does not fit even alone: %s", part[0].length, failure.message)
+            self._fail(part, InputTooLargeForDevice.of(part[0].length, failure.message))
+            return
+        self.metrics.oom_splits.inc()
+        half = len(part) // 2
+        log.warning("out of memory on %d inputs; retrying as %d + %d", len(part), half, len(part) - half)
+        todo.extendleft([part[half:], part[:half]])  # first half runs first
+
+    def _record(self, part: Sequence[Entry], vectors: np.ndarray, seconds: float) -> None:
         tokens = sum(entry.length for entry in part)
         padded = max(entry.length for entry in part) * len(part)
         self.metrics.batch_size.observe(len(part))

@@ -275,7 +275,9 @@ def test_a_grid_from_the_form_runs_live_in_the_tab_ends_in_its_report_and_a_seco
         fill_custom(page, {"grid": "", "batchSize": "2", "passageTokens": "16", "requestsPerUser": "2"})
         start(page)
         single = "b=2 t=16 c=1"
-        assert wait_for(lambda: [row["cell"] for row in live_rows(live)] == [single], timeout_s=30), live_rows(live)
+        assert wait_for(lambda: [row["cell"] for row in live_rows(live)] == [single], timeout_s=30), (
+            live_rows(live)
+        )
         watched = watch_live_page(live, ARTIFACTS / "web-ui-second-run.png")
         assert_states_in_order(watched, [single])
         assert_figures_agree(web, live, run_dir, {single: 2})
