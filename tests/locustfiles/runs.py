@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,3 +259,39 @@ def assert_records_match_stats(run: LocustRun) -> None:
     assert ((latency_from_clock - records["latency_ms"]).abs() < 0.01).all()
     assert (records.loc[records["ok"] == 1, "status"] == 200).all()
     assert records.loc[records["ok"] == 1, "failure"].isna().all()
+
+
+@dataclass
+class WebUi:
+    url: str
+    process: subprocess.Popen[str]
+    output: str = ""
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def web_ui_locust(locustfile: str, host: str, run_dir: Path) -> Iterator[WebUi]:
+    """Locust with its web UI on a free loopback port (``--csv`` into ``run_dir``), up and ready for a
+    start form; stopped on exit, with its output kept in ``.output`` for the assertions' messages."""
+    port = free_port()
+    web = WebUi(
+        f"http://127.0.0.1:{port}",
+        subprocess.Popen(
+            locust_command(locustfile, "--web-host", "127.0.0.1", "--web-port", str(port),
+                           "-H", host, "--csv", str(run_dir / "locust")),
+            cwd=REPO, env=locust_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        ),
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: _answers(web.url), timeout_s=30), "Locust's web UI did not come up"
+        yield web
+    finally:
+        web.process.terminate()
+        web.output, _ = web.process.communicate(timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.parse
 import urllib.request
 
@@ -11,7 +10,7 @@ import pytest
 
 from embed_bench.contract import CELLS_CSV_COLUMNS
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import REPO, free_port, locust_command, locust_env, wait_for
+from tests.locustfiles.runs import wait_for, web_ui_locust
 
 pytestmark = pytest.mark.slow
 
@@ -23,49 +22,34 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-def responds(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def test_a_swarm_from_the_web_ui_runs_the_cell_its_form_values_describe(tmp_path):
-    port = free_port()
-    web = f"http://127.0.0.1:{port}"
     run_dir = tmp_path / "run"
-    with running_double("jina_api", "--api-key", KEY) as double:
-        process = subprocess.Popen(
-            locust_command("jina_api.py", "--web-host", "127.0.0.1", "--web-port", str(port),
-                           "-H", double.url, "--csv", str(run_dir / "locust")),
-            cwd=REPO, env=locust_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            assert wait_for(lambda: responds(web), timeout_s=30)
-            form = {
-                "user_count": "2",
-                "spawn_rate": "2",
-                "host": double.url,
-                "batch_size": "3",
-                "passage_tokens": "24",
-                "requests_per_user": "2",
-                "warmup_requests": "1",
-                "api_key": KEY,
-            }
-            request = urllib.request.Request(f"{web}/swarm", data=urllib.parse.urlencode(form).encode())
-            with urllib.request.urlopen(request, timeout=10) as response:
-                assert json.loads(response.read())["success"] is True
+    with (
+        running_double("jina_api", "--api-key", KEY) as double,
+        web_ui_locust("jina_api.py", double.url, run_dir) as ui,
+    ):
+        web = ui.url
+        form = {
+            "user_count": "2",
+            "spawn_rate": "2",
+            "host": double.url,
+            "batch_size": "3",
+            "passage_tokens": "24",
+            "requests_per_user": "2",
+            "warmup_requests": "1",
+            "api_key": KEY,
+        }
+        request = urllib.request.Request(f"{web}/swarm", data=urllib.parse.urlencode(form).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["success"] is True
 
-            def stopped() -> bool:
-                return get_json(f"{web}/stats/requests")["state"] == "stopped"
+        def stopped() -> bool:
+            return get_json(f"{web}/stats/requests")["state"] == "stopped"
 
-            assert wait_for(stopped, timeout_s=30)  # the shape ends the test after its one cell
-            rows = {row["name"]: row for row in get_json(f"{web}/stats/requests")["stats"]}
-        finally:
-            process.terminate()
-            output, _ = process.communicate(timeout=30)
+        assert wait_for(stopped, timeout_s=30)  # the shape ends the test after its one cell
+        rows = {row["name"]: row for row in get_json(f"{web}/stats/requests")["stats"]}
         ledger = double.ledger()
+    output = ui.output
     assert set(rows) == {"b=3 t=24 c=2", "warmup b=3 t=24 c=2", "Aggregated"}, output[-2000:]
     assert (rows["b=3 t=24 c=2"]["num_requests"], rows["b=3 t=24 c=2"]["num_failures"]) == (4, 0)
     assert rows["b=3 t=24 c=2"]["avg_content_length"] == 3 * 24

@@ -4,7 +4,6 @@ cannot): the start form's check, the tab's rows in ``/stats/requests``, the page
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -12,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import REPO, free_port, locust_command, locust_env, wait_for
+from tests.locustfiles.runs import wait_for, web_ui_locust
 
 pytestmark = pytest.mark.slow
 
@@ -32,63 +31,48 @@ def post(url: str, form: dict[str, str]) -> dict:
         return json.loads(response.read())
 
 
-def answers(url: str) -> bool:
-    try:
-        get(url)
-        return True
-    except OSError:
-        return False
-
-
 def test_the_form_check_the_tab_rows_the_page_and_the_report_over_http(tmp_path):
-    port = free_port()
-    web = f"http://127.0.0.1:{port}"
     run_dir = tmp_path / "run"
-    with running_double("jina_api", "--api-key", KEY) as double:
-        process = subprocess.Popen(
-            locust_command("jina_api.py", "--web-host", "127.0.0.1", "--web-port", str(port),
-                           "-H", double.url, "--csv", str(run_dir / "locust")),
-            cwd=REPO, env=locust_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        try:
-            assert wait_for(lambda: answers(f"{web}/embed-bench/state.json"), timeout_s=30)
-            assert b'id="embed-bench-link"' in get(web)  # the badge on Locust's page
-            assert b'id="chart"' in get(f"{web}/embed-bench")
-            with pytest.raises(urllib.error.HTTPError) as no_report:
-                get(f"{web}/embed-bench/report")
-            assert no_report.value.code == 404
+    with (
+        running_double("jina_api", "--api-key", KEY) as double,
+        web_ui_locust("jina_api.py", double.url, run_dir) as ui,
+    ):
+        web = ui.url
+        assert b'id="embed-bench-link"' in get(web)  # the badge on Locust's page
+        assert b'id="chart"' in get(f"{web}/embed-bench")
+        with pytest.raises(urllib.error.HTTPError) as no_report:
+            get(f"{web}/embed-bench/report")
+        assert no_report.value.code == 404
 
-            form = {
-                "user_count": "2",
-                "spawn_rate": "2",
-                "host": double.url,
-                "api_key": KEY,
-                "batch_size": "notanumber",
-            }
-            refused = post(f"{web}/swarm", form)
-            assert refused["success"] is False
-            assert refused["message"] == (
-                "Batch Size (--batch-size): 'notanumber' is not valid; it accepts a whole number, "
-                "e.g. 1 (the default)."
-            )
-            assert json.loads(get(f"{web}/stats/requests"))["state"] == "ready"  # nothing started
+        form = {
+            "user_count": "2",
+            "spawn_rate": "2",
+            "host": double.url,
+            "api_key": KEY,
+            "batch_size": "notanumber",
+        }
+        refused = post(f"{web}/swarm", form)
+        assert refused["success"] is False
+        assert refused["message"] == (
+            "Batch Size (--batch-size): 'notanumber' is not valid; it accepts a whole number, "
+            "e.g. 1 (the default)."
+        )
+        assert json.loads(get(f"{web}/stats/requests"))["state"] == "ready"  # nothing started
 
-            form |= {"batch_size": "3", "passage_tokens": "24", "requests_per_user": "2"}
-            assert post(f"{web}/swarm", form)["success"] is True
+        form |= {"batch_size": "3", "passage_tokens": "24", "requests_per_user": "2"}
+        assert post(f"{web}/swarm", form)["success"] is True
 
-            def report() -> dict:
-                return json.loads(get(f"{web}/embed-bench/state.json"))["report"]
+        def report() -> dict:
+            return json.loads(get(f"{web}/embed-bench/state.json"))["report"]
 
-            assert wait_for(lambda: report()["state"] in ("ready", "failed"), timeout_s=90)
-            assert report()["state"] == "ready", report()
-            stats = json.loads(get(f"{web}/stats/requests"))
-            html = get(f"{web}/embed-bench/report")
-            with urllib.request.urlopen(f"{web}/embed-bench/report?download=1", timeout=10) as download:
-                assert download.headers["Content-Disposition"].startswith("attachment")
-                assert download.read() == html
-        finally:
-            process.terminate()
-            output, _ = process.communicate(timeout=30)
+        assert wait_for(lambda: report()["state"] in ("ready", "failed"), timeout_s=90)
+        assert report()["state"] == "ready", report()
+        stats = json.loads(get(f"{web}/stats/requests"))
+        html = get(f"{web}/embed-bench/report")
+        with urllib.request.urlopen(f"{web}/embed-bench/report?download=1", timeout=10) as download:
+            assert download.headers["Content-Disposition"].startswith("attachment")
+            assert download.read() == html
+    output = ui.output
     (tab,) = stats["extended_stats"]
     assert tab["key"] == "embed-bench"
     (row,) = tab["data"]
