@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from target_server.launcher import free_port
+from tests.support.json_server import json_server
 
 AWS_VARS = (
     "AWS_ACCESS_KEY_ID",
@@ -61,30 +58,9 @@ def assert_refused(result: subprocess.CompletedProcess, code: int, message: str,
     assert not out.exists(), "a refused run must not write its directory"
 
 
-@contextlib.contextmanager
-def health_server(status: int, body: dict) -> Iterator[str]:
+def health_server(status: int, body: dict) -> contextlib.AbstractContextManager[str]:
     """A server whose every GET answers ``status`` with ``body``: a bundled server as /health sees it."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return json_server(lambda path: (status, body))
 
 
 def test_nothing_listening_is_reported_in_seconds_not_after_the_ready_timeout(tmp_path: Path) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from embed_bench import run
 from locustfiles.backends import BACKENDS, BackendError, Settings, sagemaker_runtime_url
+from tests.support.json_server import json_server
 
 NO_AWS = {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
 
@@ -80,34 +78,11 @@ def test_only_the_self_hosted_backend_has_a_health_check_and_hosts_are_given_for
         assert BACKENDS[name].host(Settings((), {})) is None
 
 
-class _ModelServer(BaseHTTPRequestHandler):
-    documents: dict[str, object] = {}
-
-    def do_GET(self) -> None:
-        document = self.documents.get(self.path)
-        body = json.dumps(document).encode()
-        self.send_response(200 if document is not None else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def model_server() -> Iterator[tuple[str, dict[str, object]]]:
     documents: dict[str, object] = {}
-    handler = type("Handler", (_ModelServer,), {"documents": documents})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", documents
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(lambda path: (200, documents[path]) if path in documents else None) as url:
+        yield url, documents
 
 
 def test_an_openai_compatible_server_names_its_model(model_server) -> None:
