@@ -146,3 +146,48 @@ def test_a_server_counting_characters_gets_the_same_tokens_and_a_warning(
     warnings = [line for line in runs["characters"].stderr.splitlines() if "strays from the client's" in line]
     assert len(warnings) == len(cells), warnings
     assert all("counts characters" in line for line in warnings), warnings
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The server's /metrics, read with prometheus-client's own parser: sample name -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels or (set(sample.labels) == {"le"} and sample.labels["le"] == "+Inf")
+    }
+
+
+def test_queue_and_inference_time_agree_with_the_servers_own_metrics(tmp_path, target_url):
+    """Where the time goes, per request, from the records' timing headers: the server's queue and
+    inference time add up to what its own /metrics histogram measured over the same requests, and
+    the rest (network, HTTP, client) is positive and small."""
+    from reports.record_metrics import time_split
+
+    grid = write_grid(tmp_path / "grid.toml", [(4, 8, 64)])
+    before = scrape(target_url)
+    run = run_headless("self_hosted.py", tmp_path / "run", "-H", target_url, "--grid", str(grid),
+                       "--requests-per-user", "5")  # fmt: skip
+    after = scrape(target_url)
+    assert_complete_run(run, [(4, 8, 64)], 5, 1, tokens_per_request=client_tokens)
+    records = run.records()
+    answered = after["embed_request_seconds_count"] - before["embed_request_seconds_count"]
+    assert answered == len(records)  # every request, warm-ups included, passed the server's histogram
+    server_s = after["embed_request_seconds_sum"] - before["embed_request_seconds_sum"]
+    headers_s = float((records["queue_ms"] + records["inference_ms"]).sum()) / 1e3
+    # The histogram times admission to answer, the headers admission to the last result: the same
+    # span but for a few microseconds of bookkeeping per request.
+    assert headers_s <= server_s + 1e-3 and headers_s == pytest.approx(
+        server_s, rel=0.02, abs=0.01 * answered
+    )
+    rest_ms = records["latency_ms"] - records["server_total_ms"]
+    assert (rest_ms > 0).all(), rest_ms.min()
+    split = time_split(records[records["warmup"] == 0])
+    assert split is not None and split.requests == 20
+    assert (
+        0 < split.mean_rest_ms < 0.25 * (split.mean_queue_ms + split.mean_inference_ms + split.mean_rest_ms)
+    )
