@@ -163,3 +163,31 @@ def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     for mode in ("continuous", "none"):
         rows = stats_rows(out / mode)
         assert all(rows[f"b={b} t=16 c=2"]["Failure Count"] == "0" for b in (1, 4))
+
+
+def test_repeats_walk_the_grid_three_times_and_the_report_gives_each_cell_a_mean_and_interval(
+    server: str, tmp_path: Path
+) -> None:
+    """`embed-bench run --repeats 3` end to end: three walks with fresh passages on record, then
+    every cell of the report carries a mean and a 95% interval from 3 values."""
+    from reports.load import load_run
+    from reports.metrics import run_metrics
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(TINY_GRID)
+    run_dir = tmp_path / "run"
+    result = embed_bench(*run_args(server, grid, run_dir, "2"), "--repeats", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(run_dir / "cells.csv", newline="") as stream:
+        walked = [(row["cell"], row["repeat"]) for row in csv.DictReader(stream)]
+    assert sorted(walked) == sorted(
+        (cell, str(r)) for cell in ("b=1 t=16 c=2", "b=4 t=16 c=2") for r in range(3)
+    )
+    metrics = run_metrics(load_run(run_dir))
+    assert metrics.repeats == 3 and len(metrics.cells) == 2
+    for cell in metrics.cells:
+        assert cell.repeats["mean_latency_ms"].n == 3 and cell.repeats["throughput_tokens_per_s"].n == 3
+    out = tmp_path / "report"
+    report = embed_bench("report", str(run_dir), "--out", str(out))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "over repeats" in (out / "report.md").read_text()
