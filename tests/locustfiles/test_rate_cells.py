@@ -108,3 +108,43 @@ def test_a_rate_cell_shows_the_stalls_a_closed_loop_hides(tmp_path):
     assert observed_p99 == pytest.approx(expected_p99, abs=150)
     name = "r=50 b=1 t=16"
     assert int(run.stats()[name]["99%"]) == pytest.approx(observed_p99, rel=0.1)  # Locust's own, too
+
+
+def test_requests_no_user_takes_in_time_are_dropped_and_counted(tmp_path):
+    """One user for 20 requests/s against a server that stalls 2 s of every 4 s: arrivals that wait
+    past --max-lag 0.5 s are dropped, each on record (never sent, ok 0, status 0) and counted as a
+    failure by Locust and in cells.csv."""
+    with running_double("stall_server", "--latency-ms", "5", "--period-s", "4", "--stall-s", "2") as server:
+        run = run_headless(
+            "self_hosted.py", tmp_path / "run", "-H", server.url, "--request-rate", "20",
+            "--cell-duration", "6", "--max-in-flight", "1", "--max-lag", "0.5", "--passage-tokens", "16",
+            "--warmup-requests", "0", "--seed", "2", "--exit-code-on-error", "0",
+        )  # fmt: skip
+    assert run.returncode == 0, run.describe()
+    records = run.records()
+    dropped = records[records["dropped"] == 1]
+    assert len(dropped) > 10
+    assert set(dropped["failure"]) == {"dropped: no free user within 0.5 s"}
+    assert (dropped["ok"] == 0).all() and (dropped["status"] == 0).all()
+    assert dropped["sent_at"].isna().all() and dropped["latency_ms"].isna().all()
+    (cell,) = run.cells()
+    assert int(cell["dropped"]) == len(dropped) and int(cell["planned"]) == len(records)
+    assert run.failure_classes()["dropped: no free user within 0.5 s"] == len(dropped)
+
+
+def test_a_mix_cell_records_each_requests_own_shape(tmp_path, target_url):
+    grid = tmp_path / "mix.toml"
+    grid.write_text(
+        '[[cells]]\nrequest_rate = 10\nduration_s = 4\nname = "search"\n'
+        "mix = [{batch_size = 1, passage_tokens = 16, weight = 3}, {batch_size = 4, passage_tokens = 32, weight = 1}]\n"
+    )
+    run = run_headless(
+        "self_hosted.py", tmp_path / "run", "-H", target_url, "--grid", str(grid), "--max-in-flight", "8",
+        "--seed", "4",
+    )  # fmt: skip
+    assert run.returncode == 0, run.describe()
+    records = run.records()
+    assert set(records["cell"]) == {"r=10 mix=search"} and (records["ok"] == 1).all()
+    shapes = records.groupby(["batch_size", "passage_tokens"]).size().to_dict()
+    assert set(shapes) == {(1, 16), (4, 32)} and shapes[(1, 16)] > shapes[(4, 32)]
+    assert (records["tokens_client"] == records["batch_size"] * records["passage_tokens"]).all()
