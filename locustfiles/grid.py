@@ -223,6 +223,9 @@ class CapacityRun:
         if cell is None or rate is None or round_rate(rate) != cell.request_rate:
             return False
         rows = self.rows.pop(name)
+        if not rows:  # cut before anything was due, or its records never arrived: nothing to learn
+            logger.error("capacity step %s has no request records; the search ends here", name)
+            return False
         sent = [row for row in rows if not row[_DROPPED]]
         step = StepResult.from_requests(
             rate,
