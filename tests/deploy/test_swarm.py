@@ -166,7 +166,11 @@ def test_compose_swarm_counts_every_request_once(tmp_path: Path) -> None:
     )
     assert f"cells.csv in {run_dir}" in logs["master"]
     assert not any("cells.csv in" in log for name, log in logs.items() if name != "master")
-    assert sorted(tmp_path.rglob("cells.csv")) == [run_dir / "cells.csv"]
+    # ... and the web UI's embed-bench tab on the master built the run's report when the grid ended.
+    assert (run_dir / "report" / "report.html").is_file()
+    assert sorted(path for path in tmp_path.rglob("cells.csv") if path.parent.name != "report") == [
+        run_dir / "cells.csv"
+    ]
 
     # The master's per-cell counts are the sum of what the two workers sent; both workers took part.
     sent = [json.loads(path.read_text()) for path in sorted(counts.glob("worker-*.json"))]
