@@ -232,19 +232,29 @@ def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
             return step
 
         measured: list[StepResult] = []
-        result = search(
-            measure, CapacitySearch(target, start_rate_per_s=8.0, max_rate_per_s=2000.0, min_rate_per_s=1.0)
-        )
-        print(f"capacity: {result.describe()} in {len(result.steps)} steps")
-        assert result.capacity_requests_per_s > 0, (
-            f"{result.describe()}: a 128-token passage alone takes longer than the target here; "
-            "is the machine overloaded (load average) or the server misconfigured?"
-        )
-        below = measure(0.9 * result.capacity_requests_per_s, at_least_s=15.0)
-        above = measure(1.3 * result.capacity_requests_per_s, at_least_s=15.0)
+        # A step is a short measurement on a shared 2-core machine: another process's burst can move
+        # one p95 by 2x. So the whole search and its confirmation may run twice; the answer must hold
+        # (converged, 0.9x meets, 1.3x misses) in one complete attempt.
+        attempts = []
+        for _ in range(2):
+            result = search(
+                measure,
+                CapacitySearch(target, start_rate_per_s=8.0, max_rate_per_s=2000.0, min_rate_per_s=1.0),
+            )
+            print(f"capacity: {result.describe()} in {len(result.steps)} steps")
+            assert result.capacity_requests_per_s > 0, (
+                f"{result.describe()}: a 128-token passage alone takes longer than the target here; "
+                "is the machine overloaded (load average) or the server misconfigured?"
+            )
+            below = measure(0.9 * result.capacity_requests_per_s, at_least_s=15.0)
+            above = measure(1.3 * result.capacity_requests_per_s, at_least_s=15.0)
+            attempts.append((result, below, above))
+            if below.meets(target) and not above.meets(target):
+                break
 
+    result, below, above = attempts[-1]
     assert result.converged and not result.at_rate_limit and len(result.steps) <= 12
     passing = next(step for step in result.steps if step.rate_per_s == result.capacity_requests_per_s)
     assert result.capacity_tokens_per_s == passing.goodput_tokens_per_s > 0
-    assert below.meets(target), below
-    assert not above.meets(target), above
+    assert below.meets(target), attempts
+    assert not above.meets(target), attempts
