@@ -6,6 +6,7 @@ A run directory is the interface between ``locustfiles/`` (which produces it), `
 - :class:`Cell`, one grid point, built by keyword only so no caller can swap two of its integers;
 - the request name that carries a cell through every Locust CSV (``b=32 t=512 c=5``), its parser
   and the prefix of warm-up requests;
+- :class:`RateCell`, an open-loop cell (``r=20 b=1 t=128`` or ``r=40 mix=search``), and its parser;
 - the names of the files in a run directory.
 
 Kept free of Locust, pandas and torch imports: every package imports it, including the
@@ -14,11 +15,16 @@ Kept free of Locust, pandas and torch imports: every package imports it, includi
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 
 WARMUP_PREFIX = "warmup "
 _CELL_NAME = re.compile(r"b=(\d+) t=(\d+) c=(\d+)")
+_RATE_SHAPE_NAME = re.compile(r"r=(\S+) b=(\d+) t=(\d+)")
+_RATE_MIX_NAME = re.compile(r"r=(\S+) mix=(\S+)")
+ARRIVALS = ("poisson", "constant")
+DEFAULT_MIX_LABEL = "mix"
 
 
 class GridError(ValueError):
@@ -66,6 +72,122 @@ def parse_cell_name(name: str) -> Cell | None:
     return Cell(concurrency=concurrency, batch_size=batch, passage_tokens=tokens)
 
 
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GridError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _positive_number(value: object, what: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise GridError(f"{what} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, order=True)
+class Shape:
+    """One request shape of a rate cell: ``batch_size`` passages of ``passage_tokens`` tokens, drawn
+    with relative ``weight`` among the cell's shapes."""
+
+    batch_size: int
+    passage_tokens: int
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.passage_tokens, "passage_tokens")
+        _positive_number(self.weight, "weight")
+
+    @property
+    def nominal_tokens(self) -> int:
+        return self.batch_size * self.passage_tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateCell:
+    """An open-loop cell: requests arrive at ``request_rate`` per second (across all load generators)
+    for ``duration_s`` seconds, each of one of ``shapes`` drawn by weight, whatever the server answers.
+
+    Its request name keeps the offered rate and the shape, ``r=20 b=1 t=128``, or for a mix of two or
+    more shapes the ``label``, ``r=40 mix=search``; the per-request records carry each request's own
+    batch_size and passage_tokens, so per-shape figures come from them."""
+
+    request_rate: float
+    duration_s: float
+    shapes: tuple[Shape, ...]
+    label: str = DEFAULT_MIX_LABEL
+    arrival: str = "poisson"
+
+    def __post_init__(self) -> None:
+        _positive_number(self.request_rate, "request_rate")
+        _positive_number(self.duration_s, "duration_s")
+        if not isinstance(self.shapes, tuple) or not self.shapes:
+            raise GridError(f"a rate cell needs a non-empty tuple of shapes, got {self.shapes!r}")
+        for shape in self.shapes:
+            if not isinstance(shape, Shape):
+                raise GridError(f"a rate cell's shapes must be Shape, got {shape!r}")
+        if len({(shape.batch_size, shape.passage_tokens) for shape in self.shapes}) != len(self.shapes):
+            raise GridError("a rate cell lists a shape twice; give it one weight")
+        if not isinstance(self.label, str) or not re.fullmatch(r"\S+", self.label):
+            raise GridError(f"a mix label is one word without spaces, got {self.label!r}")
+        if self.arrival not in ARRIVALS:
+            raise GridError(f"arrival must be {' or '.join(ARRIVALS)}, got {self.arrival!r}")
+
+    @property
+    def name(self) -> str:
+        """``r=20 b=1 t=128`` for one shape, ``r=40 mix=<label>`` for a mix."""
+        if len(self.shapes) == 1:
+            shape = self.shapes[0]
+            return f"r={self.request_rate:g} b={shape.batch_size} t={shape.passage_tokens}"
+        return f"r={self.request_rate:g} mix={self.label}"
+
+    @property
+    def warmup_name(self) -> str:
+        return WARMUP_PREFIX + self.name
+
+    @property
+    def mean_tokens_per_request(self) -> float:
+        total = sum(shape.weight for shape in self.shapes)
+        return sum(shape.weight * shape.nominal_tokens for shape in self.shapes) / total
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateCellName:
+    """What a rate cell's request name says: the offered rate, and the shape or the mix label."""
+
+    request_rate: float
+    batch_size: int | None = None
+    passage_tokens: int | None = None
+    mix_label: str | None = None
+
+
+def parse_rate_cell_name(name: str) -> RateCellName | None:
+    """The rate (and shape or mix label) of a rate cell's measured request name; None for warm-ups,
+    closed-loop cells and foreign names."""
+    text = name.strip()
+    if match := _RATE_SHAPE_NAME.fullmatch(text):
+        rate, batch, tokens = match.groups()
+        shape = {"batch_size": int(batch), "passage_tokens": int(tokens)}
+        label = None
+    elif match := _RATE_MIX_NAME.fullmatch(text):
+        rate, label = match.groups()
+        shape = {}
+    else:
+        return None
+    try:
+        request_rate = float(rate)
+    except ValueError:
+        return None
+    if not math.isfinite(request_rate) or request_rate <= 0 or 0 in shape.values():
+        return None
+    return RateCellName(request_rate=request_rate, mix_label=label, **shape)
+
+
 def is_warmup_name(name: str) -> bool:
     return name.strip().startswith(WARMUP_PREFIX.strip())
 
@@ -85,6 +207,9 @@ class RunFiles:
     worker_log: str = "locust-worker.log"
     console_log: str = "locust-console.log"
     requests: str = "requests.csv.gz"
+    capacity_json: str = (
+        "capacity.json"  # a capacity search's answer; embed-bench run copies it into run.json
+    )
 
     @property
     def written_by_a_run(self) -> tuple[str, ...]:
@@ -93,6 +218,7 @@ class RunFiles:
             self.run_json,
             self.cells_csv,
             self.requests,
+            self.capacity_json,
             f"{self.csv_prefix}*.csv",
             f"{self.csv_prefix}*.log",
         )
@@ -108,7 +234,10 @@ RUN_FILES = RunFiles()
 # cell's measured requests (users x --requests-per-user); ``completed`` those that got an outcome
 # (success or failure), empty until the cell's counts are final; ``succeeded`` the successful ones;
 # ``failures`` the most frequent failure classes, e.g. "HTTP 404 (5); timeout (2)". Files written
-# before these columns existed hold only cell, start, end, users.
+# before these columns existed hold only cell, start, end, users. Rate cells (``RateCell``) fill
+# ``request_rate`` (offered requests/s) and ``dropped`` (never sent: no free user within --max-lag);
+# their ``users`` is --max-in-flight and ``planned`` the arrivals the schedule offered. Both are empty
+# for closed-loop cells.
 CELLS_CSV_COLUMNS = (
     "cell",
     "repeat",
@@ -119,6 +248,8 @@ CELLS_CSV_COLUMNS = (
     "completed",
     "succeeded",
     "failures",
+    "request_rate",
+    "dropped",
 )
 
 # The per-request record (RUN_FILES.requests): one row per request any Locust process sent or dropped,

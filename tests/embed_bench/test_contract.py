@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from embed_bench.contract import RUN_FILES, Cell, GridError, is_warmup_name, parse_cell_name
+from embed_bench.contract import (
+    RUN_FILES,
+    Cell,
+    GridError,
+    RateCell,
+    RateCellName,
+    Shape,
+    is_warmup_name,
+    parse_cell_name,
+    parse_rate_cell_name,
+)
 
 
 def test_a_cell_is_built_by_keyword_only() -> None:
@@ -54,3 +64,36 @@ def test_run_files_are_spelled_once_and_agree_with_each_other() -> None:
     assert RUN_FILES.history_csv == f"{RUN_FILES.csv_prefix}_stats_history.csv"
     assert RUN_FILES.failures_csv == f"{RUN_FILES.csv_prefix}_failures.csv"
     assert set(RUN_FILES.marks_a_run) <= {RUN_FILES.run_json, RUN_FILES.stats_csv}
+
+
+def test_rate_cell_names_round_trip_and_stay_out_of_closed_loop_parsing() -> None:
+    query = RateCell(request_rate=20, duration_s=30, shapes=(Shape(1, 128),))
+    mix = RateCell(
+        request_rate=12.5, duration_s=10, shapes=(Shape(1, 32, 0.9), Shape(64, 512, 0.1)), label="search"
+    )
+    assert (query.name, query.warmup_name) == ("r=20 b=1 t=128", "warmup r=20 b=1 t=128")
+    assert mix.name == "r=12.5 mix=search"
+    assert mix.mean_tokens_per_request == pytest.approx(0.9 * 32 + 0.1 * 64 * 512)
+    assert parse_rate_cell_name(query.name) == RateCellName(request_rate=20, batch_size=1, passage_tokens=128)
+    assert parse_rate_cell_name(mix.name) == RateCellName(request_rate=12.5, mix_label="search")
+    for name in (query.name, mix.name, query.warmup_name):
+        assert parse_cell_name(name) is None
+    for foreign in ("b=1 t=128 c=5", "r=x b=1 t=2", "r=0 b=1 t=2", "r=5 mix=", "warmup r=5 mix=a"):
+        assert parse_rate_cell_name(foreign) is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"request_rate": 0}, "request_rate must be a positive"),
+        ({"duration_s": float("inf")}, "duration_s must be a positive"),
+        ({"shapes": ()}, "non-empty tuple of shapes"),
+        ({"shapes": (Shape(1, 2), Shape(1, 2, 3))}, "lists a shape twice"),
+        ({"label": "two words"}, "one word"),
+        ({"arrival": "bursty"}, "arrival must be poisson or constant"),
+    ],
+)
+def test_a_rate_cell_refuses_what_it_cannot_run(fields: dict[str, object], message: str) -> None:
+    settings: dict[str, object] = {"request_rate": 5, "duration_s": 10, "shapes": (Shape(1, 128),)}
+    with pytest.raises(GridError, match=message):
+        RateCell(**{**settings, **fields})  # type: ignore[arg-type]
