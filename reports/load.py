@@ -25,9 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name
+from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name, parse_rate_cell_name
 from reports.errors import ReportError
-from reports.rate_names import parse_rate_cell_name
 from reports.records import CellWindow, Records, load_cell_windows, load_records
 
 STATS_FILE = RUN_FILES.stats_csv

@@ -32,11 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embed_bench.contract import RUN_FILES
+from embed_bench.contract import RUN_FILES, parse_rate_cell_name
 from locustfiles.capacity import StepResult, Target
 from reports.errors import ReportError
 from reports.load import RunData
-from reports.rate_names import parse_rate_cell_name
 from reports.record_metrics import LatencyDistribution, latency_distribution
 
 LATE_LAG_MS = 10.0
@@ -139,14 +138,23 @@ def _per_s(count: float, span_s: float | None) -> float | None:
 
 
 def rate_figures(
-    rows: pd.DataFrame, *, cell: str, repeat: int, shape: str, start_s: float | None
+    rows: pd.DataFrame,
+    *,
+    cell: str,
+    repeat: int,
+    shape: str,
+    start_s: float | None,
+    cell_rows: pd.DataFrame | None = None,
 ) -> RateFigures:
-    """The figures of a cell's measured records (warm-ups left out by the caller)."""
+    """The figures of a cell's measured records (warm-ups left out by the caller). A shape of a mix
+    passes its whole cell's rows as ``cell_rows``: its rates are over the cell's spans."""
+    spans = rows if cell_rows is None else cell_rows
     sent = rows[~rows["dropped"]]
     ok = sent[sent["ok"]]
-    start = start_s if start_s is not None else float(rows["planned_at"].min())
-    arrival_span = float(rows["planned_at"].max()) - start
-    send_span = float(sent["sent_at"].max()) - start if len(sent) else 0.0
+    start = start_s if start_s is not None else float(spans["planned_at"].min())
+    arrival_span = float(spans["planned_at"].max()) - start
+    sent_at = spans.loc[~spans["dropped"], "sent_at"]
+    send_span = float(sent_at.max()) - start if len(sent_at) else 0.0
     arrival_span_s = arrival_span if arrival_span > 0 else None
     latencies = sent["latency_ms"].to_numpy(dtype=float)
     ordered = np.sort(latencies[~np.isnan(latencies)])
@@ -234,11 +242,16 @@ def rate_run(run: RunData) -> RateRun | None:
         start = starts.get((cell, int(repeat)))
         cells.append(rate_figures(rows, cell=cell, repeat=int(repeat), shape=WHOLE_CELL, start_s=start))
         name = parse_rate_cell_name(cell)
-        if name is not None and name.mix is not None:
+        if name is not None and name.mix_label is not None:
             for (batch, tokens), part in rows.groupby(["batch_size", "passage_tokens"]):
                 shapes.append(
                     rate_figures(
-                        part, cell=cell, repeat=int(repeat), shape=f"b={batch} t={tokens}", start_s=start
+                        part,
+                        cell=cell,
+                        repeat=int(repeat),
+                        shape=f"b={batch} t={tokens}",
+                        start_s=start,
+                        cell_rows=rows,
                     )
                 )
     cells.sort(key=_order)

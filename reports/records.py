@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, parse_cell_name
+from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, parse_cell_name, parse_rate_cell_name
 from reports.errors import ReportError
-from reports.rate_names import parse_rate_cell_name
 
 RECORDS_FILE = RUN_FILES.requests
 _FLAGS = ("warmup", "ok", "dropped")

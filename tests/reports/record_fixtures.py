@@ -149,6 +149,8 @@ def write_record_run(
                     measured,
                     succeeded,
                     "",
+                    "",  # request_rate, dropped: empty for a closed-loop cell
+                    "",
                 ]
             )
             clock = end + GAP_S
@@ -193,9 +195,6 @@ def _write_locust_csvs(directory: Path, frame: pd.DataFrame, elapsed_s: float) -
 def read_records(path: Path) -> pd.DataFrame:
     """The record file as pandas reads it, for the tests' own arithmetic."""
     return pd.read_csv(io.BytesIO(gzip.decompress(path.read_bytes())))
-
-
-RATE_CELLS_CSV_COLUMNS = (*CELLS_CSV_COLUMNS, "request_rate", "dropped")
 
 
 @dataclass(frozen=True)
@@ -330,7 +329,7 @@ def write_rate_run(
         clock = end + GAP_S
     frame = pd.DataFrame(rows, columns=list(REQUEST_RECORD_COLUMNS))
     write_gzip_members(directory / RUN_FILES.requests, frame)
-    (directory / RUN_FILES.cells_csv).write_text(_csv_text(RATE_CELLS_CSV_COLUMNS, windows), newline="")
+    (directory / RUN_FILES.cells_csv).write_text(_csv_text(CELLS_CSV_COLUMNS, windows), newline="")
     _write_locust_csvs(directory, frame[frame["dropped"] == 0], clock - RUN_START_S)
     info = {
         "name": directory.name,
