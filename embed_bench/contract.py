@@ -165,6 +165,12 @@ class RateCellName:
     passage_tokens: int | None = None
     mix_label: str | None = None
 
+    @property
+    def name(self) -> str:
+        if self.mix_label is not None:
+            return f"r={self.request_rate:g} mix={self.mix_label}"
+        return f"r={self.request_rate:g} b={self.batch_size} t={self.passage_tokens}"
+
 
 def parse_rate_cell_name(name: str) -> RateCellName | None:
     """The rate (and shape or mix label) of a rate cell's measured request name; None for warm-ups,

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from embed_bench.contract import RUN_FILES
+from embed_bench.contract import RUN_FILES, Cell
 from embed_bench.preflight import PreflightError, parse_locust_args, wait_reachable
 from locustfiles.backends import BACKENDS, BackendError, Settings
-from locustfiles.cells import CellRecord, Grid, GridError, format_failures, load_grid, single_cell_grid
+from locustfiles.cells import CellRecord, Grid, GridError, format_failures, grid_of
 from locustfiles.options import BenchOptions, OptionError, concurrency_option
 from locustfiles.payloads import PassageError, load_tokenizer
 from target_server.launcher import free_port, stop
@@ -93,8 +93,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--host", help="base URL of the target (default: the backend's, if it has one)")
     parser.add_argument(
         "--grid",
-        help="quick | article | throughput | a grid TOML file; without it, the single cell of Locust's "
-        "--batch-size, --passage-tokens and -u/--users (defaults 1, 128, 1), as plain Locust runs",
+        help="quick | article | throughput | capacity | a grid TOML file; without it, the single cell of "
+        "Locust's --batch-size, --passage-tokens and -u/--users (defaults 1, 128, 1), as plain Locust runs, "
+        "or a rate cell with --request-rate; capacity: a capacity search of that shape (--slo-p95-ms)",
     )
     parser.add_argument("--out", type=Path, help="run directory (default: runs/<backend>-<time>)")
     parser.add_argument("--label", help="column title in reports (default: the run directory's name)")
@@ -191,12 +192,6 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         raise RunError("--workers must be at least 1")
     if args.max_failure_pct is not None and not 0 <= args.max_failure_pct <= 100:
         raise RunError("--max-failure-pct takes a percentage from 0 to 100")
-    grid = None
-    if args.grid:
-        try:
-            grid = load_grid(args.grid)
-        except GridError as error:
-            raise RunError(f"bad grid: {error}") from None
     locust_args, env = split_secrets(passthrough)
     settings = settings_of(locust_args, env)
     try:
@@ -209,7 +204,7 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         backend=args.backend,
         host=host,
         grid_spec=args.grid,
-        grid=grid or single_cell_grid(1, 1, 1),  # replaced below by the cell the options give
+        grid=Grid("pending", (Cell(concurrency=1, batch_size=1, passage_tokens=1),)),  # set below
         out=out,
         workers=args.workers,
         label=args.label or out.name,
@@ -220,8 +215,10 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         max_failure_pct=args.max_failure_pct,
     )
     options, concurrency = check_locust_options(plan)
-    if grid is None:
-        plan.grid = single_cell_grid(options.batch_size, options.passage_tokens, concurrency)
+    try:
+        plan.grid = grid_of(options, concurrency)
+    except GridError as error:
+        raise RunError(f"bad grid: {error}") from None
     plan.repeats, plan.requests_per_user = options.repeats, options.requests_per_user
     check_out_dir(out, args.force)
     return plan
@@ -324,6 +321,16 @@ def target_model(plan: RunPlan) -> str | None:
         raise RunError(str(error)) from None
 
 
+def capacity_of(out: Path) -> dict[str, object]:
+    """run.json's ``slo`` and ``capacity`` keys, from the capacity search's ``capacity.json``
+    (written by the grid walk when a search ran; nothing otherwise)."""
+    try:
+        found = json.loads((out / RUN_FILES.capacity_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: found[key] for key in ("slo", "capacity") if key in found}
+
+
 def write_run_json(
     plan: RunPlan, started: dt.datetime, ended: dt.datetime | None, model: str | None, status: str
 ) -> None:
@@ -343,6 +350,7 @@ def write_run_json(
         "pricing": plan.pricing,
         "locust_args": plan.locust_args,  # secrets were moved out (split_secrets)
         "versions": versions(),
+        **capacity_of(plan.out),
     }
     temporary = plan.out / f".{RUN_FILES.run_json}.tmp"
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -439,7 +447,8 @@ class Outcome:
 
     @property
     def not_walked(self) -> int:
-        return self.steps - len(self.records)
+        """Cells of the grid never started (a capacity search's steps come on top of the grid's)."""
+        return max(0, self.steps - len(self.records))
 
     def summary(self) -> list[str]:
         lines = [

@@ -6,7 +6,9 @@ to read its response body; everything that makes the numbers comparable lives he
 - client: ``FastHttpUser`` (geventhttpclient), a few times cheaper per request than ``HttpUser``;
   ``--request-timeout`` bounds the connection and every read;
 - naming: measured requests are named after their cell (``b=32 t=512 c=5``), warm-ups ``warmup ...``;
-- payloads: each user pops requests prepared before the cell started (``locustfiles.workload``);
+- payloads: each user pops requests prepared before the cell started (``locustfiles.workload``); in
+  a rate cell it takes the next due request from its process's dispatcher instead (open loop), and
+  latency counts from the request's planned send time, in the record and in Locust's statistics;
 - checks: a 200 must carry one finite vector per input, all of one dimension (the dimension of the
   first good response of this process), else it is a failure ``bad body: ...``;
 - tokens: ``response_length`` is the client's count, batch x passage tokens (exact: payloads are
@@ -45,7 +47,7 @@ from locustfiles.checks import (
 from locustfiles.options import BenchOptions
 from locustfiles.recorder import RequestRecorder
 from locustfiles.records import server_timings
-from locustfiles.workload import PlannedRequest, UserAssignment, Workload
+from locustfiles.workload import PlannedRequest, RateRun, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
 PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
@@ -69,6 +71,8 @@ class EmbeddingUser(FastHttpUser):
         super().__init__(environment)
         self.options = options
         self.assignment: UserAssignment | None = None
+        self.rate: RateRun | None = None  # a rate cell: due requests come from here
+        self._rate_over = False
         self.number = next(EmbeddingUser._numbers)
         self.recorder = RequestRecorder.of(environment)
         self._pause_s = 0.0
@@ -108,21 +112,28 @@ class EmbeddingUser(FastHttpUser):
         if self._pause_s:
             pause, self._pause_s = self._pause_s, 0.0
             return pause
+        if self.rate is not None:
+            return IDLE_WAIT_S if self._rate_over else 0.0
         return 0.0 if self.assignment and self.assignment.requests else IDLE_WAIT_S
+
+    def _take_work(self, workload: Workload | None) -> bool:
+        if workload is not None and workload.rate is not None and workload.plan is workload.rate.plan:
+            self.rate = workload.rate
+            return True
+        self.assignment = workload.take(type(self)) if workload else None
+        return self.assignment is not None
 
     def on_start(self) -> None:
         workload = Workload.of(self.environment)
-        self.assignment = workload.take(type(self)) if workload else None
         # A worker that joined mid-cell gets users before its copy of the cell is prepared: wait.
         deadline = time.monotonic() + PREPARE_WAIT_S
-        while self.assignment is None and workload is not None and time.monotonic() < deadline:
+        while not self._take_work(workload) and workload is not None and time.monotonic() < deadline:
             gevent.sleep(IDLE_WAIT_S / 4)
-            self.assignment = workload.take(type(self))
-        if self.assignment is None:
+        if self.assignment is None and self.rate is None:
             raise RuntimeError("no prepared cell: embed-bench users run under GridShape (locustfiles.grid)")
         self._sent = 0
         if self.recorder is not None:
-            plan = self.assignment.plan
+            plan = self.rate.plan if self.rate is not None else self.assignment.plan  # type: ignore[union-attr]
             repeat = getattr(plan, "repeat", 0)  # CellPlan.repeat arrives with embed-bench run --repeats
             head = (type(self).__name__, self.recorder.worker, self.number)
             self._record_heads = {
@@ -131,6 +142,9 @@ class EmbeddingUser(FastHttpUser):
 
     @task
     def embed(self) -> None:
+        if self.rate is not None:
+            self._send_when_due(self.rate)
+            return
         if not self.assignment or not self.assignment.requests:
             return
         request = self.assignment.requests.popleft()
@@ -140,7 +154,22 @@ class EmbeddingUser(FastHttpUser):
             if workload is not None:
                 workload.report_done(self.assignment.plan)
 
-    def send(self, request: PlannedRequest) -> None:
+    def _send_when_due(self, rate: RateRun) -> None:
+        """Open loop: wait for the next due request of this process's share and send it."""
+        if self._rate_over:
+            return
+        due = rate.take()
+        if due is None:
+            self._rate_over = True
+            return
+        try:
+            self.send(due.payload, planned_at=due.planned_at)
+        finally:
+            rate.answered()
+
+    def send(self, request: PlannedRequest, planned_at: float | None = None) -> None:
+        """Send one request and record it. ``planned_at`` (open loop): when it was due; its latency,
+        here and in Locust's statistics, then counts from that time, not from the actual send."""
         failure = self.precheck(request)
         if failure is not None:
             self.environment.events.request.fire(
@@ -152,7 +181,7 @@ class EmbeddingUser(FastHttpUser):
                 context={},
             )
             now = time.time()
-            self._record(request, now, 0.0, 0, failure, None, 0, 0, None)
+            self._record(request, planned_at or now, now, 0.0, 0, failure, None, 0, 0, None)
             return
         with self.client.post(
             self.request_path(),
@@ -171,10 +200,15 @@ class EmbeddingUser(FastHttpUser):
                 meta["response_length"] = 0
                 response.failure(RequestFailure(failure))
                 self._pause_s = backoff_seconds(response.status_code, response.headers or {})
+            sent_at = meta["start_time"]
+            latency_from_sent_ms = meta["response_time"]
+            if planned_at is not None:  # Locust fires the event on leaving this block: count the lag
+                meta["response_time"] = latency_from_sent_ms + (sent_at - planned_at) * 1000.0
             self._record(
                 request,
-                meta["start_time"],
-                meta["response_time"],
+                sent_at if planned_at is None else planned_at,
+                sent_at,
+                latency_from_sent_ms,
                 response.status_code,
                 failure,
                 tokens_server,
@@ -186,6 +220,7 @@ class EmbeddingUser(FastHttpUser):
     def _record(
         self,
         request: PlannedRequest,
+        planned_at: float,
         sent_at: float,
         latency_ms: float,
         status: int,
@@ -195,12 +230,18 @@ class EmbeddingUser(FastHttpUser):
         bytes_received: int,
         headers: Any,
     ) -> None:
-        """Keep the request's record, a plain tuple in ``RequestRecord`` order (a few microseconds);
-        closed loop: planned when sent, never late, never dropped."""
+        """Keep the request's record, a plain tuple in ``RequestRecord`` order (a few microseconds).
+        ``latency_ms`` is measured from ``sent_at``; the record's latency counts from ``planned_at``
+        (closed loop: planned when sent, never late). The index is the request's place in its user's
+        assignment (closed loop) or in its process's schedule (open loop)."""
         index, self._sent = self._sent, self._sent + 1
         if self.recorder is None:
             return
+        if self.rate is not None:
+            index = request.index
         inputs, tokens = request.inputs, request.passage_tokens
+        completed_at = sent_at + latency_ms / 1000.0
+        lag_ms = (sent_at - planned_at) * 1000.0
         self.recorder.keep(
             self._record_heads[request.measured]
             + (
@@ -214,11 +255,11 @@ class EmbeddingUser(FastHttpUser):
                 failure or "",
             )
             + (
+                planned_at,
                 sent_at,
-                sent_at,
-                sent_at + latency_ms / 1000.0,
-                latency_ms,
-                0.0,
+                completed_at,
+                latency_ms + lag_ms,
+                lag_ms,
                 0,
                 bytes_sent,
                 bytes_received,

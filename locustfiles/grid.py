@@ -28,6 +28,14 @@ writes its CSV files once a second and does not write them again at shutdown, an
 their statistics every few seconds, so ending at once could leave the last requests out of
 ``locust_stats.csv``.
 
+Rate cells (``RateCell``, open loop) run the same three steps with ``--max-in-flight`` users: the
+master sends the schedule's start time a moment ahead (``START_LEAD_S``) so every process starts
+together, and the cell ends when every process reported its share over (all of it answered or
+dropped). A ``[capacity]`` table or ``--grid capacity`` appends rate cells one at a time after the
+grid's cells: each step's p95 and success come from the request records the master collects, feed
+``locustfiles.capacity.CapacitySearch``, which proposes the next rate or stops; the answer goes to
+``capacity.json`` in the run directory (``embed-bench run`` copies it into ``run.json``).
+
 ``cells.csv`` in the run directory is rewritten at every start, end and count, and when the test
 stops (an interrupted cell keeps an empty end and the counts it reached). The shape uses Locust's
 common options: ``--users`` is the concurrency of the single cell run when no ``--grid`` is given, and
@@ -42,7 +50,9 @@ from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner
 from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsError
 
 # isort: split
+import json
 import logging
+import math
 import random
 import re
 import time
@@ -54,17 +64,23 @@ from pathlib import Path
 
 import gevent
 
+from embed_bench.contract import RUN_FILES
+from locustfiles.capacity import CapacityResult, CapacitySearch, StepResult
 from locustfiles.cells import (
     GRIDS,
+    AnyCell,
+    CapacitySpec,
     Cell,
     CellRecord,
     CellsCsv,
     Grid,
     GridError,
+    RateCell,
     format_failures,
+    grid_of,
     load_grid,
     parse_grid_toml,
-    single_cell_grid,
+    round_rate,
 )
 from locustfiles.options import (
     BenchOptions,
@@ -87,6 +103,7 @@ STOP_RATE = 100.0  # users stopped per second between cells (Locust ramps down a
 DRAIN_LIMIT_S = 30.0  # give up waiting for users to stop (a worker that vanished) after this long
 PREPARE_LIMIT_S = 1800.0  # give up waiting for a worker to prepare a cell after this long
 ASK_AGAIN_S = 5.0  # announce the cell again to a worker that has not answered for this long
+START_LEAD_S = 1.0  # a rate cell's schedule starts this long after the master says so (users spawn)
 
 
 CLIENT_ERRORS = re.compile(r"HTTP (400|401|403|404)\b")
@@ -99,8 +116,11 @@ class Phase(Enum):
     SETTLING = "settling"
 
 
-def spawn_rate(concurrency: int) -> float:
-    """Fast enough that a cell's users start within ~0.1 s; the warm-up absorbs the ramp."""
+def spawn_rate(concurrency: int, rate_cell: bool = False) -> float:
+    """Fast enough that a cell's users start within ~0.1 s; the warm-up absorbs the ramp. A rate
+    cell's users all start within ``START_LEAD_S`` / 4, before its schedule does."""
+    if rate_cell:
+        return concurrency * 4.0 / START_LEAD_S
     return min(100.0, concurrency * 10.0)
 
 
@@ -162,6 +182,108 @@ def all_client_errors(record: CellRecord) -> bool:
     )
 
 
+# Fields of a request record (REQUEST_RECORD_COLUMNS) that a capacity step reads.
+_CELL, _WARMUP, _TOKENS, _OK, _LATENCY, _DROPPED = 0, 2, 9, 12, 17, 19
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+class CapacityRun:
+    """A capacity search driven by the walk: appends each next step and reads each step's figures
+    from the request records (latency from the planned send time; dropped requests fail)."""
+
+    def __init__(self, spec: CapacitySpec, run_dir: Path | None) -> None:
+        self.spec = spec
+        self.search: CapacitySearch = spec.search()
+        self.path = run_dir / RUN_FILES.capacity_json if run_dir is not None else None
+        self.steps: dict[str, RateCell] = {}
+        self.rows: dict[str, list[tuple]] = {}
+        self.finished = False
+
+    def next_step(self) -> RateCell | None:
+        rate = None if self.finished else self.search.next_rate()
+        if rate is None:
+            return None
+        cell = self.spec.step(rate)
+        self.steps[cell.name], self.rows[cell.name] = cell, []
+        return cell
+
+    def on_rows(self, rows: list[tuple]) -> None:
+        for row in rows:
+            kept = self.rows.get(row[_CELL])
+            if kept is not None and not row[_WARMUP]:
+                kept.append(row)
+
+    def measured(self, name: str) -> bool:
+        """Record the step's result; True when it was a step of this search."""
+        cell = self.steps.get(name)
+        rate = self.search.next_rate()
+        if cell is None or rate is None or round_rate(rate) != cell.request_rate:
+            return False
+        rows = self.rows.pop(name)
+        sent = [row for row in rows if not row[_DROPPED]]
+        step = StepResult.from_requests(
+            rate,
+            cell.duration_s,
+            [row[_LATENCY] for row in sent],
+            [bool(row[_OK]) for row in sent],
+            [row[_TOKENS] for row in sent],
+            offered=len(rows),
+        )
+        self.search.record(step)
+        logger.info(
+            "capacity step %s: p95 %.1f ms, %.2f%% ok of %d offered: %s",
+            name,
+            step.p95_latency_ms,
+            step.success_pct,
+            len(rows),
+            "meets the target" if step.meets(self.search.target) else "misses the target",
+        )
+        return True
+
+    def finish(self) -> CapacityResult:
+        self.finished = True
+        result = self.search.result
+        logger.info("capacity: %s", result.describe())
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.record(result), indent=2) + "\n", encoding="utf-8")
+        return result
+
+    def record(self, result: CapacityResult) -> dict:
+        """``capacity.json``: what run.json's ``slo`` and ``capacity`` keys hold."""
+        target = result.target
+        return {
+            "slo": {"p95_ms": target.p95_latency_ms, "success_pct": target.success_pct},
+            "capacity": {
+                "requests_per_s": round_rate(result.capacity_requests_per_s),
+                "tokens_per_s": result.capacity_tokens_per_s,
+                "lowest_failing_rate_per_s": (
+                    round_rate(result.lowest_failing_rate_per_s)
+                    if result.lowest_failing_rate_per_s is not None
+                    else None
+                ),
+                "converged": result.converged,
+                "at_rate_limit": result.at_rate_limit,
+                "description": result.describe(),
+                "search": self.spec.describe(),
+                "steps": [
+                    {
+                        "cell": self.spec.step(step.rate_per_s).name,
+                        "rate_per_s": round_rate(step.rate_per_s),
+                        "p95_latency_ms": _finite(step.p95_latency_ms),
+                        "success_pct": step.success_pct,
+                        "goodput_tokens_per_s": step.goodput_tokens_per_s,
+                        "meets": step.meets(target),
+                    }
+                    for step in result.steps
+                ],
+            },
+        }
+
+
 class GridWalk:
     """One run through a grid; GridShape starts a new walk for every new test start."""
 
@@ -170,13 +292,10 @@ class GridWalk:
         self.greenlet = gevent.getcurrent()
         namespace = runner.environment.parsed_options
         self.options = BenchOptions.from_namespace(namespace)
-        if self.options.grid:
-            self.grid = load_grid(self.options.grid)
-        else:
-            self.grid = single_cell_grid(
-                self.options.batch_size, self.options.passage_tokens, concurrency_option(namespace)
-            )
-        self.steps = [(repeat, cell) for repeat in range(self.options.repeats) for cell in self.grid.cells]
+        self.grid = grid_of(self.options, concurrency_option(namespace))
+        self.steps: list[tuple[int, AnyCell]] = [
+            (repeat, cell) for repeat in range(self.options.repeats) for cell in self.grid.cells
+        ]
         self.seed = (
             self.options.seed if self.options.seed is not None else random.SystemRandom().randrange(2**31)
         )
@@ -184,6 +303,16 @@ class GridWalk:
         self.run_time = run_time_option(namespace)
         run_dir = resolve_run_dir(self.options, csv_prefix_option(namespace))
         self.cells_csv = CellsCsv(run_dir) if run_dir is not None else None
+        self.capacity: CapacityRun | None = None
+        if self.grid.capacity is not None:
+            from locustfiles.recorder import RequestRecorder  # here: the recorder imports this module
+
+            self.capacity = CapacityRun(self.grid.capacity, run_dir)
+            self.recorder = RequestRecorder.of(runner.environment)
+            if self.recorder is None:
+                raise GridError("a capacity search reads the request records, which are switched off")
+            self.recorder.subscribe(self.capacity.on_rows)
+            self._append_capacity_step()
         self.tracker = CellTracker.of(runner.environment)
         self.records: list[CellRecord] = []
         self.uncounted: list[Uncounted] = []
@@ -206,9 +335,28 @@ class GridWalk:
             f", cells.csv in {run_dir}" if run_dir is not None else " (no run directory: no cells.csv)",
         )
 
+    def _append_capacity_step(self) -> None:
+        assert self.capacity is not None
+        cell = self.capacity.next_step()
+        if cell is None:
+            self.capacity.finish()
+        else:
+            self.steps.append((0, cell))
+
     @property
-    def cell(self) -> Cell:
+    def cell(self) -> AnyCell:
         return self.steps[self.index][1]
+
+    def users(self, cell: AnyCell) -> int:
+        """A closed-loop cell's concurrency; a rate cell's --max-in-flight (at least one user per
+        process, so every share has a sender)."""
+        if isinstance(cell, RateCell):
+            return max(self.options.max_in_flight, len(self.expected))
+        return cell.concurrency
+
+    def _spawn(self) -> tuple[int, float]:
+        users = self.users(self.cell)
+        return users, spawn_rate(users, isinstance(self.cell, RateCell))
 
     @property
     def step_label(self) -> str:
@@ -225,11 +373,13 @@ class GridWalk:
         if self.phase is Phase.RUNNING:
             self._welcome_late_workers()
             if not self._cell_finished(now):
-                return self.cell.concurrency, spawn_rate(self.cell.concurrency)
+                return self._spawn()
             # Announce the next cell right away: workers prepare it while the last users stop.
             self.index += 1
             self._enter(Phase.ANNOUNCE, now)
         stop = self._count(now)
+        if self.phase is Phase.ANNOUNCE and self.index >= len(self.steps) and self._searching():
+            return 0, STOP_RATE  # the capacity search's next step depends on the last one's counts
         walked = self.phase is Phase.ANNOUNCE and self.index >= len(self.steps)
         if self.phase is not Phase.SETTLING and (stop or walked):
             logger.info(
@@ -247,12 +397,23 @@ class GridWalk:
             self._announce(now)
         return self._start_when_ready(time.time())
 
+    def _searching(self) -> bool:
+        """A capacity search whose next step is not known yet (its last step is being counted)."""
+        if self.capacity is None or self.capacity.finished:
+            return False
+        if not self.uncounted:  # nothing left to learn from: the search ends with what it has
+            self.capacity.finish()
+            return False
+        return True
+
     def close(self) -> None:
         """The test stops (the walk's end, a stop, Ctrl-C): take every count there is, write them."""
         now = time.time()
         if self.phase is Phase.RUNNING and self.records and self.records[-1].completed is None:
             self.uncounted.append(Uncounted(self.records[-1], self.baseline, now))
         self._count(now, final=True)
+        if self.capacity is not None and not self.capacity.finished:
+            self.capacity.finish()
 
     def _enter(self, phase: Phase, now: float) -> None:
         self.phase = phase
@@ -261,17 +422,21 @@ class GridWalk:
     def _announce(self, now: float) -> None:
         self.expected = self.tracker.load_generators()
         repeat, cell = self.steps[self.index]
-        self.plan = CellPlan(
-            run_id=self.run_id,
-            index=self.index,
-            batch_size=cell.batch_size,
-            passage_tokens=cell.passage_tokens,
-            concurrency=cell.concurrency,
-            users_per_runner=users_per_runner(cell.concurrency, len(self.expected)),
-            seed=self.seed,
-            options=self.options.public(),
-            repeat=repeat,
-        )
+        users = self.users(cell)
+        common = {
+            "run_id": self.run_id,
+            "index": self.index,
+            "concurrency": users,
+            "users_per_runner": users_per_runner(users, len(self.expected)),
+            "seed": self.seed,
+            "options": self.options.public(),
+            "repeat": repeat,
+        }
+        if isinstance(cell, RateCell):
+            indexes = {node: number for number, node in enumerate(sorted(self.expected))}
+            self.plan = CellPlan.of_rate_cell(cell, indexes, **common)
+        else:
+            self.plan = CellPlan(batch_size=cell.batch_size, passage_tokens=cell.passage_tokens, **common)
         logger.info("%s: preparing payloads", self.step_label)
         self.announced_at = dict.fromkeys(self.expected, now)
         self._enter(Phase.PREPARING, now)
@@ -324,27 +489,48 @@ class GridWalk:
                 DRAIN_LIMIT_S,
             )
         repeat, cell = self.steps[self.index]
-        planned = cell.concurrency * self.options.requests_per_user
-        self.records.append(CellRecord(cell, start=now, repeat=repeat, planned=planned))
+        if isinstance(cell, RateCell):
+            # The schedule starts a moment ahead, the same instant on every process; until the
+            # processes report their shares, "planned" is the rate's expectation.
+            start = now + START_LEAD_S
+            self.tracker.start(self.plan, start)
+            planned = round(cell.request_rate * cell.duration_s) - self.options.warmup_requests * len(
+                self.plan.process_indexes
+            )
+            record = CellRecord(
+                cell, start=start, repeat=repeat, planned=max(planned, 0), users=self.users(cell)
+            )
+        else:
+            planned = cell.concurrency * self.options.requests_per_user
+            record = CellRecord(cell, start=now, repeat=repeat, planned=planned)
+        self.records.append(record)
         self.baseline = Tally.of(self.runner.stats, cell.name)
         self._write()
         self._enter(Phase.RUNNING, now)
         logger.info("%s: running", self.step_label)
-        return self.cell.concurrency, spawn_rate(self.cell.concurrency)
+        return self._spawn()
 
     def _cell_finished(self, now: float) -> bool:
         assert self.plan is not None
         record = self.records[-1]
         done = self.tracker.done_times(self.plan)
-        if len(done) >= self.cell.concurrency:
+        cell = self.cell
+        if isinstance(cell, RateCell):
+            finished = len(done) >= max(1, len(self.plan.process_indexes))
+            limit = cell.duration_s + self.options.cell_max_seconds
+        else:
+            finished, limit = len(done) >= cell.concurrency, self.options.cell_max_seconds
+        if finished:
             record.end = max(done)
-        elif now - record.start > self.options.cell_max_seconds:
+            if isinstance(cell, RateCell):
+                self._take_shares(record)
+        elif now - record.start > limit:
             logger.warning(
-                "cell %s: --cell-max-seconds (%.0f s) reached with %d of %d users done",
-                self.cell.name,
-                self.options.cell_max_seconds,
+                "cell %s: --cell-max-seconds (%.0f s) reached with %d of %d users (rate cells: processes) done",
+                cell.name,
+                limit,
                 len(done),
-                self.cell.concurrency,
+                len(self.plan.process_indexes) if isinstance(cell, RateCell) else self.users(cell),
             )
             record.end = now
         else:
@@ -353,6 +539,23 @@ class GridWalk:
         logger.info("cell %s: done in %.2f s", self.cell.name, record.end - record.start)
         self.uncounted.append(Uncounted(record, self.baseline, now + count_delay_seconds(self.runner)))
         return True
+
+    def _take_shares(self, record: CellRecord) -> None:
+        """A rate cell's planned (offered) and dropped measured requests, summed over the processes."""
+        assert self.plan is not None
+        details = self.tracker.done_details(self.plan)
+        record.planned = sum(int(detail.get("offered", 0)) for detail in details)
+        record.dropped = sum(int(detail.get("dropped", 0)) for detail in details)
+        summaries = [detail["summary"] for detail in details if "summary" in detail]
+        if summaries:
+            logger.info(
+                "cell %s: offered %.2f/s, achieved %.2f/s, dropped %d, send lag p99 %.1f ms (worst process)",
+                record.cell.name,
+                sum(summary["offered_rate_per_s"] for summary in summaries),
+                sum(summary["achieved_rate_per_s"] for summary in summaries),
+                sum(summary["dropped"] for summary in summaries),
+                max(summary["lag_p99_ms"] for summary in summaries),
+            )
 
     def _count(self, now: float, final: bool = False) -> bool:
         """Give every ended cell whose statistics are in its counts; True when the walk must stop
@@ -369,6 +572,10 @@ class GridWalk:
             record.failures = dict(tally.failures)
             log = logger.warning if record.succeeded < record.planned else logger.info
             log("cell %s: %s", record.cell.name, record.outcome())
+            if self.capacity is not None and not self.capacity.finished:
+                self.recorder.publish()  # the rows came with the same reports as the statistics
+                if self.capacity.measured(record.cell.name) and not stop:
+                    self._append_capacity_step()
             if record is self.records[0] and all_client_errors(record) and len(self.steps) > 1:
                 logger.error(
                     "every request of the first cell failed with a client error (%s): stopping the grid; "

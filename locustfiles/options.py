@@ -11,13 +11,17 @@ receive the master's values as a plain dict with each spawn message.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from embed_bench.contract import ARRIVALS
+
 # Read at use time, never as a parser default, so the key never shows in `--help` or the web UI form.
 API_KEY_FALLBACK_ENV = "JINA_API_KEY"
+CAPACITY_GRID = "capacity"  # --grid capacity: a capacity search of --batch-size x --passage-tokens
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "--grid",
         "",
         _text,
-        "Grid to walk: quick | article | throughput | path to a grid TOML file. Empty: one cell of "
-        "--batch-size x --passage-tokens at --users concurrency.",
+        "Grid to walk: quick | article | throughput | capacity | path to a grid TOML file. Empty: one "
+        "cell of --batch-size x --passage-tokens at --users concurrency (or at --request-rate). capacity: "
+        "the highest rate of that shape within --slo-p95-ms.",
     ),
     OptionSpec("--batch-size", 1, int, "Passages per request when no --grid is set."),
     OptionSpec(
@@ -130,6 +135,44 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "Seconds to wait for a response before recording the request as a 'timeout' failure.",
     ),
     OptionSpec(
+        "--request-rate",
+        None,
+        float,
+        "Open loop: requests/s across all load generators (each process sends its share). Without "
+        "--grid: one rate cell of --batch-size x --passage-tokens; with --grid capacity: the start rate.",
+    ),
+    OptionSpec(
+        "--arrival",
+        "poisson",
+        _text,
+        "Arrival process of rate cells: poisson (exponential gaps) or constant (evenly spaced).",
+    ),
+    OptionSpec(
+        "--max-in-flight",
+        256,
+        int,
+        "Rate cells: the users (over all processes) that carry requests; a due request waits for a free one.",
+    ),
+    OptionSpec("--cell-duration", 60.0, float, "Seconds a rate cell offers requests (its duration)."),
+    OptionSpec(
+        "--max-lag",
+        5.0,
+        float,
+        "Rate cells: a request that waited this many seconds for a free user is dropped and counted.",
+    ),
+    OptionSpec(
+        "--slo-p95-ms",
+        None,
+        float,
+        "Capacity search (--grid capacity): the p95 latency target in ms, from the planned send times.",
+    ),
+    OptionSpec(
+        "--slo-success-pct",
+        99.9,
+        float,
+        "Capacity search: the share of offered requests that must succeed (dropped ones fail).",
+    ),
+    OptionSpec(
         "--run-dir",
         "",
         _text,
@@ -189,6 +232,13 @@ class BenchOptions:
     sagemaker_endpoint: str = ""
     aws_region: str = ""
     request_timeout: float = 120.0
+    request_rate: float | None = None
+    arrival: str = "poisson"
+    max_in_flight: int = 256
+    cell_duration: float = 60.0
+    max_lag: float = 5.0
+    slo_p95_ms: float | None = None
+    slo_success_pct: float = 99.9
     run_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -199,6 +249,23 @@ class BenchOptions:
             raise OptionError("--warmup-requests must not be negative")
         if self.cell_max_seconds <= 0 or self.request_timeout <= 0:
             raise OptionError("--cell-max-seconds and --request-timeout must be positive")
+        for name in ("request_rate", "cell_duration", "max_lag", "slo_p95_ms"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise OptionError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if self.max_in_flight < 1:
+            raise OptionError("--max-in-flight must be at least 1")
+        if self.arrival not in ARRIVALS:
+            raise OptionError(f"--arrival must be {' or '.join(ARRIVALS)}, got {self.arrival!r}")
+        if not 0 < self.slo_success_pct <= 100:
+            raise OptionError(f"--slo-success-pct is a percentage in (0, 100], got {self.slo_success_pct!r}")
+        if self.grid == CAPACITY_GRID and self.slo_p95_ms is None:
+            raise OptionError("--grid capacity needs a target: --slo-p95-ms (and --slo-success-pct)")
+        if self.request_rate is not None and self.grid and self.grid != CAPACITY_GRID:
+            raise OptionError(
+                "--request-rate makes a single rate cell (or the start of --grid capacity); "
+                "give rates in the grid file's request_rate instead"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> BenchOptions:

@@ -5,7 +5,7 @@ Locust's ``/swarm`` handler converts each custom field with the type of its curr
 ``swarm_form_error`` runs first (a ``before_request`` hook, see ``locustfiles.web_ui``) and returns
 the message to show instead, naming the option as the form labels it and as the command line spells
 it, and saying what it accepts. The embed-bench options go through ``BenchOptions.from_mapping``, the
-same check the grid walk applies to the headless command line, and the grid through ``load_grid``,
+same check the grid walk applies to the headless command line, and the grid through ``grid_of``,
 so a form that passes here starts a walk that does not fail on its options.
 
 Kept free of Locust and Flask imports: it works on plain mappings.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from locustfiles.cells import GridError, load_grid
+from locustfiles.cells import GridError, grid_of
 from locustfiles.options import OPTION_SPECS, BenchOptions, OptionError, OptionSpec
 
 # Fields Locust's handler converts and checks itself (it answers a clean message for them).
@@ -94,7 +94,7 @@ def swarm_form_error(form: Mapping[str, str], current: Mapping[str, Any]) -> str
         return explain_option_error(exc)
     if options.grid:
         try:
-            load_grid(options.grid)
+            grid_of(options, 1)
         except GridError as exc:
             return f"{form_label('grid')} (--grid): {exc}."
     return None

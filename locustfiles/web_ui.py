@@ -42,7 +42,7 @@ from flask import Blueprint, Response, g, jsonify, make_response, request, send_
 
 from embed_bench.contract import RUN_FILES
 from locustfiles import recorder
-from locustfiles.cells import GridError, load_grid, single_cell_grid
+from locustfiles.cells import GridError, grid_of
 from locustfiles.grid import resolve_run_dir
 from locustfiles.live_grid import CellFigures, LiveGrid
 from locustfiles.options import BenchOptions, OptionError, concurrency_option, csv_prefix_option
@@ -185,13 +185,7 @@ class EmbedBenchTab:
         grid_name = ""
         try:
             options = BenchOptions.from_namespace(namespace)
-            grid = (
-                load_grid(options.grid)
-                if options.grid
-                else single_cell_grid(
-                    options.batch_size, options.passage_tokens, concurrency_option(namespace)
-                )
-            )
+            grid = grid_of(options, concurrency_option(namespace))
             cells, grid_name = [cell.name for cell in grid.cells], grid.name
             self.run_dir = resolve_run_dir(options, csv_prefix_option(namespace))
         except (GridError, OptionError) as exc:

@@ -76,6 +76,7 @@ def test_rate_cell_names_round_trip_and_stay_out_of_closed_loop_parsing() -> Non
     assert mix.mean_tokens_per_request == pytest.approx(0.9 * 32 + 0.1 * 64 * 512)
     assert parse_rate_cell_name(query.name) == RateCellName(request_rate=20, batch_size=1, passage_tokens=128)
     assert parse_rate_cell_name(mix.name) == RateCellName(request_rate=12.5, mix_label="search")
+    assert all(parse_rate_cell_name(cell.name).name == cell.name for cell in (query, mix))  # type: ignore[union-attr]
     for name in (query.name, mix.name, query.warmup_name):
         assert parse_cell_name(name) is None
     for foreign in ("b=1 t=128 c=5", "r=x b=1 t=2", "r=0 b=1 t=2", "r=5 mix=", "warmup r=5 mix=a"):

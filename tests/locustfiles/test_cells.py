@@ -106,8 +106,8 @@ def test_cells_csv_leaves_the_end_and_counts_of_an_unfinished_cell_empty(tmp_pat
     with writer.path.open(newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows[0] == list(CELLS_CSV_COLUMNS)
-    assert rows[1] == ["b=1 t=16 c=1", "0", "100.250000", "101.500000", "1", "5", "5", "0", "HTTP 404 (5)"]
-    assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", ""]
+    assert rows[1] == ["b=1 t=16 c=1", "0", "100.250000", "101.500000", "1", "5", "5", "0", "HTTP 404 (5)", "", ""]
+    assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", "", "", ""]
     assert [path.name for path in writer.path.parent.iterdir()] == ["cells.csv"]  # no temporary left
 
 
