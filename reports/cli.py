@@ -91,6 +91,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "(instances, monthly cost and effective USD per million tokens per priced run, at each run's "
         "capacity from its capacity search)",
     )
+    parser.add_argument(
+        "--decision-prices",
+        metavar="NAME,...",
+        default="",
+        help="with --workload: cost each run's capacity at each of these hourly prices of the default "
+        "pricing file instead of its own, and add each per-token price as an option of its own (e.g. the "
+        "study's three: jina_api,sagemaker_us_east_1,self_hosted_us_east_1)",
+    )
     return parser
 
 
@@ -100,6 +108,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help or a usage error already printed by argparse
         return int(exit_.code or 0)
+    decision_prices = [name.strip() for name in args.decision_prices.split(",") if name.strip()]
+    if decision_prices and args.workload is None:
+        print(f"{parser.prog}: error: --decision-prices needs --workload", file=sys.stderr)
+        return 2
     try:
         workload = load_workload(args.workload) if args.workload is not None else None
         report = build_report(
@@ -110,6 +122,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             compare_study=args.compare_study,
             count_tokens=args.count_tokens,
             workload=workload,
+            decision_prices=decision_prices,
         )
         written = write_report(report, args.out)
     except ReportError as exc:

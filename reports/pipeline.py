@@ -21,7 +21,7 @@ from reports.export_md import render_markdown
 from reports.load import RunData, load_run
 from reports.metrics import RunMetrics, run_metrics
 from reports.plots import Plot, build_plots
-from reports.pricing import Price, choose_prices, run_cost
+from reports.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
 from reports.rate_metrics import RateRun, rate_run
 from reports.rate_plots import build_rate_plots
 from reports.rate_tables import rate_sections
@@ -61,6 +61,7 @@ def build_report(
     compare_study: bool = False,
     count_tokens: str = CLIENT,
     workload: Workload | None = None,
+    decision_prices: Sequence[str] = (),
 ) -> Report:
     """Everything the exporters need; raises ReportError on input that cannot be reported honestly.
 
@@ -99,7 +100,11 @@ def build_report(
     if study:
         intro += " The reference study's published figures (January 2025) follow the summary, in a block of their own."
     sections = build_sections(runs, study) if runs else ()
-    opening = (decision_report(workload, loaded, prices, rates),) if workload is not None else ()
+    opening = ()
+    if workload is not None:
+        book = load_price_book()
+        chosen = [look_up_price(book, name, "--decision-prices") for name in decision_prices]
+        opening = (decision_report(workload, loaded, prices, rates, chosen),)
     return Report(
         intro,
         tuple(runs),
@@ -117,29 +122,55 @@ def has_closed_loop_cells(run: RunData) -> bool:
     return not run.stats.empty
 
 
+def decision_options(
+    loaded: Sequence[RunData],
+    prices: Sequence[Price | None],
+    rates: Sequence[RateRun | None],
+    decision_prices: Sequence[Price] = (),
+) -> tuple[list[OptionCapacity], list[str]]:
+    """The options of the decision table, and the runs left out for want of a price.
+
+    Each run at its own price, its capacity where it has a search. With ``decision_prices`` (e.g. the
+    study's three), each run with a capacity is costed at each hourly one instead, and each per-token
+    one is an option of its own: an API's capacity is its provider's, not the run's."""
+    options, unpriced = [], []
+    for run, price, rate in zip(loaded, prices, rates, strict=True):
+        capacity = rate.capacity if rate is not None else None
+        run_prices = [p for p in decision_prices if p.total_usd_per_hour is not None] if capacity else []
+        if not run_prices:
+            if price is None:
+                unpriced.append(run.label)
+                continue
+            run_prices = [price]
+        for run_price in run_prices:
+            options.append(
+                OptionCapacity(
+                    run.label,
+                    run_price,
+                    capacity.capacity_requests_per_s if capacity else None,
+                    capacity.capacity_tokens_per_s if capacity else None,
+                )
+            )
+    for price in decision_prices:
+        if price.usd_per_million_tokens is not None:
+            options.append(OptionCapacity(f"per-token API ({price.name})", price, None, None))
+    return options, unpriced
+
+
 def decision_report(
     workload: Workload,
     loaded: Sequence[RunData],
     prices: Sequence[Price | None],
     rates: Sequence[RateRun | None],
+    decision_prices: Sequence[Price] = (),
 ) -> Section:
-    """The decision table over every priced run: its capacity where it has a search, else none."""
-    options, unpriced, targets = [], [], {}
-    for run, price, rate in zip(loaded, prices, rates, strict=True):
-        capacity = rate.capacity if rate is not None else None
-        if capacity is not None:
-            targets[run.label] = capacity.target.describe()
-        if price is None:
-            unpriced.append(run.label)
-            continue
-        options.append(
-            OptionCapacity(
-                run.label,
-                price,
-                capacity.capacity_requests_per_s if capacity else None,
-                capacity.capacity_tokens_per_s if capacity else None,
-            )
-        )
+    """The decision table over the options of :func:`decision_options`, against the runs' target."""
+    options, unpriced = decision_options(loaded, prices, rates, decision_prices)
+    targets = {
+        run.label: rate.capacity.target.describe()
+        for run, rate in zip(loaded, rates, strict=True)
+        if rate is not None and rate.capacity is not None
+    }
     distinct = sorted(set(targets.values()))
     if len(distinct) == 1:
         target = distinct[0]

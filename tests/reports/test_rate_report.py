@@ -179,3 +179,29 @@ def test_a_bad_workload_is_refused_before_anything_is_written(
     assert main([str(decision_runs[0]), "--out", str(out), "--workload", "tokens-per-day=1e8"]) == 1
     assert "missing peak-requests-per-s" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_decision_prices_cost_each_capacity_at_the_study_prices(
+    decision_runs: list[Path], tmp_path: Path
+) -> None:
+    """The self-hosted search (4/s, 512 tokens/s; 3 instances for 1e8 tokens a day and peaks of 10/s)
+    at each hourly price: 3.908 x 730 x 3 = 8,558.52 USD (SageMaker), 3.288 x 730 x 3 = 7,200.72 USD;
+    the Jina price as an option of its own, 60.80 USD."""
+    out = tmp_path / "out"
+    prices = "jina_api,sagemaker_us_east_1,self_hosted_us_east_1"
+    argv = [
+        str(decision_runs[0]),
+        "--out",
+        str(out),
+        "--workload",
+        "tokens-per-day=1e8,peak-requests-per-s=10",
+    ]
+    assert main([*argv, "--decision-prices", prices]) == 0
+    header, *rows = markdown_table((out / "report.md").read_text(), "Monthly cost at the target")
+    costs = {(row[0], row[1]): row[header.index("monthly cost (USD)")] for row in rows}
+    assert costs == {
+        ("self-hosted", "sagemaker_us_east_1"): "8,558.52",
+        ("self-hosted", "self_hosted_us_east_1"): "7,200.72",
+        ("per-token API (jina_api)", "jina_api"): "60.80",
+    }
+    assert main([str(decision_runs[0]), "--out", str(out), "--decision-prices", prices]) == 2
