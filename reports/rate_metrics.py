@@ -195,9 +195,12 @@ def _target(run: RunData) -> Target | None:
         ) from exc
 
 
-def _reported(run: RunData, key: str) -> float | None:
+def _reported(run: RunData, *keys: str) -> float | None:
+    """A figure of run.json's ``capacity``, under the first of ``keys`` it holds."""
     capacity = run.info.get("capacity")
-    value = capacity.get(key) if isinstance(capacity, dict) else None
+    if not isinstance(capacity, dict):
+        return None
+    value = next((capacity[key] for key in keys if key in capacity), None)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -274,8 +277,8 @@ def rate_run(run: RunData) -> RateRun | None:
             tokens_per_s,
             lowest_fail,
             len(searched),
-            _reported(run, "rate_rps"),
-            _reported(run, "goodput_tokens_per_s"),
+            _reported(run, "requests_per_s", "rate_rps"),
+            _reported(run, "tokens_per_s", "goodput_tokens_per_s"),
         )
         reported = capacity.reported_requests_per_s
         if reported is not None and not math.isclose(reported, requests_per_s, rel_tol=1e-6):

@@ -82,7 +82,7 @@ def test_capacity_is_the_highest_passing_rate_below_the_lowest_failing_one(tmp_p
     """p95 about 1.09 x the median: 2/s and 4/s pass 150 ms, 8/s fails, 16/s passes (noise near the
     knee is not believed): capacity 4/s, 4 x 128 = 512 tokens/s."""
     cells = [one_shape(2, 60), one_shape(4, 100), one_shape(8, 300), one_shape(16, 100)]
-    write_rate_run(tmp_path / "c", cells, slo=SLO, capacity={"rate_rps": 4.0, "goodput_tokens_per_s": 512})
+    write_rate_run(tmp_path / "c", cells, slo=SLO, capacity={"requests_per_s": 4.0, "tokens_per_s": 512})
     capacity = rate_run(load_run(tmp_path / "c")).capacity
     assert capacity is not None
     assert capacity.capacity_requests_per_s == 4.0
