@@ -30,7 +30,7 @@ DEFAULT_MODES = ("continuous", "timeout", "none")
 DEFAULT_CAPACITY_MODES = ("continuous", "none")
 CAPACITY_SHAPE = ("--batch-size", "1", "--passage-tokens", "128")
 STUDY_PRICES = ("jina_api", "sagemaker_us_east_1", "self_hosted_us_east_1")
-SAMPLE_WORKLOAD = "tokens-per-day=2e7,peak-requests-per-s=10"
+SAMPLE_WORKLOAD = "tokens-per-day=1e8,peak-requests-per-s=40"
 # Marks a directory as a demo's own, so the next demo may replace it (`make demo` twice in a row).
 DEMO_MARKER = ".embed-bench-demo"
 

@@ -81,9 +81,10 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(tmp_
 
 def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(tmp_path: Path) -> None:
     """The report step of the demo on fixture runs in the demo's layout: a grid run and a capacity
-    search (4/s at p95 <= 300 ms, 512 tokens/s) for mode none. Sample workload: 2e7 tokens a day
-    (231.5 tokens/s), peaks of 10/s: ceil(10 / 4) = 3 instances; 3.288 x 730 x 3 = 7,200.72 USD
-    self-hosted, 3.908 x 730 x 3 = 8,558.52 USD SageMaker; Jina 2e7 x 30.4 / 1e6 x 0.02 = 12.16 USD."""
+    search (4/s at p95 <= 300 ms, 512 tokens/s) for mode none. Sample workload: 1e8 tokens a day
+    (1,157.4 tokens/s: 3 instances), peaks of 40/s: ceil(40 / 4) = 10 instances; 3.288 x 730 x 10 =
+    24,002.40 USD self-hosted, 3.908 x 730 x 10 = 28,528.40 USD SageMaker; Jina 1e8 x 30.4 / 1e6 x 0.02
+    = 60.80 USD."""
     args = build_parser().parse_args(["--out", str(tmp_path), "--modes", "none", "--capacity-modes", "none"])
     (mode,) = plan_runs(args, ["none"], ["none"])
     write_record_run(mode.grid.out, [RecordCell(1, 128, 2, requests_per_user=5, median_ms=60)], label="none")
@@ -99,8 +100,8 @@ def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(tmp_p
     costs = {(row[0], row[1]): row[header.index("monthly cost (USD)")] for row in rows}
     assert costs == {
         ("none", "self_hosted_us_east_1"): "—",  # the grid run: no capacity measured
-        ("none capacity", "sagemaker_us_east_1"): "8,558.52",
-        ("none capacity", "self_hosted_us_east_1"): "7,200.72",
-        ("per-token API (jina_api)", "jina_api"): "12.16",
+        ("none capacity", "sagemaker_us_east_1"): "28,528.40",
+        ("none capacity", "self_hosted_us_east_1"): "24,002.40",
+        ("per-token API (jina_api)", "jina_api"): "60.80",
     }
     assert report.index("## Decision") < report.index("## Runs") < report.index("## Capacity at the target")
