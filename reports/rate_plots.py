@@ -59,7 +59,13 @@ def _hockey_stick(
             )
         if run.target is not None and run.label not in targets_drawn:
             targets_drawn.add(run.label)
-            axes.axhline(run.target.p95_latency_ms, color=colour(index), linewidth=0.8, alpha=0.5)
+            axes.axhline(
+                run.target.p95_latency_ms,
+                color=colour(index),
+                linewidth=0.8,
+                alpha=0.5,
+                label=f"{run.label} target p95 {run.target.p95_latency_ms:g} ms",
+            )
     axes.set_yscale("log")
     _readable_log(axes.yaxis)
     axes.set_xlabel("offered rate (requests/s, as asked)")
