@@ -22,6 +22,7 @@ from embed_bench.run import build_parser as run_parser
 from reports.decision import load_workload
 from reports.errors import ReportError
 from target_server.config import BATCHING_MODES
+from target_server.embedder import resolve_device
 from target_server.launcher import ServerFailed, free_port, running_target_server
 
 DEFAULT_MODES = ("continuous", "timeout", "none")
@@ -75,6 +76,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--capacity-step-s", type=float, default=6.0, help="seconds per capacity step (default: 6)"
+    )
+    parser.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS of each server when it runs on the CPU (default 1; 0: torch's default). "
+        "On the 2-core machine torch's default threads made continuous batching miss 300 ms at 1.25/s; "
+        "one thread met it at 19.5/s",
     )
     parser.add_argument(
         "--workload",
@@ -151,6 +160,16 @@ def _plan(port: int, out: Path, label: str, pricing: str, *options: str) -> RunP
     return plan_run(namespace, passthrough)
 
 
+def server_env(device: str, cpu_threads: int) -> dict[str, str]:
+    """One torch thread per server process on the CPU (``--cpu-threads``): with two cores shared by the
+    server's threads and Locust, torch's intra-op threads contend and stall whole batches."""
+    if cpu_threads < 0:
+        raise RunError(f"--cpu-threads must be 0 (torch's default) or more, got {cpu_threads}")
+    if cpu_threads == 0 or resolve_device(device) != "cpu":
+        return {}
+    return {"OMP_NUM_THREADS": str(cpu_threads), "MKL_NUM_THREADS": str(cpu_threads)}
+
+
 def capacity_options(args: argparse.Namespace) -> list[str]:
     """``embed-bench run`` options of the demo's capacity search: b=1 t=128, short steps."""
     return [
@@ -213,15 +232,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         load_workload(args.workload)  # a bad workload fails now, not after the runs
         capacity_modes = parse_modes(args.capacity_modes, "--capacity-modes", allow_empty=True)
         plans = plan_runs(args, parse_modes(args.modes), capacity_modes)
+        env = server_env(args.device, args.cpu_threads)
         replace_demo_dir(args.out)
         for mode in plans:
             print(
-                f"\n== {mode.mode}: starting the bundled server ({args.model}, device {args.device}) ...",
+                f"\n== {mode.mode}: starting the bundled server ({args.model}, device {args.device}"
+                + "".join(f", {key}={value}" for key, value in env.items() if key == "OMP_NUM_THREADS")
+                + ") ...",
                 flush=True,
             )
             server_args = ["--batching", mode.mode, "--device", args.device, "--model", args.model]
             with running_target_server(
-                *server_args, port=mode.port, timeout_s=600, log_path=args.out / f"server-{mode.mode}.log"
+                *server_args,
+                port=mode.port,
+                timeout_s=600,
+                env=env,
+                log_path=args.out / f"server-{mode.mode}.log",
             ):
                 for plan in mode.plans:
                     code = execute(plan)
