@@ -153,7 +153,7 @@ def decision_options(
             )
     for price in decision_prices:
         if price.usd_per_million_tokens is not None:
-            options.append(OptionCapacity(f"per-token API ({price.name})", price, None, None))
+            options.append(OptionCapacity("per-token API", price, None, None))
     return options, unpriced
 
 

@@ -102,6 +102,6 @@ def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(tmp_p
         ("none", "self_hosted_us_east_1"): "—",  # the grid run: no capacity measured
         ("none capacity", "sagemaker_us_east_1"): "28,528.40",
         ("none capacity", "self_hosted_us_east_1"): "24,002.40",
-        ("per-token API (jina_api)", "jina_api"): "60.80",
+        ("per-token API", "jina_api"): "60.80",
     }
     assert report.index("## Decision") < report.index("## Runs") < report.index("## Capacity at the target")

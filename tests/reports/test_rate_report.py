@@ -202,6 +202,6 @@ def test_decision_prices_cost_each_capacity_at_the_study_prices(
     assert costs == {
         ("self-hosted", "sagemaker_us_east_1"): "8,558.52",
         ("self-hosted", "self_hosted_us_east_1"): "7,200.72",
-        ("per-token API (jina_api)", "jina_api"): "60.80",
+        ("per-token API", "jina_api"): "60.80",
     }
     assert main([str(decision_runs[0]), "--out", str(out), "--decision-prices", prices]) == 2
