@@ -386,16 +386,18 @@ class Progress:
             if self.shown.get(number) == counted:
                 continue
             self.shown[number] = counted
-            name = f"[{number}/{self.total}] {record.cell.name}"
+            # A capacity search adds steps as it goes: past the grid's cells, no total and no ETA.
+            searching = number > self.total
+            name = f"[{number}{'' if searching else f'/{self.total}'}] {record.cell.name}"
             if self.repeats > 1:
                 name += f" (repeat {record.repeat + 1})"
             if not counted:
                 self.write(f"{name}: running")
                 continue
-            remaining = self.total - len(durations)
+            remaining = max(0, self.total - len(durations))
             eta = sum(durations) / len(durations) * remaining if durations else 0
             took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
-            self.write(f"{name}: {record.outcome()}{took}; ETA {_clock(eta)}")
+            self.write(f"{name}: {record.outcome()}{took}" + ("" if searching else f"; ETA {_clock(eta)}"))
         return records
 
 
@@ -519,8 +521,10 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
                     )
                 )
             repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
+            search = ", then a capacity search" if plan.grid.capacity is not None else ""
             write(
-                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}), "
+                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}"
+                f"{search}), "
                 f"{plan.workers} Locust process(es) -> {plan.out}"
             )
             status = _watch(processes, progress)

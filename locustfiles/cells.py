@@ -278,9 +278,10 @@ def parse_capacity(table: object, where: str) -> CapacitySpec:
             f"{where}: missing {'slo_p95_ms' if 'slo_p95_ms' not in table else 'nothing'}, "
             f"unknown {extra or 'nothing'}"
         )
-    (shapes,) = shape_sets = _shape_sets(table, where)
+    shape_sets = _shape_sets(table, where)
     if len(shape_sets) != 1:
         raise GridError(f"{where}: one shape (or one mix) per capacity search")
+    (shapes,) = shape_sets
     label, arrival = _label_and_arrival(table, where)
     success = _optional_number(table, "slo_success_pct", where)
     spec = CapacitySpec(

@@ -160,6 +160,13 @@ def test_a_typo_in_a_passed_through_option_fails_at_once_with_locusts_suggestion
         ("--max-failure-pct 150", "--max-failure-pct takes a percentage from 0 to 100"),
         ("--tokenizer ./missing/tokenizer.json", "tokenizer file not found: ./missing/tokenizer.json"),
         ("--tokenizer example-org/uncached", "is not in the local cache and HF_HUB_OFFLINE is set"),
+        ("--request-rate 0", "--request-rate must be a positive number"),
+        ("--request-rate 5 --arrival bursty", "--arrival must be poisson or constant"),
+        ("--request-rate 5 --max-in-flight 0", "--max-in-flight must be at least 1"),
+        ("--request-rate 5 --cell-duration -1", "--cell-duration must be a positive number"),
+        ("--grid capacity", "--grid capacity needs a target: --slo-p95-ms"),
+        ("--grid capacity --slo-p95-ms 200 --slo-success-pct 101", "--slo-success-pct is a percentage"),
+        ("--grid quick --request-rate 5", "give rates in the grid file's request_rate"),
     ],
 )
 def test_bad_option_values_fail_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:

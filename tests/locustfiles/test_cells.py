@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import itertools
+import re
 
 import pytest
 
+from embed_bench.contract import Shape
+from locustfiles.capacity import Target
 from locustfiles.cells import (
     CELLS_CSV_COLUMNS,
     GRIDS,
@@ -14,11 +17,14 @@ from locustfiles.cells import (
     CellRecord,
     CellsCsv,
     GridError,
+    RateCell,
     format_failures,
+    grid_of,
     load_grid,
     parse_failures,
     parse_grid_toml,
 )
+from locustfiles.options import BenchOptions
 
 
 def test_cell_names_are_the_request_names():
@@ -106,7 +112,19 @@ def test_cells_csv_leaves_the_end_and_counts_of_an_unfinished_cell_empty(tmp_pat
     with writer.path.open(newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows[0] == list(CELLS_CSV_COLUMNS)
-    assert rows[1] == ["b=1 t=16 c=1", "0", "100.250000", "101.500000", "1", "5", "5", "0", "HTTP 404 (5)", "", ""]
+    assert rows[1] == [
+        "b=1 t=16 c=1",
+        "0",
+        "100.250000",
+        "101.500000",
+        "1",
+        "5",
+        "5",
+        "0",
+        "HTTP 404 (5)",
+        "",
+        "",
+    ]
     assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", "", "", ""]
     assert [path.name for path in writer.path.parent.iterdir()] == ["cells.csv"]  # no temporary left
 
@@ -148,3 +166,99 @@ def test_failures_are_listed_most_frequent_first_and_capped():
     failures = {"a": 1, "b": 5, "c": 2, "d": 2}
     assert format_failures(failures) == "b (5); c (2); d (2); 1 more class(es)"
     assert parse_failures(format_failures(failures)) == {"b": 5, "c": 2, "d": 2}
+
+
+RATE_GRID = """
+[[cells]]
+request_rate = [10, 20.5]
+duration_s = 30
+batch_size = 1
+passage_tokens = [32, 128]
+
+[[cells]]
+request_rate = 40
+duration_s = 10
+arrival = "constant"
+name = "search"
+mix = [{batch_size = 1, passage_tokens = 32, weight = 9}, {batch_size = 64, passage_tokens = 512, weight = 1}]
+
+[capacity]
+batch_size = 1
+passage_tokens = 128
+slo_p95_ms = 200
+start_rate = 5
+"""
+
+
+def test_a_grid_file_takes_rate_cells_mixes_and_a_capacity_search():
+    grid = parse_grid_toml(RATE_GRID, "rates.toml")
+    assert [cell.name for cell in grid.cells] == [
+        "r=10 b=1 t=32",
+        "r=10 b=1 t=128",
+        "r=20.5 b=1 t=32",
+        "r=20.5 b=1 t=128",
+        "r=40 mix=search",
+    ]
+    mix = grid.cells[-1]
+    assert isinstance(mix, RateCell) and mix.arrival == "constant" and mix.duration_s == 10
+    assert [(s.batch_size, s.passage_tokens, s.weight) for s in mix.shapes] == [(1, 32, 0.9), (64, 512, 0.1)]
+    spec = grid.capacity
+    assert spec is not None and spec.target == Target(200.0, 99.9) and spec.start_rate == 5
+    # Steps: rates to 3 significant digits, long enough for 200 requests within 10-60 s.
+    assert (spec.step(123.456).name, spec.step(123.456).duration_s) == ("r=123 b=1 t=128", 10.0)
+    assert spec.step(5).duration_s == 40.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[cells]]\nrequest_rate = 5\nbatch_size = 1\npassage_tokens = 8", "missing ['duration_s']"),
+        (
+            "[[cells]]\nrequest_rate = 0\nduration_s = 5\nbatch_size = 1\npassage_tokens = 8",
+            "positive number",
+        ),
+        (
+            "[[cells]]\nrequest_rate = 5\nduration_s = 5\nbatch_size = 1",
+            "needs batch_size and passage_tokens",
+        ),
+        (
+            "[[cells]]\nrequest_rate = 5\nduration_s = 5\nmix = [{batch_size = 1, passage_tokens = 8}, "
+            "{batch_size = 2, passage_tokens = 8}]",
+            "missing weight",
+        ),
+        (
+            "[[cells]]\nconcurrency = 1\nduration_s = 5\nbatch_size = 1\npassage_tokens = 8",
+            "needs request_rate",
+        ),
+        ("[capacity]\nbatch_size = 1\npassage_tokens = 8", "missing slo_p95_ms"),
+        (
+            "[capacity]\nbatch_size = 1\npassage_tokens = 8\nslo_p95_ms = 100\nslo_success_pct = 120",
+            "up to 100",
+        ),
+        ("[capacity]\nbatch_size = [1, 2]\npassage_tokens = 8\nslo_p95_ms = 100", "one shape"),
+    ],
+)
+def test_bad_rate_cells_and_capacity_tables_are_refused(text, message):
+    with pytest.raises(GridError, match=re.escape(message)):
+        parse_grid_toml(text, "bad.toml")
+
+
+def test_options_choose_a_rate_cell_or_a_capacity_search():
+    single = grid_of(BenchOptions(request_rate=12.5, cell_duration=8, batch_size=2, passage_tokens=64), 1)
+    (cell,) = single.cells
+    assert cell.name == "r=12.5 b=2 t=64" and cell.duration_s == 8
+    search = grid_of(BenchOptions(grid="capacity", slo_p95_ms=150, request_rate=3, cell_duration=20), 1)
+    assert search.cells == () and search.capacity is not None
+    assert search.capacity.start_rate == 3 and search.capacity.step(3).duration_s == 20
+    assert grid_of(BenchOptions(), 4).cells == (Cell(concurrency=4, batch_size=1, passage_tokens=128),)
+
+
+def test_a_rate_cells_row_reads_back_with_its_rate_users_and_drops(tmp_path):
+    cell = RateCell(request_rate=20, duration_s=5, shapes=(Shape(1, 32),))
+    record = CellRecord(cell, 1.0, 6.0, planned=99, completed=99, succeeded=97, users=16, dropped=2)
+    CellsCsv(tmp_path).write([record])
+    with (tmp_path / "cells.csv").open(newline="") as stream:
+        (row,) = csv.DictReader(stream)
+    assert (row["users"], row["request_rate"], row["dropped"]) == ("16", "20", "2")
+    back = CellRecord.from_row(row)
+    assert back is not None and back.cell.name == cell.name and (back.users, back.dropped) == (16, 2)

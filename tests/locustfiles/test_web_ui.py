@@ -72,4 +72,4 @@ def test_a_swarm_from_the_web_ui_runs_the_cell_its_form_values_describe(tmp_path
     assert ledger["violations"] == [] and ledger["received"] == 6
     cells = (run_dir / "cells.csv").read_text().splitlines()
     assert cells[0] == ",".join(CELLS_CSV_COLUMNS)
-    assert cells[1].startswith("b=3 t=24 c=2,0,") and cells[1].endswith(",2,4,4,4,")
+    assert cells[1].startswith("b=3 t=24 c=2,0,") and cells[1].endswith(",2,4,4,4,,,")  # no rate, no drops
