@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+from reports.decision import DECISION_TITLE, WORKLOAD_EXAMPLE, load_workload
 from reports.errors import ReportError
 from reports.export_md import render_table
 from reports.pipeline import build_report, write_report
@@ -82,6 +83,22 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="which token count throughput, peak and comparisons use: client (default; batch x passage "
         "tokens under the run's tokenizer, the same for every backend) or server (each response's usage)",
     )
+    parser.add_argument(
+        "--workload",
+        metavar="KEY=VALUE,...|FILE.toml",
+        help=f"your traffic, e.g. {WORKLOAD_EXAMPLE} (or a TOML file with tokens_per_day, "
+        "peak_requests_per_s and an optional description): the report opens with the decision table "
+        "(instances, monthly cost and effective USD per million tokens per priced run, at each run's "
+        "capacity from its capacity search)",
+    )
+    parser.add_argument(
+        "--decision-prices",
+        metavar="NAME,...",
+        default="",
+        help="with --workload: cost each run's capacity at each of these hourly prices of the default "
+        "pricing file instead of its own, and add each per-token price as an option of its own (e.g. the "
+        "study's three: jina_api,sagemaker_us_east_1,self_hosted_us_east_1)",
+    )
     return parser
 
 
@@ -91,7 +108,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help or a usage error already printed by argparse
         return int(exit_.code or 0)
+    decision_prices = [name.strip() for name in args.decision_prices.split(",") if name.strip()]
+    if decision_prices and args.workload is None:
+        print(f"{parser.prog}: error: --decision-prices needs --workload", file=sys.stderr)
+        return 2
     try:
+        workload = load_workload(args.workload) if args.workload is not None else None
         report = build_report(
             args.run_dirs,
             pricing=args.pricing,
@@ -99,6 +121,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             usd_per_million_tokens=args.price_per_million_tokens,
             compare_study=args.compare_study,
             count_tokens=args.count_tokens,
+            workload=workload,
+            decision_prices=decision_prices,
         )
         written = write_report(report, args.out)
     except ReportError as exc:
@@ -107,7 +131,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except OSError as exc:
         print(f"{parser.prog}: error: cannot write the report to {args.out}: {exc}", file=sys.stderr)
         return 1
-    print(render_table(summary_table(report.runs)))
+    if report.sections and report.sections[0].title == DECISION_TITLE:
+        print(render_table(report.sections[0].tables[0]))
+    if report.runs:
+        print(render_table(summary_table(report.runs)))
     for alert in (*partial_alerts(report.runs), *token_warnings(report.runs)):
         print(f"warning: {alert}")
     print("wrote " + ", ".join(str(path) for path in written))

@@ -36,6 +36,7 @@ DAYS_PER_MONTH = 30.4
 SECONDS_PER_DAY = 86_400.0
 
 _WORKLOAD_KEYS = {"tokens-per-day": "tokens_per_day", "peak-requests-per-s": "peak_requests_per_s"}
+DECISION_TITLE = "Decision: the cost of this workload"
 WORKLOAD_EXAMPLE = "tokens-per-day=2e9,peak-requests-per-s=40"
 
 
@@ -147,16 +148,19 @@ class OptionCapacity:
 
     name: str
     price: Price
-    capacity_requests_per_s: float  # 0 when no rate met the target
-    capacity_tokens_per_s: float  # goodput at that rate
+    capacity_requests_per_s: float | None  # 0 when no rate met the target, None when not measured
+    capacity_tokens_per_s: float | None  # goodput at that rate
+
+
+NOT_MEASURED = "no capacity measured"
 
 
 @dataclass(frozen=True)
 class DecisionRow:
     option: str
     price: Price
-    capacity_requests_per_s: float
-    capacity_tokens_per_s: float
+    capacity_requests_per_s: float | None
+    capacity_tokens_per_s: float | None
     instances: int | None  # None for a per-token API, and when the target cannot be met
     monthly_cost_usd: float | None
     effective_usd_per_million_tokens: float | None
@@ -175,7 +179,9 @@ class DecisionTable:
 
 
 def _per_token_row(option: OptionCapacity, workload: Workload, usd_per_million: float) -> DecisionRow:
-    short = _shortfall(option, workload)
+    """A per-token API needs no capacity to be priced; without one it is taken to carry the peak."""
+    measured = option.capacity_requests_per_s is not None and option.capacity_tokens_per_s is not None
+    short = _shortfall(option, workload) if measured else None
     monthly = workload.tokens_per_month * usd_per_million / 1e6
     return DecisionRow(
         option=option.name,
@@ -187,12 +193,16 @@ def _per_token_row(option: OptionCapacity, workload: Workload, usd_per_million: 
         effective_usd_per_million_tokens=usd_per_million,
         utilization_pct=_utilization(workload, option.capacity_tokens_per_s),
         meets_target=short is None,
-        note=short or "billed per token",
+        note=short
+        or (
+            "billed per token" if measured else f"billed per token; {NOT_MEASURED}, assumed to carry the peak"
+        ),
     )
 
 
 def _shortfall(option: OptionCapacity, workload: Workload) -> str | None:
     """Why one unit of this option cannot carry the workload, or None when it can."""
+    assert option.capacity_requests_per_s is not None and option.capacity_tokens_per_s is not None
     if option.capacity_requests_per_s < workload.peak_requests_per_s:
         return f"capacity {option.capacity_requests_per_s:g} requests/s is below the peak {workload.peak_requests_per_s:g}"
     if option.capacity_tokens_per_s < workload.mean_tokens_per_s:
@@ -200,16 +210,18 @@ def _shortfall(option: OptionCapacity, workload: Workload) -> str | None:
     return None
 
 
-def _utilization(workload: Workload, capacity_tokens_per_s: float) -> float | None:
-    return 100.0 * workload.mean_tokens_per_s / capacity_tokens_per_s if capacity_tokens_per_s > 0 else None
+def _utilization(workload: Workload, capacity_tokens_per_s: float | None) -> float | None:
+    if not capacity_tokens_per_s or capacity_tokens_per_s <= 0:
+        return None
+    return 100.0 * workload.mean_tokens_per_s / capacity_tokens_per_s
 
 
 def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float) -> DecisionRow:
     requests_per_s, tokens_per_s = option.capacity_requests_per_s, option.capacity_tokens_per_s
-    if requests_per_s <= 0 or tokens_per_s <= 0:
+    if requests_per_s is None or tokens_per_s is None or requests_per_s <= 0 or tokens_per_s <= 0:
         return DecisionRow(
             option.name, option.price, requests_per_s, tokens_per_s, None, None, None, None, False,
-            "no rate met the target",
+            NOT_MEASURED if requests_per_s is None or tokens_per_s is None else "no rate met the target",
         )  # fmt: skip
     for_peak = math.ceil(workload.peak_requests_per_s / requests_per_s)
     for_volume = math.ceil(workload.mean_tokens_per_s / tokens_per_s)
@@ -233,14 +245,13 @@ def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -
     """One row per option, in the given order, and the cheapest that meets the target (the first
     of equals)."""
     if not options:
-        raise ReportError("a decision table needs at least one run with a capacity and a price")
+        raise ReportError("a decision table needs at least one priced run")
     rows = []
     for option in options:
-        if not (
-            math.isfinite(option.capacity_requests_per_s) and math.isfinite(option.capacity_tokens_per_s)
-        ):
+        figures = [f for f in (option.capacity_requests_per_s, option.capacity_tokens_per_s) if f is not None]
+        if not all(math.isfinite(figure) for figure in figures):
             raise ReportError(f"{option.name}: capacity must be a finite number")
-        if option.capacity_requests_per_s < 0 or option.capacity_tokens_per_s < 0:
+        if any(figure < 0 for figure in figures):
             raise ReportError(f"{option.name}: capacity must not be negative")
         if option.price.usd_per_million_tokens is not None:
             rows.append(_per_token_row(option, workload, option.price.usd_per_million_tokens))
@@ -263,7 +274,10 @@ def _assumptions(target: str) -> tuple[str, ...]:
         "and ceil(mean tokens/s / capacity tokens/s): no autoscaling, so the peak is provisioned all month.",
         f"Per-token APIs pay tokens per day x {DAYS_PER_MONTH:g} days x the price per million tokens. "
         "Such an API is one account: it meets the target only when its measured capacity covers the peak "
-        "and the mean token load.",
+        "and the mean token load; without a capacity search it is taken to carry the peak (its rate limits "
+        "are the provider's to raise).",
+        "An hourly option without a capacity search (closed-loop cells only) is listed as "
+        f"'{NOT_MEASURED}' and never guessed: closed-loop throughput says nothing about a latency target.",
         f"Effective USD per million tokens = monthly cost / (tokens per day x {DAYS_PER_MONTH:g} / 1e6): "
         "the price at this workload's utilization, where the study's cost table assumed full load.",
         "Not included: reserved or spot discounts, autoscaling, storage, egress, and the time of the people "
@@ -307,7 +321,7 @@ def decision_section(table: DecisionTable) -> Section:
             f"{table.cheapest.effective_usd_per_million_tokens:.4f} USD per million tokens."
         )
     return Section(
-        title="Decision: the cost of this workload",
+        title=DECISION_TITLE,
         text=f"Workload: {table.workload.describe()}. Target: {table.target}. {answer}",
         bullets=table.assumptions,
         tables=(

@@ -12,6 +12,7 @@ import pandas as pd
 
 from reports.columns import Column, RunColumn
 from reports.headline import SUMMARY_METRICS
+from reports.rate_metrics import RateRun
 
 
 def cells_frame(runs: Sequence[RunColumn]) -> pd.DataFrame:
@@ -44,3 +45,14 @@ def write_cells_csv(path: Path, runs: Sequence[RunColumn]) -> None:
 
 def write_summary_csv(path: Path, columns: Sequence[Column]) -> None:
     summary_frame(columns).to_csv(path, index=False)
+
+
+def write_rate_cells_csv(path: Path, runs: Sequence[RateRun]) -> None:
+    """One row per rate cell and per shape of a mix (``shape`` = all for the whole cell), nested
+    figures flattened: ``latency_p95_ms``, ``lag_p99_ms``."""
+    rows = [
+        {"run": run.label, "run_directory": run.directory, **asdict(figures)}
+        for run in runs
+        for figures in (*run.cells, *run.shapes)
+    ]
+    pd.json_normalize(rows, sep="_").to_csv(path, index=False)

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name
+from embed_bench.contract import RUN_FILES, is_warmup_name, parse_cell_name, parse_rate_cell_name
 from reports.errors import ReportError
 from reports.records import CellWindow, Records, load_cell_windows, load_records
 
@@ -181,7 +181,8 @@ def _load_stats(directory: Path, notes: list[str]) -> pd.DataFrame:
     warmup = others.map(is_warmup_name).astype(bool)
     if warmup.any():
         notes.append(f"{STATS_FILE}: {int(warmup.sum())} warm-up row(s) ignored")
-    foreign = sorted(set(others[~warmup & (others != AGGREGATED_NAME)]))
+    rate = others.map(lambda name: parse_rate_cell_name(name) is not None).astype(bool)
+    foreign = sorted(set(others[~warmup & ~rate & (others != AGGREGATED_NAME)]))
     if foreign:
         notes.append(f"{STATS_FILE}: request names that are not grid cells ignored: {', '.join(foreign)}")
     duplicated = sorted(set(measured.loc[measured["name"].duplicated(), "name"]))

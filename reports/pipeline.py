@@ -14,13 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.columns import Column, RunColumn
-from reports.export_csv import write_cells_csv, write_summary_csv
+from reports.decision import OptionCapacity, Workload, decide, decision_section
+from reports.export_csv import write_cells_csv, write_rate_cells_csv, write_summary_csv
 from reports.export_html import render_html
 from reports.export_md import render_markdown
 from reports.load import RunData, load_run
 from reports.metrics import RunMetrics, run_metrics
 from reports.plots import Plot, build_plots
-from reports.pricing import choose_prices, run_cost
+from reports.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
+from reports.rate_metrics import RateRun, rate_run
+from reports.rate_plots import build_rate_plots
+from reports.rate_tables import rate_sections
 from reports.record_plots import build_record_plots
 from reports.sections import build_sections
 from reports.study import load_study
@@ -37,6 +41,7 @@ class Report:
     columns: tuple[Column, ...]
     sections: tuple[Section, ...]
     plots: dict[str, Plot]
+    rate_runs: tuple[RateRun, ...] = ()
 
 
 def unique_labels(runs: Sequence[RunData]) -> list[RunData]:
@@ -55,34 +60,131 @@ def build_report(
     usd_per_million_tokens: float | None = None,
     compare_study: bool = False,
     count_tokens: str = CLIENT,
+    workload: Workload | None = None,
+    decision_prices: Sequence[str] = (),
 ) -> Report:
     """Everything the exporters need; raises ReportError on input that cannot be reported honestly.
 
     Throughput, peak and every comparison use ``count_tokens`` (client by default); a per-token
-    price is charged on what the server billed (its usage, where it reports one)."""
+    price is charged on what the server billed (its usage, where it reports one). A run of rate
+    cells only (a capacity search) is reported in the open-loop sections alone; with ``workload``
+    the report opens with the decision table over every priced run."""
     loaded = unique_labels([load_run(directory) for directory in run_dirs])
     prices = choose_prices(
         [run.info.get("pricing") for run in loaded], pricing, usd_per_hour, usd_per_million_tokens
     )
     runs = []
-    for run, price in zip(loaded, prices, strict=True):
+    rates = [rate_run(run) for run in loaded]
+    for run, price, rate in zip(loaded, prices, rates, strict=True):
+        if rate is not None and not has_closed_loop_cells(run):
+            continue
         metrics = run_metrics(run, count_tokens)
         peak = metrics.peak_or_best_cell_tokens_per_s
         billed = billed_per_counted(metrics)
         cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak, billed) if price else None
         runs.append(RunColumn(metrics, cost))
+    rate_runs = tuple(rate for rate in rates if rate is not None)
     study = load_study() if compare_study else ()
     columns = (*runs, *study)
-    plots = {plot.key: plot for plot in [*build_plots(runs).values(), *build_record_plots(runs)]}
+    plots = [*build_rate_plots(rate_runs)]
+    if runs:
+        plots += [*build_plots(runs).values(), *build_record_plots(runs)]
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     intro = (
-        f"{len(runs)} run(s) side by side: "
-        + ", ".join(f"{run.label} ({run.metrics.directory})" for run in runs)
+        f"{len(loaded)} run(s): "
+        + ", ".join(f"{run.label} ({run.directory})" for run in loaded)
         + f". Generated {generated}."
     )
+    if rate_runs:
+        intro += " Runs of rate cells (open loop) are reported in sections of their own, after the closed-loop ones."
     if study:
         intro += " The reference study's published figures (January 2025) follow the summary, in a block of their own."
-    return Report(intro, tuple(runs), columns, build_sections(runs, study), plots)
+    sections = build_sections(runs, study) if runs else ()
+    opening = ()
+    if workload is not None:
+        book = load_price_book()
+        chosen = [look_up_price(book, name, "--decision-prices") for name in decision_prices]
+        opening = (decision_report(workload, loaded, prices, rates, chosen),)
+    return Report(
+        intro,
+        tuple(runs),
+        columns,
+        (*opening, *sections, *rate_sections(rate_runs)),
+        {plot.key: plot for plot in plots},
+        rate_runs,
+    )
+
+
+def has_closed_loop_cells(run: RunData) -> bool:
+    """Whether the run measured any closed-loop cell (records or Locust's CSVs)."""
+    if run.records is not None and len(run.records.measured):
+        return True
+    return not run.stats.empty
+
+
+def decision_options(
+    loaded: Sequence[RunData],
+    prices: Sequence[Price | None],
+    rates: Sequence[RateRun | None],
+    decision_prices: Sequence[Price] = (),
+) -> tuple[list[OptionCapacity], list[str]]:
+    """The options of the decision table, and the runs left out for want of a price.
+
+    Each run at its own price, its capacity where it has a search. With ``decision_prices`` (e.g. the
+    study's three), each run with a capacity is costed at each hourly one instead, and each per-token
+    one is an option of its own: an API's capacity is its provider's, not the run's."""
+    options, unpriced = [], []
+    for run, price, rate in zip(loaded, prices, rates, strict=True):
+        capacity = rate.capacity if rate is not None else None
+        run_prices = [p for p in decision_prices if p.total_usd_per_hour is not None] if capacity else []
+        if not run_prices:
+            if price is None:
+                unpriced.append(run.label)
+                continue
+            run_prices = [price]
+        for run_price in run_prices:
+            options.append(
+                OptionCapacity(
+                    run.label,
+                    run_price,
+                    capacity.capacity_requests_per_s if capacity else None,
+                    capacity.capacity_tokens_per_s if capacity else None,
+                )
+            )
+    for price in decision_prices:
+        if price.usd_per_million_tokens is not None:
+            options.append(OptionCapacity("per-token API", price, None, None))
+    return options, unpriced
+
+
+def decision_report(
+    workload: Workload,
+    loaded: Sequence[RunData],
+    prices: Sequence[Price | None],
+    rates: Sequence[RateRun | None],
+    decision_prices: Sequence[Price] = (),
+) -> Section:
+    """The decision table over the options of :func:`decision_options`, against the runs' target."""
+    options, unpriced = decision_options(loaded, prices, rates, decision_prices)
+    targets = {
+        run.label: rate.capacity.target.describe()
+        for run, rate in zip(loaded, rates, strict=True)
+        if rate is not None and rate.capacity is not None
+    }
+    distinct = sorted(set(targets.values()))
+    if len(distinct) == 1:
+        target = distinct[0]
+    elif distinct:
+        target = "; ".join(f"{label}: {text}" for label, text in targets.items())
+    else:
+        target = "none measured (no run holds a capacity search)"
+    section = decision_section(decide(workload, options, target))
+    alerts = tuple(
+        f"{label} has no price (run.json pricing or --pricing): not in the table" for label in unpriced
+    )
+    if len(distinct) > 1:
+        alerts += ("the runs' capacities were searched against different targets: compare with care",)
+    return replace(section, alerts=section.alerts + alerts)
 
 
 def billed_per_counted(metrics: RunMetrics) -> float:
@@ -109,4 +211,8 @@ def write_report(report: Report, out: Path) -> list[Path]:
     )
     write_cells_csv(out / "cells.csv", report.runs)
     write_summary_csv(out / "summary.csv", report.columns)
-    return [out / "report.md", out / "report.html", out / "cells.csv", out / "summary.csv", *written]
+    tables = [out / "report.md", out / "report.html", out / "cells.csv", out / "summary.csv"]
+    if report.rate_runs:
+        write_rate_cells_csv(out / "rate_cells.csv", report.rate_runs)
+        tables.append(out / "rate_cells.csv")
+    return [*tables, *written]

@@ -137,7 +137,7 @@ def _read(path: Path) -> str:
         raise ReportError(f"{path}: cannot read pricing file ({exc.strerror})") from exc
 
 
-def _look_up(book: Mapping[str, Price], name: str, source: str) -> Price:
+def look_up_price(book: Mapping[str, Price], name: str, source: str) -> Price:
     if name not in book:
         raise ReportError(f"unknown price {name!r} in {source}; known: {', '.join(sorted(book))}")
     return book[name]
@@ -175,11 +175,12 @@ def choose_prices(
     if pricing is not None and not Path(pricing).is_file():
         if pricing.endswith(".toml") or "/" in pricing:
             raise ReportError(f"--pricing {pricing}: no such pricing file")
-        price = _look_up(load_price_book(), pricing, f"the default {DEFAULT_PRICING_FILE} (--pricing)")
+        price = look_up_price(load_price_book(), pricing, f"the default {DEFAULT_PRICING_FILE} (--pricing)")
         return [price for _ in run_pricing_names]
     book = load_price_book(Path(pricing) if pricing else None)
     source = pricing or f"the default {DEFAULT_PRICING_FILE}"
     only = next(iter(book.values())) if len(book) == 1 else None
     return [
-        _look_up(book, name, f"{source} (run.json pricing)") if name else only for name in run_pricing_names
+        look_up_price(book, name, f"{source} (run.json pricing)") if name else only
+        for name in run_pricing_names
     ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, parse_cell_name
+from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, parse_cell_name, parse_rate_cell_name
 from reports.errors import ReportError
 
 RECORDS_FILE = RUN_FILES.requests
@@ -50,6 +50,7 @@ class Records:
 
     frame: pd.DataFrame
     notes: tuple[str, ...]
+    rate: pd.DataFrame | None = None  # rows of rate cells (``r=.. b=.. t=..``), typed alike
 
     @property
     def measured(self) -> pd.DataFrame:
@@ -104,11 +105,13 @@ def load_records(directory: Path) -> Records | None:
     missing = [column for column in REQUEST_RECORD_COLUMNS if column not in frame.columns]
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(missing)}; not a request record file")
-    return Records(_typed(frame, notes), tuple(notes))
+    frame = frame[frame["cell"] != frame.columns[0]]  # a header repeated by a later gzip member
+    is_rate = frame["cell"].map(lambda name: parse_rate_cell_name(name) is not None).astype(bool)
+    rate = _typed_columns(frame[is_rate].copy()).reset_index(drop=True) if is_rate.any() else None
+    return Records(_typed(frame[~is_rate], notes), tuple(notes), rate)
 
 
 def _typed(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
-    frame = frame[frame["cell"] != frame.columns[0]]  # a header repeated by a later gzip member
     cells = frame["cell"].map(parse_cell_name)
     foreign = sorted(set(frame.loc[cells.isna(), "cell"]))
     if foreign:
@@ -117,6 +120,10 @@ def _typed(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         )
     frame = frame[cells.notna()].copy()
     frame["cell"] = [cell.name for cell in cells[cells.notna()]]
+    return _typed_columns(frame).reset_index(drop=True)
+
+
+def _typed_columns(frame: pd.DataFrame) -> pd.DataFrame:
     for column in _FLAGS:
         frame[column] = frame[column].str.strip().isin(("1", "true", "True"))
     for column in (*_INTEGERS, *_NUMBERS):
@@ -125,7 +132,7 @@ def _typed(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
         frame[column] = frame[column].fillna(0).astype(int)
     for column in _TEXT:
         frame[column] = frame[column].astype(str)
-    return frame.reset_index(drop=True)
+    return frame
 
 
 @dataclass(frozen=True)

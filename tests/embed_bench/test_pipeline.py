@@ -154,9 +154,17 @@ def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
         str(out),
         "--device",
         "cpu",
+        "--capacity-modes",
+        "none",
+        "--capacity-step-s",
+        "2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "report" / "report.md").exists() and (out / "report" / "report.html").exists()
+    report = (out / "report" / "report.md").read_text()
+    assert report.index("## Decision: the cost of this workload") < report.index("## Capacity at the target")
+    capacity = json.loads((out / "capacity-none" / "run.json").read_text())["capacity"]
+    assert capacity["requests_per_s"] > 0 and not (out / "capacity-continuous").exists()
     summary = (out / "report" / "summary.csv").read_text()
     assert "continuous" in summary and "none" in summary and not (out / "timeout").exists()
     assert f"report: {out / 'report' / 'report.md'}" in result.stdout

@@ -149,6 +149,8 @@ def write_record_run(
                     measured,
                     succeeded,
                     "",
+                    "",  # request_rate, dropped: empty for a closed-loop cell
+                    "",
                 ]
             )
             clock = end + GAP_S
@@ -193,3 +195,158 @@ def _write_locust_csvs(directory: Path, frame: pd.DataFrame, elapsed_s: float) -
 def read_records(path: Path) -> pd.DataFrame:
     """The record file as pandas reads it, for the tests' own arithmetic."""
     return pd.read_csv(io.BytesIO(gzip.decompress(path.read_bytes())))
+
+
+@dataclass(frozen=True)
+class RateShape:
+    batch_size: int
+    passage_tokens: int
+    median_ms: float
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class RateRecordCell:
+    """An open-loop cell: ``request_rate * duration_s`` constant arrivals at start + k/rate (k = 1..N,
+    so the offered rate is exactly the rate), each sent ``lag_ms`` late; every ``drop_every``-th is
+    dropped (never sent), every ``fail_every``-th sent one fails with HTTP 503. A mix draws each
+    request's shape by weight (seeded)."""
+
+    request_rate: float
+    duration_s: float
+    shapes: tuple[RateShape, ...]
+    mix: str | None = None
+    sigma: float = 0.2
+    drop_every: int = 0
+    fail_every: int = 0
+    lag_ms: float = 1.0
+
+    @property
+    def name(self) -> str:
+        if self.mix is not None:
+            return f"r={self.request_rate:g} mix={self.mix}"
+        shape = self.shapes[0]
+        return f"r={self.request_rate:g} b={shape.batch_size} t={shape.passage_tokens}"
+
+
+def _rate_row(spec: RateRecordCell, shape: RateShape, planned: float, **values: object) -> dict:
+    row = dict.fromkeys(REQUEST_RECORD_COLUMNS, "")
+    row.update(
+        cell=spec.name,
+        repeat=0,
+        warmup=0,
+        backend="SelfHostedUser",
+        worker="local",
+        user=0,
+        index=0,
+        batch_size=shape.batch_size,
+        passage_tokens=shape.passage_tokens,
+        tokens_client=shape.batch_size * shape.passage_tokens,
+        planned_at=f"{planned:.6f}",
+        dropped=0,
+    )
+    row.update(values)
+    return row
+
+
+def _rate_cell_rows(spec: RateRecordCell, start: float, rng: np.random.Generator) -> list[dict]:
+    weights = np.array([shape.weight for shape in spec.shapes], dtype=float)
+    count = round(spec.request_rate * spec.duration_s)
+    picks = rng.choice(len(spec.shapes), size=count + 1, p=weights / weights.sum())
+    rows, sent = [], 0
+    for k in range(count + 1):  # k = 0: the warm-up, sent just before the cell's start
+        shape = spec.shapes[picks[k]]
+        planned = start + k / spec.request_rate - (0.5 if k == 0 else 0.0)
+        if k and spec.drop_every and k % spec.drop_every == 0:
+            rows.append(
+                _rate_row(spec, shape, planned, index=k, status=0, ok=0, failure="dropped", dropped=1)
+            )
+            continue
+        sent += 1 if k else 0
+        failed = bool(k and spec.fail_every and sent % spec.fail_every == 0)
+        latency = float(shape.median_ms * np.exp(spec.sigma * rng.standard_normal()))
+        rows.append(
+            _rate_row(
+                spec,
+                shape,
+                planned,
+                warmup=int(k == 0),
+                index=k,
+                status=503 if failed else 200,
+                ok=int(not failed),
+                failure="HTTP 503 overloaded" if failed else "",
+                tokens_server="" if failed else bert_special_tokens(shape.batch_size, shape.passage_tokens),
+                sent_at=f"{planned + spec.lag_ms / 1000:.6f}",
+                completed_at=f"{planned + latency / 1000:.6f}",
+                latency_ms=f"{latency:.3f}",
+                lag_ms=f"{spec.lag_ms:.3f}",
+                bytes_sent=100 * shape.batch_size,
+                bytes_received=0 if failed else 1500 * shape.batch_size,
+            )
+        )
+    return rows
+
+
+def write_rate_run(
+    directory: Path,
+    cells: Sequence[RateRecordCell],
+    *,
+    label: str | None = None,
+    slo: dict | None = None,
+    capacity: dict | None = None,
+    pricing: str | None = None,
+    seed: int = 11,
+) -> pd.DataFrame:
+    """A run of rate cells (e.g. a capacity search's steps), as the Locust side writes one; returns
+    the records as written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    clock = RUN_START_S
+    rows: list[dict] = []
+    windows = []
+    for spec in cells:
+        cell_rows = _rate_cell_rows(spec, clock, rng)
+        rows += cell_rows
+        measured = [row for row in cell_rows if not row["warmup"]]
+        end = clock + spec.duration_s + 1.0
+        dropped = sum(row["dropped"] for row in measured)
+        succeeded = sum(row["ok"] for row in measured)
+        windows.append(
+            [
+                spec.name,
+                0,
+                f"{clock:.3f}",
+                f"{end:.3f}",
+                64,
+                len(measured),
+                len(measured) - dropped,
+                succeeded,
+                "",
+                f"{spec.request_rate:g}",
+                dropped,
+            ]
+        )
+        clock = end + GAP_S
+    frame = pd.DataFrame(rows, columns=list(REQUEST_RECORD_COLUMNS))
+    write_gzip_members(directory / RUN_FILES.requests, frame)
+    (directory / RUN_FILES.cells_csv).write_text(_csv_text(CELLS_CSV_COLUMNS, windows), newline="")
+    _write_locust_csvs(directory, frame[frame["dropped"] == 0], clock - RUN_START_S)
+    info = {
+        "name": directory.name,
+        "label": label or directory.name,
+        "backend": "self-hosted",
+        "host": "http://127.0.0.1:8000",
+        "model": "all-MiniLM-L6-v2",
+        "grid": "capacity" if slo else "fixture",
+        "cells": [spec.name for spec in cells],
+        "started_at": "2025-10-09T08:53:20+00:00",
+        "ended_at": "2025-10-09T09:00:00+00:00",
+        "status": "completed",
+        "pricing": pricing,
+    }
+    if slo is not None:
+        info["slo"] = slo
+    if capacity is not None:
+        info["capacity"] = capacity
+    (directory / RUN_FILES.run_json).write_text(json.dumps(info), encoding="utf-8")
+    return frame

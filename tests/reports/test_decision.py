@@ -101,7 +101,7 @@ def test_the_section_opens_with_the_answer_and_lists_the_assumptions() -> None:
 
 
 def test_bad_options_are_rejected() -> None:
-    with pytest.raises(ReportError, match="needs at least one run"):
+    with pytest.raises(ReportError, match="needs at least one priced run"):
         decide(WORKLOAD, [], TARGET)
     with pytest.raises(ReportError, match="x: capacity must not be negative"):
         decide(WORKLOAD, [OptionCapacity("x", PRICES["jina_api"], -1, 5)], TARGET)
