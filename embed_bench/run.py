@@ -455,8 +455,12 @@ class Outcome:
     def summary(self) -> list[str]:
         lines = [
             f"measured requests: {self.succeeded:,} of {self.planned:,} planned succeeded "
-            f"({100 - self.failure_pct:.1f}%), {self.completed:,} completed, in {len(self.records)} of "
-            f"{self.steps} cell(s)"
+            f"({100 - self.failure_pct:.1f}%), {self.completed:,} completed, in {len(self.records)} "
+            + (
+                f"of {self.steps} cell(s)"
+                if len(self.records) <= self.steps
+                else "cell(s) and capacity steps"
+            )
         ]
         if self.failures:
             lines.append(f"failures: {format_failures(self.failures)}")

@@ -94,6 +94,9 @@ def round_rate(rate_per_s: float) -> float:
     return float(f"{rate_per_s:.{RATE_DIGITS}g}")
 
 
+MIN_STEP_REQUESTS = 10  # the fewest requests a capacity step at the lowest rate is expected to send
+
+
 @dataclass(frozen=True)
 class CapacitySpec:
     """A capacity search (``[capacity]`` or ``--grid capacity``): the shapes, the target, where to start.
@@ -112,7 +115,12 @@ class CapacitySpec:
     max_rate: float = float("inf")
 
     def search(self) -> CapacitySearch:
-        return CapacitySearch(self.target, self.start_rate, max_rate_per_s=self.max_rate)
+        """The search never asks for a rate whose longest step expects fewer than
+        ``MIN_STEP_REQUESTS`` requests: a p95 of one or two requests (or of none) decides nothing."""
+        floor = min(MIN_STEP_REQUESTS / self.max_step_s, self.start_rate)
+        return CapacitySearch(
+            self.target, self.start_rate, max_rate_per_s=self.max_rate, min_rate_per_s=floor
+        )
 
     def step(self, rate_per_s: float) -> RateCell:
         duration = self.step_duration_s or step_duration_s(

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from embed_bench.contract import Shape
-from locustfiles.capacity import Target
+from locustfiles.capacity import StepResult, Target
 from locustfiles.cells import (
     CELLS_CSV_COLUMNS,
     GRIDS,
@@ -262,3 +262,19 @@ def test_a_rate_cells_row_reads_back_with_its_rate_users_and_drops(tmp_path):
     assert (row["users"], row["request_rate"], row["dropped"]) == ("16", "20", "2")
     back = CellRecord.from_row(row)
     assert back is not None and back.cell.name == cell.name and (back.users, back.dropped) == (16, 2)
+
+
+def test_a_capacity_search_never_steps_below_a_rate_that_expects_ten_requests_per_step():
+    """With 6 s steps the floor is 10 / 6 per second: a step at 0.25/s (one request, or none) decides nothing."""
+    options = BenchOptions.from_mapping(
+        {"grid": "capacity", "slo_p95_ms": "1", "request_rate": "4", "cell_duration": "6"}
+    )
+    spec = grid_of(options, 1).capacity
+    search = spec.search()
+    assert search.min_rate_per_s == pytest.approx(10 / 6)
+    rates = []
+    while (rate := search.next_rate()) is not None:  # every step misses a 1 ms target
+        rates.append(rate)
+        search.record(StepResult(rate, 1000.0, 100.0, 1.0))
+    assert rates == [4.0, 2.0, pytest.approx(10 / 6)] and search.result.capacity_requests_per_s == 0
+    assert all(rate * spec.step(rate).duration_s >= 10 - 1e-9 for rate in rates)
