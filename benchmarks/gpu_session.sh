@@ -6,6 +6,7 @@
 #
 #   device run, carry [".whl", ".gpu"]:   bash benchmarks/gpu_session.sh
 #   here, on the CPU:                     SMOKE=1 OUT=/tmp/smoke bash benchmarks/gpu_session.sh
+#   the article grid alone (a second try): ARTICLE_ONLY=1 ARTICLE_S=300 bash benchmarks/gpu_session.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 FINAL=${OUT:-$PWD/gpu-out}
@@ -25,7 +26,7 @@ work=$(mktemp -d /tmp/gpu-session.XXXX)
     OUT=$work/article GRID=quick MODEL=synthetic:bge-small DEVICE=cpu DTYPE=float32 LIMIT_S=120 \
       bash benchmarks/gpu_article.sh
   else
-    OUT=$work/gpu timeout ${GPU_PARTS_S:-340} python3 benchmarks/gpu.py --parts batching,oom,mfu
+    [ -n "${ARTICLE_ONLY:-}" ] || OUT=$work/gpu timeout ${GPU_PARTS_S:-340} python3 benchmarks/gpu.py --parts batching,oom,mfu
     OUT=$work/article LIMIT_S=${ARTICLE_S:-180} bash benchmarks/gpu_article.sh
   fi
 } 2>&1 | tee "$FINAL/console.txt"

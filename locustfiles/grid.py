@@ -6,7 +6,8 @@ Each cell runs in three steps:
    cell's request bodies in the background (see ``locustfiles.workload``) and answers "ready";
    meanwhile the shape holds 0 users, so the previous cell's users are stopped and every cell starts
    with its own fresh users, however long its preparation takes;
-2. run: once all processes are ready and no user is left, the cell's start is recorded and
+2. run: once all processes are ready and no user is left (and, for a repeat of the same cell or
+   after the first cell, its counts are in), the cell's start is recorded and
    ``concurrency`` users are spawned; each sends its warm-up and ``--requests-per-user`` measured
    requests, then reports "done" and idles;
 3. end: when every user is done (end = the last "done") or ``--cell-max-seconds`` passed (end = now);
@@ -15,8 +16,8 @@ Each cell runs in three steps:
 A cell's outcome -- of its ``planned`` measured requests, how many ``completed`` (got a success or a
 failure) and ``succeeded``, and its most frequent failures -- is the change in Locust's own statistics
 for the cell's request name between its start and its end. A master receives its workers'
-statistics every few seconds, so it takes the counts a report interval after the end, before the
-next cell starts; the counts are logged (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``) and written to
+statistics every few seconds, so it takes the counts a report interval after the end, while the
+next cell (of another name) already runs; the counts are logged (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``) and written to
 ``cells.csv``. When every request of the first cell failed with a client error (HTTP 400, 401, 403,
 404: a wrong path, key or request), the walk stops there: no other cell would fare better.
 
@@ -372,7 +373,7 @@ class GridWalk:
             return None
         pending = (self.expected & self.tracker.load_generators()) - set(ready)
         draining = self.runner.user_count > 0 and now - self.phase_since < DRAIN_LIMIT_S
-        if draining or self.uncounted or (pending and now - self.phase_since < PREPARE_LIMIT_S):
+        if draining or self._awaiting_counts() or (pending and now - self.phase_since < PREPARE_LIMIT_S):
             return 0, STOP_RATE
         if self.runner.user_count > 0:
             logger.warning(
@@ -402,6 +403,14 @@ class GridWalk:
         self._enter(Phase.RUNNING, now)
         logger.info("%s: running", self.step_label)
         return self._spawn()
+
+    def _awaiting_counts(self) -> bool:
+        """Whether the next cell must wait for an ended cell's counts. Counts are taken per request
+        name, so a cell of another name may run while a master awaits its workers' last reports
+        (a report interval, 3.5 s a cell); the wait stays for a repeat of the same cell (same name)
+        and for the first cell (all client errors stop the walk before anything else is sent)."""
+        name = self.steps[self.index][1].name
+        return any(item.record.cell.name == name or item.record is self.records[0] for item in self.uncounted)
 
     def _cell_finished(self, now: float) -> bool:
         assert self.plan is not None

@@ -52,7 +52,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--max-queue-tokens",
         type=int,
         metavar="N",
-        help="admission limit: tokens in flight before 429 (default: 4194304)",
+        help="admission limit: tokens in flight before 429 (default: 16777216, the article grid's worst cell fits)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(

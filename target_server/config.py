@@ -36,7 +36,7 @@ class ServerConfig:
     max_batch_tokens: int | None = None
     batch_timeout_s: float = 2.0
     # Admission control: tokens admitted but not yet answered. Past it, new requests get 429 at once.
-    max_queue_tokens: int = 4_194_304
+    max_queue_tokens: int = 16_777_216
     max_inputs_per_request: int = 2048
     max_body_bytes: int = 8 * 1024 * 1024
     # How long a request thread waits for its embeddings before answering 503 (never hang).

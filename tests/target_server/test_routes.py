@@ -36,7 +36,7 @@ def test_info_describes_model_and_batching(make_app) -> None:
         "mode": "timeout",
         "max_batch_tokens": 8192,
         "batch_timeout_s": 0.5,
-        "max_queue_tokens": 4194304,
+        "max_queue_tokens": 16777216,
     }
 
 
