@@ -18,6 +18,17 @@ and as medians, with the records on/off ratio (goal >= 0.9x) by requests/s and b
 (what a CPU-bound process's requests/s follow; other jobs on a shared machine disturb wall-clock
 rates far more than a process's own CPU time), and the realistic response's CPU cost (goal <= 10
 ms). Figures are printed, never asserted: they depend on the machine.
+
+    .venv/bin/python benchmarks/loadgen.py --schedule [--rates 20 100 400] [--duration 30]
+
+The open-loop schedule instead: for each rate, one rate cell (``--request-rate``, Poisson arrivals,
+b=1 t=16, 64 senders) of the real ``locust -f locustfiles/self_hosted.py --headless`` against the
+tiny endpoint, once on one process and once on a master with 2 worker processes, read back from the
+run's ``requests.csv.gz``: arrivals planned, offered rate (planned / cell duration), achieved rate
+(requests sent within the cell / cell duration) and their ratio (goal: within 2%), dropped and failed
+requests, percentiles of the send lag (sent_at - planned_at; goal: a few ms), and a
+Kolmogorov-Smirnov test of the planned inter-arrival times against the exponential of the cell's rate
+(the processes' shares merged: their union is one Poisson stream).
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import numpy  # noqa: E402
 from locust.argument_parser import get_parser  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
@@ -217,11 +229,17 @@ def main() -> None:
         "--realistic-requests-per-user", type=int, default=25, help="b=128 x 1024-dim scenario"
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--schedule", action="store_true", help="the open-loop schedule's accuracy instead")
+    parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0, 400.0], help="--schedule")
+    parser.add_argument("--duration", type=float, default=30.0, help="--schedule: seconds per cell")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dimensions", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.dimensions)
+        return
+    if args.schedule:
+        schedule(args.rates, args.duration)
         return
     scenarios = [
         Scenario("tiny (1 x 8-dim)", TinyConstantUser, 1, 1, 8, args.requests_per_user),
@@ -290,6 +308,112 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], rounds: list[lis
         f"client CPU per 128 x 1024-dim response, records on (median): {statistics.median(realistic):.2f} ms "
         "(goal <= 10 ms)"
     )
+
+
+# --- the open-loop schedule (loadgen.py --schedule) ----------------------------------------------
+TOPOLOGIES = {"one process": 0, "master + 2 workers": 2}  # worker processes (0: a local runner)
+
+
+@dataclass
+class ScheduleCell:
+    topology: str
+    rate: float
+    duration_s: float
+    planned: int
+    sent_in_cell: int
+    dropped: int
+    failed: int
+    lags_ms: list[float]
+    ks_p: float
+    per_worker: dict[str, int]
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.planned / self.duration_s
+
+    @property
+    def achieved_per_s(self) -> float:
+        return self.sent_in_cell / self.duration_s
+
+
+def schedule_cell(url: str, rate: float, duration_s: float, topology: str) -> ScheduleCell:
+    from scipy import stats
+
+    from tests.locustfiles.runs import run_headless, run_master_and_workers
+
+    arguments = (
+        "-H", url, "--request-rate", f"{rate:g}", "--cell-duration", f"{duration_s:g}",
+        "--max-in-flight", "64", "--batch-size", "1", "--passage-tokens", "16",
+        "--warmup-requests", "1", "--seed", "1",
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="loadgen-schedule-") as directory:
+        run_dir = Path(directory) / "run"
+        workers = TOPOLOGIES[topology]
+        if workers:
+            run = run_master_and_workers("self_hosted.py", run_dir, workers, *arguments)
+        else:
+            run = run_headless("self_hosted.py", run_dir, *arguments, timeout_s=duration_s + 120)
+        if run.returncode != 0:
+            raise SystemExit(f"{topology} at {rate:g}/s: {run.describe()}")
+        (cell,) = run.cells()
+        records = run.records()
+    measured = records[records["warmup"] == 0]
+    sent = measured[measured["dropped"] == 0]
+    start = float(cell["start"])
+    in_cell = sent[(sent["sent_at"] >= start) & (sent["sent_at"] <= start + duration_s)]
+    gaps = numpy.diff(numpy.sort(measured["planned_at"].to_numpy()))
+    ks = stats.kstest(gaps, "expon", args=(0, 1 / rate))
+    return ScheduleCell(
+        topology,
+        rate,
+        duration_s,
+        planned=len(measured),
+        sent_in_cell=len(in_cell),
+        dropped=int(measured["dropped"].sum()),
+        failed=int((sent["ok"] == 0).sum()),
+        lags_ms=sorted(sent["lag_ms"].tolist()),
+        ks_p=float(ks.pvalue),
+        per_worker=sent["worker"].value_counts().to_dict(),
+    )
+
+
+def lag_percentile(ordered: list[float], q: float) -> float:
+    return ordered[max(int(q / 100 * len(ordered) + 0.999999) - 1, 0)] if ordered else float("nan")
+
+
+def schedule(rates: list[float], duration_s: float) -> None:
+    server, url = start_endpoint(8)
+    cells: list[ScheduleCell] = []
+    try:
+        for topology in TOPOLOGIES:
+            for rate in rates:
+                cells.append(schedule_cell(url, rate, duration_s, topology))
+                print(f"{topology}, {rate:g}/s: done", flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=10)
+    print(
+        f"\nPoisson rate cells of {duration_s:g} s, b=1 t=16, 64 senders, the tiny endpoint, "
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"{'topology':<20}{'rate/s':>7}{'planned':>8}{'offered/s':>10}{'achieved/s':>11}{'ratio':>8}"
+        f"{'dropped':>8}{'failed':>7}{'lag p50':>8}{'p90':>6}{'p99':>6}{'p99.9':>7}{'max':>7}{'KS p':>7}"
+    )
+    for c in cells:
+        lags = " ".join(
+            f"{lag_percentile(c.lags_ms, q):{width}.2f}"
+            for q, width in ((50, 7), (90, 5), (99, 5), (99.9, 6), (100, 6))
+        )
+        print(
+            f"{c.topology:<20}{c.rate:>7g}{c.planned:>8}{c.offered_per_s:>10.2f}{c.achieved_per_s:>11.2f}"
+            f"{c.achieved_per_s / c.offered_per_s:>8.4f}{c.dropped:>8}{c.failed:>7} {lags}{c.ks_p:>7.3f}"
+        )
+    print("lag in ms (sent_at - planned_at); goals: ratio within 0.98-1.02, lag p99 a few ms, KS p > 0.01")
+    for c in cells:
+        if len(c.per_worker) > 1:
+            shares = ", ".join(f"{count}" for _, count in sorted(c.per_worker.items()))
+            print(f"  {c.topology} at {c.rate:g}/s: requests per worker {shares}")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ def test_a_sigint_mid_cell_leaves_every_record_up_to_the_last_flush(tmp_path):
             "--requests-per-user", "100",
         )  # fmt: skip
         assert wait_for(flushed_mid_cell, timeout_s=60, interval_s=0.2), "no records flushed mid-cell"
+        # Let more requests finish after the flush we read (2 users x 100 ms: ~10 in 0.5 s), so the
+        # final flush on the signal has rows to add; signalled at once, it could have none (CI saw it).
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         run = finish(process, run_dir, started)
         received = double.ledger()["received"]

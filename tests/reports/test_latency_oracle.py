@@ -67,6 +67,9 @@ class OracleServer(ThreadingHTTPServer):
 
 class OracleHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the bundled server: no connect per request
+    # Headers and body leave in two writes; with Nagle's algorithm the body waits for the client's
+    # delayed ACK of the headers, which added a steady ~40 ms to every request (measured, then fixed).
+    disable_nagle_algorithm = True
     server: OracleServer
 
     def do_POST(self) -> None:
