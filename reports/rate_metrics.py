@@ -13,7 +13,7 @@ figures differ from a closed-loop cell's:
 - success is counted over the requests *offered*: a dropped request (never sent, no free user
   within the bound) is a failure, so a load generator that cannot keep up never looks good;
 - a request is late when the load generator sent it more than ``LATE_LAG_MS`` after its planned
-  time (its lag; a few ms is the scheduler's own jitter, see ``benchmarks/openloop.py``).
+  time (its lag; a few ms is the scheduler's own jitter, see ``benchmarks/loadgen.py --schedule``).
 
 A mix cell (``r=20 mix=queries``) gets the same figures for the whole cell and for each shape in it.
 
