@@ -461,6 +461,15 @@ class CellRecord:
         )
 
 
+def must_await_counts(next_name: str, uncounted: Sequence[CellRecord], first: CellRecord) -> bool:
+    """Whether the grid's next cell must wait for the counts of cells that ended but are not counted
+    yet (a master awaits its workers' last reports, a report interval: 3.5 s a cell). Counts are
+    taken per request name, so a cell of another name may run meanwhile; the wait stays for a
+    repeat of the same cell (same name) and for the first cell (all client errors there stop the
+    walk before anything else is sent)."""
+    return any(record.cell.name == next_name or record is first for record in uncounted)
+
+
 def parse_failures(text: str) -> dict[str, int]:
     """The inverse of ``format_failures`` (a "N more class(es)" entry is dropped)."""
     failures: dict[str, int] = {}

@@ -17,8 +17,8 @@ A cell's outcome -- of its ``planned`` measured requests, how many ``completed``
 failure) and ``succeeded``, and its most frequent failures -- is the change in Locust's own statistics
 for the cell's request name between its start and its end. A master receives its workers'
 statistics every few seconds, so it takes the counts a report interval after the end, while the
-next cell (of another name) already runs; the counts are logged (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``) and written to
-``cells.csv``. When every request of the first cell failed with a client error (HTTP 400, 401, 403,
+next cell (of another name) already runs (``cells.must_await_counts``); the counts are logged
+(``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``) and written to ``cells.csv``. When every request of the first cell failed with a client error (HTTP 400, 401, 403,
 404: a wrong path, key or request), the walk stops there: no other cell would fare better.
 
 ``--repeats N`` walks the grid N times; each repeat sends fresh passages and gets its own rows in
@@ -76,6 +76,7 @@ from locustfiles.cells import (
     format_failures,
     grid_of,
     load_grid,
+    must_await_counts,
     parse_grid_toml,
 )
 from locustfiles.options import (
@@ -405,12 +406,8 @@ class GridWalk:
         return self._spawn()
 
     def _awaiting_counts(self) -> bool:
-        """Whether the next cell must wait for an ended cell's counts. Counts are taken per request
-        name, so a cell of another name may run while a master awaits its workers' last reports
-        (a report interval, 3.5 s a cell); the wait stays for a repeat of the same cell (same name)
-        and for the first cell (all client errors stop the walk before anything else is sent)."""
-        name = self.steps[self.index][1].name
-        return any(item.record.cell.name == name or item.record is self.records[0] for item in self.uncounted)
+        pending = [item.record for item in self.uncounted]
+        return bool(pending) and must_await_counts(self.steps[self.index][1].name, pending, self.records[0])
 
     def _cell_finished(self, now: float) -> bool:
         assert self.plan is not None
