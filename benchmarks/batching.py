@@ -10,7 +10,7 @@ Measures, on the bundled model (or --model) and the same passages throughout:
         returns, for --duration seconds, then drains),
       - p50 latency at concurrency 1, batch 1.
 Prints a table with ratios (server / offline, latency / `none`), and writes JSON with --json-out.
-The model is loaded as the server loads it (target_server.embedder.load_embedder), so
+The model is loaded as the server loads it (target_server.models.load_embedder), so
 ``synthetic:NAME`` shapes and --dtype work for the offline limit too.
 
     .venv/bin/python benchmarks/batching.py            # ~3 minutes on 2 CPU cores
@@ -31,7 +31,7 @@ from pathlib import Path
 import requests
 from http_load import encode_bodies, run_load
 
-from locustfiles.payloads import PassageFactory
+from embed_bench.core.payloads import PassageFactory
 from target_server.launcher import running_target_server
 
 OFFLINE_MIN_BATCH = 32
@@ -88,7 +88,7 @@ def offline_tokens_per_s(model, texts: list[str], batch_size: int) -> float:
 def offline_limits(args, passages: dict[CellShape, list[str]]) -> dict[CellShape, float]:
     """Offline encode throughput per cell, with the model loaded exactly as the server loads it."""
     from target_server.config import ServerConfig
-    from target_server.embedder import load_embedder
+    from target_server.models import load_embedder
 
     config = ServerConfig(
         model=args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code

@@ -158,7 +158,7 @@ def oom_part(plan: Plan, out: Path, headroom_gib: float) -> int:
     """Provoke a real out-of-memory in a server's forward pass and check that it recovers."""
     import requests
 
-    from locustfiles.payloads import PassageFactory
+    from embed_bench.core.payloads import PassageFactory
     from target_server.launcher import running_target_server
 
     ballast = None

@@ -12,7 +12,7 @@ is never the bottleneck:
   checking a full-size response is what the figure measures.
 
 Each runs with request records on (written to a temporary run directory, as ``embed-bench run``
-does) and off (``locustfiles.recorder.KEEP_RECORDS = False``, the benchmark's switch), alternating,
+does) and off (``embed_bench.load.recorder.KEEP_RECORDS = False``, the benchmark's switch), alternating,
 and the script prints requests/s and CPU milliseconds per request of the Locust process, per round
 and as medians, with the records on/off ratio (goal >= 0.9x) by requests/s and by CPU per request
 (what a CPU-bound process's requests/s follow; other jobs on a shared machine disturb wall-clock
@@ -58,9 +58,9 @@ import numpy  # noqa: E402
 from locust.argument_parser import get_parser  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
-from locustfiles import recorder  # noqa: E402
-from locustfiles.grid import GridShape  # noqa: E402
-from locustfiles.options import BenchOptions  # noqa: E402
+from embed_bench.core.options import BenchOptions  # noqa: E402
+from embed_bench.load import recorder  # noqa: E402
+from embed_bench.load.shape import GridShape  # noqa: E402
 from locustfiles.self_hosted import SelfHostedUser  # noqa: E402
 
 TINY_BODY = json.dumps({"texts": ["hello"], "truncate": True}).encode()

@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
 
 from http_load import LoopTotals, encode_bodies, run_load  # noqa: E402
 
-from locustfiles.payloads import PassageFactory, bundled_tokenizer_path  # noqa: E402
+from embed_bench.core.payloads import PassageFactory, bundled_tokenizer_path  # noqa: E402
 from target_server.launcher import running_target_server  # noqa: E402
 
 # Leaf frames of threads that wait (py-spy cannot always tell a blocked thread from a busy one).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psutil
 import requests
 
-from locustfiles.payloads import PassageFactory
+from embed_bench.core.payloads import PassageFactory
 from target_server.launcher import running_target_server
 
 # A 429 is answered at once; a short pause keeps clients from spinning on the CPU the server needs,

@@ -3,7 +3,7 @@
 Why a script rather than ``ENTRYPOINT ["locust"]``: in a swarm every setting comes from the
 environment (an env file for docker-compose, a ConfigMap and a Secret on Kubernetes), and the one
 setting Locust cannot take from there is which locustfile and user class a backend name stands for.
-That lives in ``locustfiles.BACKENDS``, the registry ``embed-bench run --backend`` also uses, so the
+That lives in ``embed_bench.core.backends.BACKENDS``, the registry ``embed-bench run --backend`` also uses, so the
 container's backend names are the CLI's. The script fills in Locust's own variables and then
 replaces itself with Locust (``exec``), so Locust is PID 1 and gets ``docker stop``'s SIGTERM.
 
@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from locustfiles.backends import BACKENDS, BackendError, Settings
+from embed_bench.core.backends import BACKENDS, BackendError, Settings
 
 BACKEND_ENV = "EMBED_BENCH_BACKEND"
 TARGET_URL_ENV = "EMBED_BENCH_TARGET_URL"

@@ -1,5 +1,5 @@
 import sys
 
-from embed_bench.cli import main
+from embed_bench.commands.cli import main
 
 sys.exit(main())

@@ -1,12 +1,7 @@
-"""Locust side of embed-bench: one locustfile per backend, token-exact payloads, grid shapes.
+"""The files a user passes to ``locust -f``: one per backend, and nothing else.
 
-This package's ``__init__`` stays free of Locust imports on purpose: importing ``locust`` monkey-patches
-the whole process with gevent, and the ``embed-bench run`` command only needs to know which
-locustfile and user class a backend name stands for before it starts ``locust`` as a subprocess.
+``jina_api.py`` (the Jina API and any OpenAI-compatible embeddings API), ``sagemaker.py`` (SigV4-signed
+SageMaker endpoints) and ``self_hosted.py`` (the bundled target server). Everything they are built
+from lives in ``embed_bench.load`` (the Locust glue) and ``embed_bench.core`` (Locust-free), so
+``locust -f locustfiles/`` imports these three and no library module by accident.
 """
-
-from __future__ import annotations
-
-from locustfiles.backends import BACKENDS, JINA_API_URL, LOCUSTFILES_DIR, Backend
-
-__all__ = ["BACKENDS", "JINA_API_URL", "LOCUSTFILES_DIR", "Backend"]

@@ -19,12 +19,12 @@ import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl befor
 import json
 from typing import Any
 
-import locustfiles.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
-from locustfiles import JINA_API_URL
-from locustfiles.base import EmbeddingUser
-from locustfiles.checks import BadBody, Embeddings, embedding_items
-from locustfiles.grid import GridShape
-from locustfiles.options import BenchOptions
+import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
+from embed_bench.core.backends import JINA_API_URL
+from embed_bench.core.checks import BadBody, Embeddings, embedding_items
+from embed_bench.core.options import BenchOptions
+from embed_bench.load.shape import GridShape
+from embed_bench.load.users import EmbeddingUser
 
 __all__ = ["GridShape", "JinaApiUser"]
 

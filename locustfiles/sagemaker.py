@@ -8,7 +8,7 @@ requests-aws4auth signs ``requests`` objects only, and this user runs on FastHtt
 geventhttpclient) with credentials from the standard boto3 chain, refreshed per request. The body is
 the container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per
 item, summed into the record's ``tokens_server``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
-``ThrottlingException``, ...), which names the failure (``locustfiles.checks``). A body over SageMaker's 6 MB limit is
+``ThrottlingException``, ...), which names the failure (``embed_bench.core.checks``). A body over SageMaker's 6 MB limit is
 recorded as a failure without being sent.
 """
 
@@ -30,13 +30,13 @@ from botocore.awsrequest import AWSRequest
 from locust.env import Environment
 from locust.exception import StopTest
 
-import locustfiles.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
-from locustfiles.backends import sagemaker_runtime_url
-from locustfiles.base import EmbeddingUser
-from locustfiles.checks import Embeddings, embedding_items
-from locustfiles.grid import GridShape
-from locustfiles.options import BenchOptions
-from locustfiles.workload import PlannedRequest
+import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
+from embed_bench.core.backends import sagemaker_runtime_url
+from embed_bench.core.checks import Embeddings, embedding_items
+from embed_bench.core.options import BenchOptions
+from embed_bench.load.shape import GridShape
+from embed_bench.load.users import EmbeddingUser
+from embed_bench.load.workload import PlannedRequest
 
 __all__ = ["GridShape", "SageMakerUser"]
 

@@ -12,14 +12,14 @@ import math
 import sys
 from pathlib import Path
 
-from reports.decision import DECISION_TITLE, WORKLOAD_EXAMPLE, load_workload
+from reports.cost.decision import DECISION_TITLE, WORKLOAD_EXAMPLE, load_workload
 from reports.errors import ReportError
-from reports.export_md import render_table
+from reports.export.markdown import render_table
+from reports.metrics.token_counts import CLIENT, COUNTS
 from reports.pipeline import build_report, write_report
-from reports.record_tables import token_warnings
-from reports.sections import partial_alerts
-from reports.tables import summary_table
-from reports.token_counts import CLIENT, COUNTS
+from reports.tables.base import summary_table
+from reports.tables.records import token_warnings
+from reports.tables.sections import partial_alerts
 
 
 def _usd(text: str) -> float:

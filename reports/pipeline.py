@@ -13,23 +13,23 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reports.columns import Column, RunColumn
-from reports.decision import OptionCapacity, Workload, decide, decision_section
-from reports.export_csv import write_cells_csv, write_rate_cells_csv, write_summary_csv
-from reports.export_html import render_html
-from reports.export_md import render_markdown
-from reports.load import RunData, load_run
-from reports.metrics import RunMetrics, run_metrics
-from reports.plots import Plot, build_plots
-from reports.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
-from reports.rate_metrics import RateRun, rate_run
-from reports.rate_plots import build_rate_plots
-from reports.rate_tables import rate_sections
-from reports.record_plots import build_record_plots
-from reports.sections import build_sections
-from reports.study import load_study
-from reports.tables import Section
-from reports.token_counts import CLIENT, SERVER
+from reports.cost.columns import Column, RunColumn
+from reports.cost.decision import OptionCapacity, Workload, decide, decision_section
+from reports.cost.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
+from reports.export.csv_files import write_cells_csv, write_rate_cells_csv, write_summary_csv
+from reports.export.html import render_html
+from reports.export.markdown import render_markdown
+from reports.load.runs import RunData, load_run
+from reports.metrics.rates import RateRun, rate_run
+from reports.metrics.runs import RunMetrics, run_metrics
+from reports.metrics.study import load_study
+from reports.metrics.token_counts import CLIENT, SERVER
+from reports.plots.rates import build_rate_plots
+from reports.plots.records import build_record_plots
+from reports.plots.runs import Plot, build_plots
+from reports.tables.base import Section
+from reports.tables.rates import rate_sections
+from reports.tables.sections import build_sections
 
 TITLE = "embed-bench report"
 

@@ -17,8 +17,9 @@ from flask import Flask, current_app
 from target_server.batching import BATCHERS, Batcher
 from target_server.config import ServerConfig
 from target_server.domain_errors import NotReady
-from target_server.embedder import SentenceTransformerEmbedder, load_embedder
+from target_server.embedder import SentenceTransformerEmbedder
 from target_server.metrics import ServerMetrics
+from target_server.models import load_embedder
 from target_server.parsing import EmbedRequest
 
 log = logging.getLogger(__name__)

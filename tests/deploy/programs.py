@@ -140,8 +140,8 @@ _PARSE_PROBE = """
 import importlib, json, sys
 importlib.import_module(sys.argv[1])
 from locust.argument_parser import get_parser
-from locustfiles.cells import load_grid
-from locustfiles.options import BenchOptions
+from embed_bench.core.cells import load_grid
+from embed_bench.core.options import BenchOptions
 namespace = get_parser().parse_args(sys.argv[2:])
 options = BenchOptions.from_namespace(namespace)  # raises on values the benchmark cannot run with
 if options.grid:
@@ -170,7 +170,7 @@ def credential_env_vars() -> set[str]:
     and the Jina key (``--api-key``'s env var and its fallback)."""
     from botocore.credentials import EnvProvider
 
-    from locustfiles.options import API_KEY_FALLBACK_ENV, OPTION_SPECS
+    from embed_bench.core.options import API_KEY_FALLBACK_ENV, OPTION_SPECS
 
     api_key = {spec.env_var for spec in OPTION_SPECS if spec.secret}
     return {

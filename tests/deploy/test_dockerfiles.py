@@ -35,7 +35,7 @@ SECRET_OR_CLUTTER = [
     "tests/conftest.py",
     "locustfiles/__pycache__/grid.cpython-311.pyc",
 ]
-NEEDED = ["pyproject.toml", "README.md", "docker/locust_entrypoint.py", "locustfiles/grid.py"]
+NEEDED = ["pyproject.toml", "README.md", "docker/locust_entrypoint.py", "embed_bench/load/shape.py"]
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out_and_sources_in() -> None:
@@ -141,7 +141,7 @@ class Block:
 
 sys.meta_path.insert(0, Block())
 import locustfiles.self_hosted, locustfiles.jina_api, locustfiles.sagemaker
-from locustfiles.payloads import PassageFactory, count_tokens, load_tokenizer
+from embed_bench.core.payloads import PassageFactory, count_tokens, load_tokenizer
 
 passages = PassageFactory("", 7).passages(3, 40, "probe")
 print(count_tokens(load_tokenizer(""), passages))

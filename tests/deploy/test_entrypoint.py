@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from locustfiles import BACKENDS
+from embed_bench.core.backends import BACKENDS
 from tests.deploy.files import REPO
 from tests.deploy.scripts import docker_script
 

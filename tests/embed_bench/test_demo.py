@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embed_bench.demo import (
+from embed_bench.commands.demo import (
     DEMO_MARKER,
     build_parser,
     check_demo_dir,
@@ -17,7 +17,7 @@ from embed_bench.demo import (
     replace_demo_dir,
     report_arguments,
 )
-from embed_bench.run import RunError
+from embed_bench.commands.run import RunError
 from reports.cli import main as report_main
 from tests.reports.record_fixtures import (
     RateRecordCell,

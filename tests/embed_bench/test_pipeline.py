@@ -178,8 +178,8 @@ def test_repeats_walk_the_grid_three_times_and_the_report_gives_each_cell_a_mean
 ) -> None:
     """`embed-bench run --repeats 3` end to end: three walks with fresh passages on record, then
     every cell of the report carries a mean and a 95% interval from 3 values."""
-    from reports.load import load_run
-    from reports.metrics import run_metrics
+    from reports.load.runs import load_run
+    from reports.metrics.runs import run_metrics
 
     grid = tmp_path / "grid.toml"
     grid.write_text(TINY_GRID)

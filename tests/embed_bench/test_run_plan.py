@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embed_bench.run import clear_run_files, split_secrets
+from embed_bench.commands.run import clear_run_files, split_secrets
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_force_clears_an_earlier_runs_files_only(tmp_path: Path) -> None:
 
 PLAN_PROBE = """
 import sys
-from embed_bench import run
+from embed_bench.commands import run
 args = run.build_parser().parse_args(["--backend", "self-hosted", "--host", "http://127.0.0.1:1", "--out", sys.argv[1]])
 plan = run.plan_run(args, ["-u", "3", "--batch-size", "4", "--repeats", "2"])
 print(plan.grid.name, [cell.name for cell in plan.grid.cells], plan.repeats, plan.steps)

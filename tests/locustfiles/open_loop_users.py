@@ -24,8 +24,8 @@ from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from locustfiles.arrivals import Mix, arrival_schedule
-from locustfiles.open_loop import OpenLoopDispatcher
+from embed_bench.core.arrivals import Mix, arrival_schedule
+from embed_bench.load.open_loop import OpenLoopDispatcher
 
 RATE_PER_S = float(os.environ.get("OPEN_LOOP_RATE", "50"))
 DURATION_S = float(os.environ.get("OPEN_LOOP_DURATION", "4"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from embed_bench.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, WARMUP_PREFIX
+from embed_bench.core.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, WARMUP_PREFIX
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUST = str(Path(sys.executable).with_name("locust"))

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from locustfiles.arrivals import (
+from embed_bench.core.arrivals import (
     ArrivalError,
     Mix,
     Shape,

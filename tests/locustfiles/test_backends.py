@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from embed_bench import run
-from locustfiles.backends import BACKENDS, BackendError, Settings, sagemaker_runtime_url
+from embed_bench.commands import run
+from embed_bench.core.backends import BACKENDS, BackendError, Settings, sagemaker_runtime_url
 from tests.support.json_server import json_server
 
 NO_AWS = {"AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}

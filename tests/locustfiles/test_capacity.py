@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from locustfiles.arrivals import Mix, arrival_schedule
-from locustfiles.capacity import (
+from embed_bench.core.arrivals import Mix, arrival_schedule
+from embed_bench.core.capacity import (
     CapacityError,
     CapacityResult,
     CapacitySearch,
@@ -19,8 +19,8 @@ from locustfiles.capacity import (
     Target,
     step_duration_s,
 )
-from locustfiles.open_loop import Outcome, run_open_loop
-from locustfiles.payloads import PassageFactory
+from embed_bench.core.payloads import PassageFactory
+from embed_bench.load.open_loop import Outcome, run_open_loop
 from tests.support.open_loop_http import http_sender
 from tests.support.target import running_target_server
 

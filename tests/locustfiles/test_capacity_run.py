@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from embed_bench.contract import Shape
-from locustfiles.capacity import Target
-from locustfiles.capacity_run import CapacityRun
-from locustfiles.cells import CapacitySpec
-from locustfiles.records import RequestRecord
+from embed_bench.core.capacity import Target
+from embed_bench.core.capacity_run import CapacityRun
+from embed_bench.core.cells import CapacitySpec
+from embed_bench.core.contract import Shape
+from embed_bench.core.records import RequestRecord
 
 
 def record(

@@ -8,9 +8,8 @@ import re
 
 import pytest
 
-from embed_bench.contract import Shape
-from locustfiles.capacity import StepResult, Target
-from locustfiles.cells import (
+from embed_bench.core.capacity import StepResult, Target
+from embed_bench.core.cells import (
     CELLS_CSV_COLUMNS,
     GRIDS,
     Cell,
@@ -24,7 +23,8 @@ from locustfiles.cells import (
     parse_failures,
     parse_grid_toml,
 )
-from locustfiles.options import BenchOptions
+from embed_bench.core.contract import Shape
+from embed_bench.core.options import BenchOptions
 
 
 def test_cell_names_are_the_request_names():

@@ -11,7 +11,7 @@ import pytest
 from geventhttpclient.header import Headers
 from geventhttpclient.useragent import UserAgent
 
-from locustfiles.checks import (
+from embed_bench.core.checks import (
     BadBody,
     Embeddings,
     RequestFailure,

@@ -3,7 +3,7 @@ master (a worker report interval): the rule ``GridWalk`` follows, ``cells.must_a
 
 from __future__ import annotations
 
-from locustfiles.cells import Cell, CellRecord, must_await_counts
+from embed_bench.core.cells import Cell, CellRecord, must_await_counts
 
 FIRST = Cell(concurrency=1, batch_size=1, passage_tokens=16)
 SECOND = Cell(concurrency=2, batch_size=1, passage_tokens=16)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embed_bench.contract import CELLS_CSV_COLUMNS, REQUEST_RECORD_COLUMNS
-from locustfiles.live_grid import CellState, LiveGrid, exact_percentile
+from embed_bench.core.contract import CELLS_CSV_COLUMNS, REQUEST_RECORD_COLUMNS
+from embed_bench.load.live_grid import CellState, LiveGrid, exact_percentile
 
 A, B = "b=1 t=16 c=1", "b=2 t=16 c=2"
 

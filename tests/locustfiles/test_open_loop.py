@@ -22,8 +22,8 @@ import gevent
 import numpy as np
 import pytest
 
-from locustfiles.arrivals import Mix, arrival_schedule
-from locustfiles.open_loop import (
+from embed_bench.core.arrivals import Mix, arrival_schedule
+from embed_bench.load.open_loop import (
     Dropped,
     OpenLoopDispatcher,
     OpenLoopError,

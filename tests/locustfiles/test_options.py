@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from locustfiles.options import OPTION_SPECS, BenchOptions, OptionError
+from embed_bench.core.options import OPTION_SPECS, BenchOptions, OptionError
 from tests.locustfiles.runs import REPO, locust_env
 
 DESIGN_OPTIONS = {
@@ -68,7 +68,7 @@ def test_the_api_key_stays_out_of_repr_and_public_values(monkeypatch):
 
 PROBE = """
 import json, sys
-import locustfiles.grid  # what every locustfile imports: it subscribes the options
+import embed_bench.load.shape  # what every locustfile imports: it subscribes the options
 from locust.argument_parser import get_parser, ui_extra_args_dict
 args = ["-f", "locustfiles/self_hosted.py", "--api-key", "jina_cli", "--grid", "article"]
 parsed = vars(get_parser().parse_args(args))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from locustfiles.payloads import (
+from embed_bench.core.payloads import (
     PassageError,
     PassageFactory,
     bundled_tokenizer_path,

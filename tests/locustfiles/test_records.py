@@ -10,8 +10,8 @@ import pandas
 import pytest
 from geventhttpclient.header import Headers
 
-from embed_bench.contract import REQUEST_RECORD_COLUMNS
-from locustfiles.records import RecordFile, RequestRecord, server_timings, token_mismatch
+from embed_bench.core.contract import REQUEST_RECORD_COLUMNS
+from embed_bench.core.records import RecordFile, RequestRecord, server_timings, token_mismatch
 from tests.doubles.process import running_double
 from tests.locustfiles.runs import finish, start_headless, wait_for, write_grid
 

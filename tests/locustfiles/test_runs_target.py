@@ -166,7 +166,7 @@ def test_queue_and_inference_time_agree_with_the_servers_own_metrics(tmp_path, t
     """Where the time goes, per request, from the records' timing headers: the server's queue and
     inference time add up to what its own /metrics histogram measured over the same requests, and
     the rest (network, HTTP, client) is positive and small."""
-    from reports.record_metrics import time_split
+    from reports.metrics.records import time_split
 
     grid = write_grid(tmp_path / "grid.toml", [(4, 8, 64)])
     before = scrape(target_url)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from locustfiles.options import OPTION_SPECS, BenchOptions
-from locustfiles.swarm_form import form_label, swarm_form_error
+from embed_bench.core.options import OPTION_SPECS, BenchOptions
+from embed_bench.load.swarm_form import form_label, swarm_form_error
 
 # What Locust's parser holds before the form updates it: each option's default, Locust's own fields.
 CURRENT = {spec.dest: spec.default for spec in OPTION_SPECS} | {"num_users": 1, "spawn_rate": 1.0, "host": ""}

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from embed_bench.contract import CELLS_CSV_COLUMNS
+from embed_bench.core.contract import CELLS_CSV_COLUMNS
 from tests.doubles.process import running_double
 from tests.locustfiles.runs import wait_for, web_ui_locust
 

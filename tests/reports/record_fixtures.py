@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embed_bench.contract import CELLS_CSV_COLUMNS, REQUEST_RECORD_COLUMNS, RUN_FILES
+from embed_bench.core.contract import CELLS_CSV_COLUMNS, REQUEST_RECORD_COLUMNS, RUN_FILES
 from tests.reports.fixtures import (
     FAILURES_HEADER_NEW,
     STATS_HEADER,

@@ -11,13 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from embed_bench.cli import main as embed_bench_main
+from embed_bench.commands.cli import main as embed_bench_main
 from reports.cli import main
-from reports.headline import SUMMARY_METRICS
-from reports.load import load_run
-from reports.metrics import run_metrics
-from reports.study import load_study
-from reports.tables import MISSING
+from reports.cost.headline import SUMMARY_METRICS
+from reports.load.runs import load_run
+from reports.metrics.runs import run_metrics
+from reports.metrics.study import load_study
+from reports.tables.base import MISSING
 from tests.reports.fixtures import CellSpec, RunLayout, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

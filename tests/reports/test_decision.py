@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reports.decision import (
+from reports.cost.decision import (
     OptionCapacity,
     Workload,
     decide,
@@ -14,8 +14,8 @@ from reports.decision import (
     load_workload,
     parse_workload,
 )
+from reports.cost.pricing import Price, load_price_book
 from reports.errors import ReportError
-from reports.pricing import Price, load_price_book
 
 PRICES = load_price_book()
 TARGET = "p95 <= 200 ms and success >= 99.9%"

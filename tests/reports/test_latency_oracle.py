@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reports.load import load_run
-from reports.metrics import run_metrics
-from reports.records import RECORDS_FILE
+from reports.load.records import RECORDS_FILE
+from reports.load.runs import load_run
+from reports.metrics.runs import run_metrics
 from tests.locustfiles.runs import run_headless
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from embed_bench.contract import Cell, parse_cell_name
+from embed_bench.core.contract import Cell, parse_cell_name
 from reports.errors import ReportError
-from reports.load import load_run
+from reports.load.runs import load_run
 from tests.reports.fixtures import CellSpec, RunLayout, write_run
 
 CELLS = [

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from reports.errors import ReportError
-from reports.load import load_run
-from reports.metrics import (
+from reports.load.runs import load_run
+from reports.metrics.runs import (
     TIMED_BY_CELLS,
     TIMED_BY_LOCUST_RATE,
     TIMED_TO_LAST_WRITE,

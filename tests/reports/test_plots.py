@@ -7,11 +7,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from reports.columns import RunColumn
-from reports.load import load_run
-from reports.metrics import run_metrics
-from reports.plots import build_plots, latency_figure
-from reports.pricing import load_price_book, run_cost
+from reports.cost.columns import RunColumn
+from reports.cost.pricing import load_price_book, run_cost
+from reports.load.runs import load_run
+from reports.metrics.runs import run_metrics
+from reports.plots.runs import build_plots, latency_figure
 from tests.reports.fixtures import CellSpec, write_run
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from reports.errors import ReportError
-from reports.pricing import (
+from reports.cost.pricing import (
     Price,
     choose_prices,
     hourly_cost_per_million_tokens_usd,
     load_price_book,
     price_per_million_tokens_usd,
 )
+from reports.errors import ReportError
 
 
 def study_cost_rows() -> list[dict[str, str]]:

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embed_bench.contract import RUN_FILES
+from embed_bench.core.contract import RUN_FILES
 from reports.cli import main
-from reports.load import load_run
-from reports.rate_metrics import WHOLE_CELL, rate_run
+from reports.load.runs import load_run
+from reports.metrics.rates import WHOLE_CELL, rate_run
 from tests.reports.record_fixtures import (
     RateRecordCell,
     RateShape,

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from embed_bench.contract import RUN_FILES
+from embed_bench.core.contract import RUN_FILES
 from reports.cli import main
-from reports.load import load_run
-from reports.metrics import LATENCY_FROM_LOCUST, LATENCY_FROM_RECORDS, run_metrics
-from reports.record_metrics import latency_distribution
-from reports.record_tables import THIN
+from reports.load.runs import load_run
+from reports.metrics.records import latency_distribution
+from reports.metrics.runs import LATENCY_FROM_LOCUST, LATENCY_FROM_RECORDS, run_metrics
+from reports.tables.records import THIN
 from tests.reports.record_fixtures import RecordCell, read_records, write_record_run
 from tests.reports.test_cli import markdown_table
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from embed_bench.contract import Cell
-from reports.study import high_load_cells, load_study, study_table
+from embed_bench.core.contract import Cell
+from reports.metrics.study import high_load_cells, load_study, study_table
 from tests.reports.fixtures import STUDY_LATENCY, study_rows
 
 ARTICLE = Path(__file__).resolve().parents[3] / "shared" / "article"

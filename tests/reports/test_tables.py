@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from reports.columns import RunColumn
-from reports.headline import SUMMARY_METRICS
-from reports.load import load_run
-from reports.metrics import run_metrics
-from reports.sections import build_sections
-from reports.tables import is_figure
+from reports.cost.columns import RunColumn
+from reports.cost.headline import SUMMARY_METRICS
+from reports.load.runs import load_run
+from reports.metrics.runs import run_metrics
+from reports.tables.base import is_figure
+from reports.tables.sections import build_sections
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ from target_server.embedder import (
     SentenceTransformerEmbedder,
     bundled_model_path,
     is_out_of_memory,
-    load_embedder,
     resolve_dtype,
 )
+from target_server.models import load_embedder
 
 
 def test_loads_a_local_path_and_names_it_after_the_directory() -> None:

@@ -10,7 +10,7 @@ import requests
 
 from target_server import create_app, service_of
 from target_server.config import ServerConfig
-from target_server.embedder import load_embedder
+from target_server.models import load_embedder
 from target_server.null_model import NullEmbedder, parse_width
 from target_server.synthetic import SHAPES
 from tests.support.target import running_target_server

@@ -1,0 +1,600 @@
+"""``embed-bench run``: one Locust run over a grid, into a reportable run directory.
+
+Everything that can be wrong is checked before anything is written or started (backend, grid file,
+the whole Locust command line with Locust's own parser, tokenizer, keys, credentials, output
+directory, the target's name and reachability), so a failed start leaves nothing half-written. Then
+``locust --headless`` runs (one process, or a master with N local workers), each cell's outcome is
+shown as it ends (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``, from ``cells.csv``) with an ETA, and
+``run.json`` records what ran -- never a secret. The run ends with a summary and an exit code that
+says whether it measured anything. Ctrl-C stops Locust gracefully, so the directory stays reportable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from embed_bench.commands.preflight import PreflightError, parse_locust_args, wait_reachable
+from embed_bench.core.backends import BACKENDS, BackendError, Settings
+from embed_bench.core.cells import CellRecord, Grid, GridError, format_failures, grid_of
+from embed_bench.core.contract import RUN_FILES, Cell
+from embed_bench.core.options import BenchOptions, OptionError, concurrency_option
+from embed_bench.core.payloads import PassageError, load_tokenizer
+from target_server.launcher import free_port, stop
+
+# Options whose values are secrets: moved from the command line into the environment of the Locust
+# processes (so they never show in `ps`, run.json or logs).
+SECRET_OPTIONS = {"--api-key": "LOCUST_API_KEY"}
+STOP_GRACE_S = 60
+# Signals that stop a run gracefully: Ctrl-C, `kill`/`docker stop`, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class RunError(Exception):
+    """A reason not to start (or to abandon) a run, phrased as what to fix."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunPlan:
+    backend: str
+    host: str
+    grid_spec: str | None  # None: the single cell of --batch-size, --passage-tokens and --users
+    grid: Grid
+    out: Path
+    workers: int
+    label: str
+    pricing: str | None
+    locust_args: list[str]
+    env: dict[str, str] = field(repr=False)
+    ready_timeout_s: float = 300.0
+    repeats: int = 1
+    requests_per_user: int = 5
+    max_failure_pct: float | None = None
+
+    @property
+    def steps(self) -> int:
+        """Cells to walk, over all repeats."""
+        return len(self.grid.cells) * self.repeats
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "embed-bench run",
+        description="Run Locust headless over a grid against one backend and write a run directory "
+        "(locust_stats.csv, locust_stats_history.csv, locust_failures.csv, cells.csv, run.json). "
+        "Unknown options go to Locust and the embed-bench user classes "
+        "(e.g. --requests-per-user 5, --repeats 3, --model, --api-key, --sagemaker-endpoint) and are "
+        "checked by Locust's parser before anything starts. Exit codes: 0 run completed (cells cut "
+        "short are listed), 1 nothing succeeded / a cell completed nothing / over --max-failure-pct / "
+        "Locust failed, 2 bad options, 3 target unreachable, 130 interrupted.",
+    )
+    parser.add_argument(
+        "--backend",
+        required=True,
+        choices=sorted(BACKENDS),
+        help="; ".join(f"{name}: {b.description}" for name, b in BACKENDS.items()),
+    )
+    parser.add_argument("--host", help="base URL of the target (default: the backend's, if it has one)")
+    parser.add_argument(
+        "--grid",
+        help="quick | article | throughput | capacity | a grid TOML file; without it, the single cell of "
+        "Locust's --batch-size, --passage-tokens and -u/--users (defaults 1, 128, 1), as plain Locust runs, "
+        "or a rate cell with --request-rate; capacity: a capacity search of that shape (--slo-p95-ms)",
+    )
+    parser.add_argument("--out", type=Path, help="run directory (default: runs/<backend>-<time>)")
+    parser.add_argument("--label", help="column title in reports (default: the run directory's name)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Locust processes: 1 = one process; N > 1 = a master and N local workers",
+    )
+    parser.add_argument("--pricing", help="pricing entry recorded in run.json for `embed-bench report`")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="how long to wait for a self-hosted server whose /health says it is loading (a target "
+        "where nothing listens is retried for 5 s only)",
+    )
+    parser.add_argument(
+        "--max-failure-pct",
+        type=float,
+        metavar="P",
+        help="exit 1 when more than P %% of the planned measured requests failed or did not finish "
+        "(for CI); without it, "
+        "failures alone never change the exit code, but a run with no successful request exits 1",
+    )
+    parser.add_argument("--force", action="store_true", help="reuse a run directory that holds a run")
+    return parser
+
+
+def _secret_option(name: str) -> str | None:
+    """The secret option ``name`` stands for, abbreviations included (Locust's parser takes
+    ``--api-ke`` for ``--api-key``, so an abbreviation must not slip through to argv)."""
+    if len(name) < 4 or not name.startswith("--"):
+        return None
+    return next((option for option in SECRET_OPTIONS if option.startswith(name)), None)
+
+
+def split_secrets(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Remove secret options from a Locust command line; return them as env vars instead."""
+    kept: list[str] = []
+    env: dict[str, str] = {}
+    skip = False
+    for index, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        secret = _secret_option(arg.split("=", 1)[0])
+        if secret is not None:
+            if "=" in arg:
+                env[SECRET_OPTIONS[secret]] = arg.split("=", 1)[1]
+            elif index + 1 < len(args):
+                env[SECRET_OPTIONS[secret]] = args[index + 1]
+                skip = True
+            continue
+        kept.append(arg)
+    return kept, env
+
+
+def settings_of(locust_args: Sequence[str], secret_env: dict[str, str]) -> Settings:
+    """The run's settings as the Locust processes will see them: options, else ``LOCUST_*`` vars."""
+    return Settings(tuple(locust_args), {**os.environ, **secret_env})
+
+
+def resolve_host(backend: str, host: str | None, settings: Settings) -> str:
+    if host:
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise RunError(f"--host must be a URL like http://127.0.0.1:8000, got {host!r}")
+        return host.rstrip("/")
+    derived = BACKENDS[backend].host(settings)
+    if derived:
+        return derived
+    raise RunError(f"--backend {backend} needs --host URL (e.g. http://127.0.0.1:8000)")
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any((out / name).exists() for name in RUN_FILES.marks_a_run) and not force:
+        raise RunError(f"{out} already holds a run; choose another --out or pass --force")
+
+
+def clear_run_files(out: Path) -> None:
+    """``--force``: remove an earlier run's files, so nothing of it mixes into the new run or report."""
+    for pattern in RUN_FILES.written_by_a_run:
+        for path in out.glob(pattern):
+            path.unlink()
+
+
+def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
+    """Validate everything that does not need the network; raises RunError with what to fix."""
+    if args.workers < 1:
+        raise RunError("--workers must be at least 1")
+    if args.max_failure_pct is not None and not 0 <= args.max_failure_pct <= 100:
+        raise RunError("--max-failure-pct takes a percentage from 0 to 100")
+    locust_args, env = split_secrets(passthrough)
+    settings = settings_of(locust_args, env)
+    try:
+        BACKENDS[args.backend].check_credentials(settings)
+    except BackendError as error:
+        raise RunError(str(error)) from None
+    host = resolve_host(args.backend, args.host, settings)
+    out = args.out or Path("runs") / f"{args.backend}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    plan = RunPlan(
+        backend=args.backend,
+        host=host,
+        grid_spec=args.grid,
+        grid=Grid("pending", (Cell(concurrency=1, batch_size=1, passage_tokens=1),)),  # set below
+        out=out,
+        workers=args.workers,
+        label=args.label or out.name,
+        pricing=args.pricing,
+        locust_args=locust_args,
+        env=env,
+        ready_timeout_s=args.ready_timeout,
+        max_failure_pct=args.max_failure_pct,
+    )
+    options, concurrency = check_locust_options(plan)
+    try:
+        plan.grid = grid_of(options, concurrency)
+    except GridError as error:
+        raise RunError(f"bad grid: {error}") from None
+    plan.repeats, plan.requests_per_user = options.repeats, options.requests_per_user
+    check_out_dir(out, args.force)
+    return plan
+
+
+def check_locust_options(plan: RunPlan) -> tuple[BenchOptions, int]:
+    """The master's command line through Locust's parser, the embed-bench options' values and the
+    tokenizer: every mistake in them is reported here, before anything starts."""
+    try:
+        values = parse_locust_args(master_arguments(plan))
+        options = BenchOptions.from_mapping(values)
+        concurrency = concurrency_option(argparse.Namespace(**values))
+        load_tokenizer(options.tokenizer)
+    except PreflightError as error:
+        raise RunError(str(error), error.exit_code) from None
+    except (OptionError, PassageError) as error:
+        raise RunError(str(error)) from None
+    return options, concurrency
+
+
+def master_arguments(plan: RunPlan) -> list[str]:
+    """The arguments of the (only or master) Locust process, after ``python -m locust``."""
+    backend = BACKENDS[plan.backend]
+    return [
+        "-f",
+        str(backend.locustfile),
+        backend.user_class,
+        "--headless",
+        "-H",
+        plan.host,
+        *(["--grid", plan.grid_spec] if plan.grid_spec else []),
+        "--run-dir",
+        str(plan.out),
+        "--csv",
+        str(plan.out / RUN_FILES.csv_prefix),
+        "--csv-full-history",
+        "--exit-code-on-error",
+        "0",
+        "--logfile",
+        str(plan.out / RUN_FILES.log),
+        "--only-summary",
+        *plan.locust_args,
+    ]
+
+
+def locust_commands(plan: RunPlan) -> list[list[str]]:
+    """The Locust processes: one headless process, or a headless master plus N workers."""
+    backend = BACKENDS[plan.backend]
+    master = [sys.executable, "-m", "locust", *master_arguments(plan)]
+    if plan.workers == 1:
+        return [master]
+    port = free_port()
+    master += [
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--expect-workers",
+        str(plan.workers),
+        "--expect-workers-max-wait",
+        "120",
+    ]
+    worker = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(backend.locustfile),
+        backend.user_class,
+        "--worker",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "--logfile",
+        str(plan.out / RUN_FILES.worker_log),
+        *plan.locust_args,
+    ]
+    return [master] + [worker] * plan.workers
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("embed-bench", "locust"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def target_model(plan: RunPlan) -> str | None:
+    """What model the run measures, as its backend knows it (``--model``, the server's own, ...)."""
+    try:
+        return BACKENDS[plan.backend].model(settings_of(plan.locust_args, plan.env), plan.host)
+    except BackendError as error:
+        raise RunError(str(error)) from None
+
+
+def capacity_of(out: Path) -> dict[str, object]:
+    """run.json's ``slo`` and ``capacity`` keys, from the capacity search's ``capacity.json``
+    (written by the grid walk when a search ran; nothing otherwise)."""
+    try:
+        found = json.loads((out / RUN_FILES.capacity_json).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {key: found[key] for key in ("slo", "capacity") if key in found}
+
+
+def write_run_json(
+    plan: RunPlan, started: dt.datetime, ended: dt.datetime | None, model: str | None, status: str
+) -> None:
+    record = {
+        "name": plan.out.name,
+        "label": plan.label,
+        "backend": plan.backend,
+        "host": plan.host,
+        "model": model,
+        "grid": plan.grid_spec if plan.grid.name == plan.grid_spec else plan.grid.name,
+        "cells": [cell.name for cell in plan.grid.cells],
+        "repeats": plan.repeats,
+        "workers": plan.workers,
+        "started_at": started.isoformat(timespec="seconds"),
+        "ended_at": ended.isoformat(timespec="seconds") if ended else None,
+        "status": status,
+        "pricing": plan.pricing,
+        "locust_args": plan.locust_args,  # secrets were moved out (split_secrets)
+        "versions": versions(),
+        **capacity_of(plan.out),
+    }
+    temporary = plan.out / f".{RUN_FILES.run_json}.tmp"
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(plan.out / RUN_FILES.run_json)
+
+
+def read_cells(path: Path) -> list[CellRecord]:
+    """The rows of ``cells.csv`` so far (none before the first cell starts)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError:
+        return []
+    return [record for record in map(CellRecord.from_row, rows) if record is not None]
+
+
+class Progress:
+    """Prints a line when a cell starts and one with its outcome when it ends (from cells.csv), with
+    an ETA from the cells so far."""
+
+    def __init__(self, plan: RunPlan, write: Callable[[str], None]) -> None:
+        self.path = plan.out / RUN_FILES.cells_csv
+        self.total = plan.steps
+        self.repeats = plan.repeats
+        self.write = write
+        self.shown: dict[int, bool] = {}  # row number -> whether its outcome was shown
+
+    def poll(self) -> list[CellRecord]:
+        records = read_cells(self.path)
+        durations = [r.end - r.start for r in records if r.end is not None and r.completed is not None]
+        for number, record in enumerate(records, start=1):
+            counted = record.completed is not None
+            if self.shown.get(number) == counted:
+                continue
+            self.shown[number] = counted
+            # A capacity search adds steps as it goes: past the grid's cells, no total and no ETA.
+            searching = number > self.total
+            name = f"[{number}{'' if searching else f'/{self.total}'}] {record.cell.name}"
+            if self.repeats > 1:
+                name += f" (repeat {record.repeat + 1})"
+            if not counted:
+                self.write(f"{name}: running")
+                continue
+            remaining = max(0, self.total - len(durations))
+            eta = sum(durations) / len(durations) * remaining if durations else 0
+            took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
+            self.write(f"{name}: {record.outcome()}{took}" + ("" if searching else f"; ETA {_clock(eta)}"))
+        return records
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run measured, from its cells.csv: the console summary, run.json's status, the exit code."""
+
+    records: tuple[CellRecord, ...]
+    steps: int  # cells planned over all repeats
+
+    @property
+    def planned(self) -> int:
+        return sum(record.planned for record in self.records)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(record.succeeded for record in self.records)
+
+    @property
+    def completed(self) -> int:
+        return sum(record.completed or 0 for record in self.records)
+
+    @property
+    def failure_pct(self) -> float:
+        """Measured requests that failed or never finished, of those planned for the cells walked."""
+        return 100.0 * (self.planned - self.succeeded) / self.planned if self.planned else 100.0
+
+    @property
+    def failures(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for record in self.records:
+            for error, count in record.failures.items():
+                total[error] = total.get(error, 0) + count
+        return total
+
+    @property
+    def empty(self) -> list[CellRecord]:
+        """Cells that completed no measured request at all."""
+        return [record for record in self.records if not record.completed]
+
+    @property
+    def cut_short(self) -> list[CellRecord]:
+        return [record for record in self.records if record.completed and record.unfinished]
+
+    @property
+    def not_walked(self) -> int:
+        """Cells of the grid never started (a capacity search's steps come on top of the grid's)."""
+        return max(0, self.steps - len(self.records))
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"measured requests: {self.succeeded:,} of {self.planned:,} planned succeeded "
+            f"({100 - self.failure_pct:.1f}%), {self.completed:,} completed, in {len(self.records)} "
+            + (
+                f"of {self.steps} cell(s)"
+                if len(self.records) <= self.steps
+                else "cell(s) and capacity steps"
+            )
+        ]
+        if self.failures:
+            lines.append(f"failures: {format_failures(self.failures)}")
+        for label, records in (("cut short", self.cut_short), ("completed nothing", self.empty)):
+            if records:
+                listed = "; ".join(f"{r.cell.name}: {r.outcome()}" for r in records)
+                lines.append(f"{len(records)} cell(s) {label}: {listed}")
+        if self.not_walked:
+            lines.append(f"{self.not_walked} cell(s) not walked")
+        return lines
+
+    def status(self) -> tuple[str, str | None]:
+        """run.json's status, and the error that makes the exit code 1 (None when there is none)."""
+        if not self.succeeded:
+            first = self.records[0] if self.records else None
+            if first is not None and self.not_walked and first.failures and not first.succeeded:
+                return "failed (stopped after the first cell)", (
+                    f"every request of the first cell failed ({format_failures(first.failures)}), so the "
+                    "grid was not walked further; check --host, the endpoint path, the model and the key "
+                    "or credentials"
+                )
+            return "failed (no measured request succeeded)", "no measured request succeeded"
+        if self.empty or self.not_walked:
+            count = len(self.empty) + self.not_walked
+            return f"incomplete ({count} cell(s) measured nothing)", f"{count} cell(s) measured nothing"
+        if self.cut_short:
+            return f"partial ({len(self.cut_short)} cell(s) cut short)", None
+        return "completed", None
+
+
+def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
+    """Run Locust for the plan; returns 0 when the run measured what it planned (cells cut short are
+    listed), 1 when it measured nothing in some cell or failed beyond --max-failure-pct, 130 when
+    stopped by a signal.
+
+    Whatever happens after the run directory is created -- a signal, a dead worker, an error --
+    the Locust processes are stopped and ``run.json`` gets its final status.
+    """
+    try:
+        wait_reachable(plan.host, BACKENDS[plan.backend].health_path, plan.ready_timeout_s)
+    except PreflightError as error:
+        raise RunError(str(error), error.exit_code) from None
+    model = target_model(plan)
+    if model and not settings_of(plan.locust_args, plan.env).get("--model"):
+        plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
+    plan.out.mkdir(parents=True, exist_ok=True)
+    clear_run_files(plan.out)
+    started = dt.datetime.now(dt.UTC)
+    write_run_json(plan, started, None, model, "running")
+    env = {**os.environ, **plan.env}
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
+    processes: list[subprocess.Popen] = []
+    status = "failed (embed-bench error)"
+    progress = Progress(plan, write)
+    error: str | None = None
+    try:
+        with open(plan.out / RUN_FILES.console_log, "wb") as console:
+            for command in locust_commands(plan):
+                processes.append(
+                    subprocess.Popen(
+                        command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                    )
+                )
+            repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
+            search = ", then a capacity search" if plan.grid.capacity is not None else ""
+            write(
+                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}"
+                f"{search}), "
+                f"{plan.workers} Locust process(es) -> {plan.out}"
+            )
+            status = _watch(processes, progress)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        write("interrupted: stopping Locust (it writes its CSV files) ...")
+    finally:
+        for signum in STOP_SIGNALS:  # a second signal must not cut the graceful stop short
+            signal.signal(signum, signal.SIG_IGN)
+        for process in processes:  # the master first: it tells the workers to stop and writes the CSVs
+            stop(process, grace_s=STOP_GRACE_S)
+        outcome = Outcome(tuple(progress.poll()), plan.steps)
+        locust_failed = status.startswith("failed")
+        if status == "completed":
+            status, error = outcome.status()
+        write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if locust_failed:
+        log_tail = (plan.out / RUN_FILES.console_log).read_text(errors="replace")[-2000:]
+        raise RunError(
+            f"{status}; Locust's output is in {plan.out / RUN_FILES.console_log} "
+            f"(its log in {plan.out / RUN_FILES.log}):\n{log_tail}",
+            exit_code=1,
+        )
+    for line in outcome.summary():
+        write(line)
+    write(f"run directory: {plan.out}  ({status})")
+    if status == "interrupted":
+        return 130
+    if error is None and plan.max_failure_pct is not None and outcome.failure_pct > plan.max_failure_pct:
+        error = (
+            f"{outcome.failure_pct:.1f}% of the measured requests failed or did not finish, "
+            f"over --max-failure-pct {plan.max_failure_pct:g}"
+        )
+    if error is not None:
+        raise RunError(error, exit_code=1)
+    return 0
+
+
+def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:
+    """Follow the run until the master exits; a worker that crashes first fails the run.
+
+    Workers exit with 0 when the master tells them to quit, shortly before the master itself exits;
+    any other code (an exception, a signal) means the run lost part of its load."""
+    master, workers = processes[0], processes[1:]
+    while master.poll() is None:
+        progress.poll()
+        crashed = [worker for worker in workers if worker.poll() not in (None, 0)]
+        if crashed:
+            return f"failed (a Locust worker exited with code {crashed[0].returncode} before the run ended)"
+        time.sleep(0.5)
+    return "completed" if master.returncode == 0 else f"failed (locust exit code {master.returncode})"
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args, passthrough = build_parser(prog).parse_known_args(argv)
+    try:
+        return execute(plan_run(args, passthrough))
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:  # before the run started (the wait for the target): nothing was written
+        print("interrupted before the run started; nothing was written", file=sys.stderr)
+        return 130

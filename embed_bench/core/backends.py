@@ -1,0 +1,212 @@
+"""The backend registry: what ``--backend NAME`` runs, and what each backend needs to run.
+
+Each entry carries its behaviour -- which credentials it needs, how its host is derived, where its
+model name comes from, how to tell that it is ready -- so ``embed-bench run`` and the container
+entrypoint ask the registry instead of comparing backend names (vLLM's ``ASYNC_REQUEST_FUNCS``, aiperf's
+factories).
+
+Settings are read the way Locust reads them: a command-line option (``--aws-region us-east-1``) wins,
+else its ``LOCUST_...`` environment variable. Kept free of Locust imports: the ``embed-bench run``
+process must not be monkey-patched by gevent.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# The top-level ``locustfiles/`` package, found without importing it (nothing in it may load here:
+# importing ``locust`` monkey-patches the ``embed-bench run`` process with gevent).
+LOCUSTFILES_DIR = Path(__file__).resolve().parents[2] / "locustfiles"
+JINA_API_URL = "https://api.jina.ai"
+STUDY_MODEL = "jina-embeddings-v3"
+API_KEY_ENVS = ("LOCUST_API_KEY", "JINA_API_KEY")
+
+
+class BackendError(ValueError):
+    """A setting a backend cannot run without; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A run's settings: Locust-style options on a command line, else ``LOCUST_*`` variables."""
+
+    args: Sequence[str] = ()
+    environ: Mapping[str, str] = ()  # type: ignore[assignment]
+
+    def get(self, flag: str) -> str | None:
+        """``--flag VALUE`` or ``--flag=VALUE`` on the command line, else ``LOCUST_FLAG``; None if unset."""
+        for index, arg in enumerate(self.args):
+            if arg == flag and index + 1 < len(self.args):
+                return self.args[index + 1].strip() or None
+            if arg.startswith(flag + "="):
+                return arg.split("=", 1)[1].strip() or None
+        value = dict(self.environ).get("LOCUST_" + flag.removeprefix("--").replace("-", "_").upper(), "")
+        return value.strip() or None
+
+    def api_key(self) -> str | None:
+        environ = dict(self.environ)
+        return next((environ[name].strip() for name in API_KEY_ENVS if environ.get(name, "").strip()), None)
+
+
+def sagemaker_runtime_url(region: str) -> str:
+    return f"https://runtime.sagemaker.{region}.amazonaws.com"
+
+
+def get_json(url: str, key: str | None = None, timeout_s: float = 5.0) -> object | None:
+    """GET a JSON document, or None when nothing (or no JSON) answers."""
+    request = urllib.request.Request(url)
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.load(response)
+    except (OSError, ValueError, urllib.error.HTTPError):
+        return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What ``--backend NAME`` runs (``locust -f <locustfile> <user_class>``) and what it needs."""
+
+    name: str
+    locustfile: Path
+    user_class: str
+    description: str
+    default_host: str | None = None
+    # Self-hosted targets answer GET /health (200 once loaded; 503 with the reason while not).
+    health_path: str | None = None
+    # The bundled target server answers this backend's requests (compose / Kubernetes wire it up).
+    talks_to_bundled_target: bool = False
+
+    def check_credentials(self, settings: Settings) -> None:
+        """Raise BackendError when a credential or required setting is missing."""
+
+    def host(self, settings: Settings) -> str | None:
+        """The host to use when none is given; None when the user must give one."""
+        return self.default_host
+
+    def model(self, settings: Settings, host: str) -> str | None:
+        """The model the run measures (recorded in run.json): ``--model`` as sent."""
+        return settings.get("--model")
+
+
+@dataclass(frozen=True)
+class SelfHostedBackend(Backend):
+    def model(self, settings: Settings, host: str) -> str | None:
+        """The bundled server's ``/embed`` names no model: ask its ``/info``."""
+        info = get_json(f"{host}/info", settings.api_key())
+        return info.get("model") if isinstance(info, dict) else None
+
+
+@dataclass(frozen=True)
+class OpenAIBackend(Backend):
+    def model(self, settings: Settings, host: str) -> str | None:
+        """``--model``, else the server's own: ``/v1/models`` (TEI, vLLM, Infinity), else ``/info``."""
+        given = settings.get("--model")
+        if given:
+            return given
+        key = settings.api_key()
+        listing = get_json(f"{host}/v1/models", key)
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
+            return str(data[0]["id"])
+        info = get_json(f"{host}/info", key)
+        model = (info.get("model") or info.get("model_id")) if isinstance(info, dict) else None
+        if model:
+            return str(model)
+        raise BackendError(
+            f"cannot tell which model {host} serves (no /v1/models or /info): pass --model NAME"
+        )
+
+
+@dataclass(frozen=True)
+class JinaBackend(Backend):
+    def check_credentials(self, settings: Settings) -> None:
+        if not settings.api_key():
+            raise BackendError("the Jina API needs a key: set JINA_API_KEY (or pass --api-key KEY)")
+
+    def model(self, settings: Settings, host: str) -> str | None:
+        return settings.get("--model") or STUDY_MODEL
+
+
+@dataclass(frozen=True)
+class SageMakerBackend(Backend):
+    def check_credentials(self, settings: Settings) -> None:
+        if not settings.get("--sagemaker-endpoint"):
+            raise BackendError("SageMaker needs an endpoint name: pass --sagemaker-endpoint NAME")
+        session = _boto3_session(settings)
+        if session.get_credentials() is None:
+            raise BackendError(
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or run where an IAM role provides them"
+            )
+        if not self.region(settings):
+            raise BackendError("no AWS region: pass --aws-region REGION or set AWS_DEFAULT_REGION")
+
+    def region(self, settings: Settings) -> str | None:
+        return settings.get("--aws-region") or _boto3_session(settings).region_name
+
+    def host(self, settings: Settings) -> str | None:
+        region = self.region(settings)
+        return sagemaker_runtime_url(region) if region else None
+
+    def model(self, settings: Settings, host: str) -> str | None:
+        return settings.get("--model") or STUDY_MODEL
+
+
+def _boto3_session(settings: Settings):
+    """The boto3 session of the standard credential chain; an unknown profile is a clear error."""
+    try:
+        import boto3
+        import botocore.exceptions
+    except ImportError as error:
+        raise BackendError("SageMaker needs boto3: pip install 'embed-bench[sagemaker]'") from error
+    try:
+        return boto3.Session()
+    except botocore.exceptions.ProfileNotFound as error:
+        raise BackendError(f"{error}: set AWS_PROFILE to a profile in ~/.aws/config, or unset it") from None
+
+
+# Registry of backends; the keys are the CLI choices of `embed-bench run --backend` and the values of
+# the Locust image's EMBED_BENCH_BACKEND.
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        SelfHostedBackend(
+            "self-hosted",
+            LOCUSTFILES_DIR / "self_hosted.py",
+            "SelfHostedUser",
+            "the bundled target server's POST /embed",
+            health_path="/health",
+            talks_to_bundled_target=True,
+        ),
+        JinaBackend(
+            "jina",
+            LOCUSTFILES_DIR / "jina_api.py",
+            "JinaApiUser",
+            "the hosted Jina Embeddings API (Bearer key from --api-key or JINA_API_KEY, --model, --task)",
+            default_host=JINA_API_URL,
+        ),
+        OpenAIBackend(
+            "openai",
+            LOCUSTFILES_DIR / "jina_api.py",
+            "JinaApiUser",
+            "any OpenAI-compatible embeddings server (TEI, vLLM, Infinity, the bundled server's "
+            "/v1/embeddings); --model (default: the server's /v1/models) and, if not /v1/embeddings, "
+            "--embeddings-path",
+            talks_to_bundled_target=True,
+        ),
+        SageMakerBackend(
+            "sagemaker",
+            LOCUSTFILES_DIR / "sagemaker.py",
+            "SageMakerUser",
+            "a SageMaker real-time endpoint running the Jina container (SigV4 from the boto3 credential "
+            "chain); set --sagemaker-endpoint and --aws-region",
+        ),
+    )
+}

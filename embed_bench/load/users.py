@@ -1,0 +1,289 @@
+"""EmbeddingUser: the abstract Locust user that owns payloads, checks and naming for every backend.
+
+A concrete backend only says how to encode a request body, where to send it (path, headers) and how
+to read its response body; everything that makes the numbers comparable lives here:
+
+- client: ``FastHttpUser`` (geventhttpclient), a few times cheaper per request than ``HttpUser``;
+  ``--request-timeout`` bounds the connection and every read;
+- naming: measured requests are named after their cell (``b=32 t=512 c=5``), warm-ups ``warmup ...``;
+- payloads: each user pops requests prepared before the cell started (``embed_bench.load.workload``); in
+  a rate cell it takes the next due request from its process's dispatcher instead (open loop), and
+  latency counts from the request's planned send time, in the record and in Locust's statistics;
+- checks: a 200 must carry one finite vector per input, all of one dimension (the dimension of the
+  first good response of this process), else it is a failure ``bad body: ...``;
+- tokens: ``response_length`` is the client's count, batch x passage tokens (exact: payloads are
+  token-exact), 0 for a failure, so Locust's "Average Content Size" reads as tokens per request and
+  never credits a server's own count; the server's usage goes into the request record only;
+- records: every request, sent or refused, becomes a ``RequestRecord`` (``embed_bench.core.records``) with
+  its exact times, status, failure, bytes and the server's timing headers;
+- failures are named by class (``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``, ``timeout``, ``connection
+  refused``) and recorded once: no retries; after a 429 or a Retry-After the user waits before its
+  next request instead of storming the server.
+"""
+
+from __future__ import annotations
+
+from locust import FastHttpUser, task  # first: gevent monkey-patches before anything else loads
+from locust.contrib.fasthttp import LocustBadStatusCode
+from locust.env import Environment
+
+# isort: split
+import itertools
+import time
+from typing import Any, ClassVar
+
+import gevent
+
+from embed_bench.core.checks import (
+    BadBody,
+    Embeddings,
+    RequestFailure,
+    backoff_seconds,
+    check_embeddings,
+    classify_exception,
+    http_failure,
+    parse_json,
+)
+from embed_bench.core.options import BenchOptions
+from embed_bench.core.records import server_timings
+from embed_bench.load.recorder import RequestRecorder
+from embed_bench.load.workload import PlannedRequest, RateRun, UserAssignment, Workload
+
+IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
+PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
+
+
+class EmbeddingUser(FastHttpUser):
+    """Abstract: one user of a cell. A backend implements ``encode_request``, ``request_path`` and
+    ``parse_embeddings``, and may override ``request_headers`` and ``precheck``."""
+
+    abstract = True
+    insecure = False  # verify TLS certificates, as HttpUser did (FastHttpUser's default does not)
+
+    # Per run: the dimension of this process's first good response; every later one must match it.
+    _dimensions: ClassVar[dict[str, int]] = {}
+    _numbers: ClassVar[itertools.count] = itertools.count()  # the record's "user": unique per process
+
+    def __init__(self, environment: Environment) -> None:
+        options = BenchOptions.from_namespace(environment.parsed_options)
+        # Read by FastHttpUser.__init__: the same bounds as requests' (connect, read) timeout.
+        self.connection_timeout = self.network_timeout = options.request_timeout
+        super().__init__(environment)
+        self.options = options
+        self.assignment: UserAssignment | None = None
+        self.rate: RateRun | None = None  # a rate cell: due requests come from here
+        self._rate_over = False
+        self.number = next(EmbeddingUser._numbers)
+        self.recorder = RequestRecorder.of(environment)
+        self._pause_s = 0.0
+        self._sent = 0  # requests of the current assignment sent so far: the record's "index"
+        self._record_heads: dict[bool, tuple] = {}  # measured? -> the record's first fields
+        self._headers: dict[str, str] | None = None
+
+    # --- backend hooks -------------------------------------------------------------------------
+    @classmethod
+    def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
+        """The request body for these passages (called ahead of time, outside the timed path)."""
+        raise NotImplementedError
+
+    def request_path(self) -> str:
+        raise NotImplementedError
+
+    def parse_embeddings(self, body: Any, inputs: int) -> Embeddings:
+        """Vectors in input order and the reported tokens; raise BadBody for a malformed body."""
+        raise NotImplementedError
+
+    def request_headers(self, body: bytes) -> dict[str, str]:
+        """Headers of one request (SageMaker signs each body); the client copies them, so the same
+        dict serves every request of this user."""
+        if self._headers is None:
+            self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            api_key = self.options.effective_api_key()
+            if api_key:
+                self._headers["Authorization"] = f"Bearer {api_key}"
+        return self._headers
+
+    def precheck(self, request: PlannedRequest) -> str | None:
+        """A failure message for a request that must not be sent at all (e.g. over a body limit)."""
+        return None
+
+    # --- the user's life in a cell ---------------------------------------------------------------
+    def wait_time(self) -> float:
+        if self._pause_s:
+            pause, self._pause_s = self._pause_s, 0.0
+            return pause
+        if self.rate is not None:
+            return IDLE_WAIT_S if self._rate_over else 0.0
+        return 0.0 if self.assignment and self.assignment.requests else IDLE_WAIT_S
+
+    def _take_work(self, workload: Workload | None) -> bool:
+        if workload is not None and workload.rate is not None and workload.plan is workload.rate.plan:
+            self.rate = workload.rate
+            return True
+        self.assignment = workload.take(type(self)) if workload else None
+        return self.assignment is not None
+
+    def on_start(self) -> None:
+        workload = Workload.of(self.environment)
+        # A worker that joined mid-cell gets users before its copy of the cell is prepared: wait.
+        deadline = time.monotonic() + PREPARE_WAIT_S
+        while not self._take_work(workload) and workload is not None and time.monotonic() < deadline:
+            gevent.sleep(IDLE_WAIT_S / 4)
+        if self.assignment is None and self.rate is None:
+            raise RuntimeError(
+                "no prepared cell: embed-bench users run under GridShape (embed_bench.load.shape)"
+            )
+        self._sent = 0
+        if self.recorder is not None:
+            plan = self.rate.plan if self.rate is not None else self.assignment.plan  # type: ignore[union-attr]
+            repeat = getattr(plan, "repeat", 0)  # CellPlan.repeat arrives with embed-bench run --repeats
+            head = (type(self).__name__, self.recorder.worker, self.number)
+            self._record_heads = {
+                measured: (plan.cell.name, repeat, 0 if measured else 1, *head) for measured in (True, False)
+            }
+
+    @task
+    def embed(self) -> None:
+        if self.rate is not None:
+            self._send_when_due(self.rate)
+            return
+        if not self.assignment or not self.assignment.requests:
+            return
+        request = self.assignment.requests.popleft()
+        self.send(request)
+        if request.measured and not self.assignment.requests:
+            workload = Workload.of(self.environment)
+            if workload is not None:
+                workload.report_done(self.assignment.plan)
+
+    def _send_when_due(self, rate: RateRun) -> None:
+        """Open loop: wait for the next due request of this process's share and send it."""
+        if self._rate_over:
+            return
+        due = rate.take()
+        if due is None:
+            self._rate_over = True
+            return
+        try:
+            self.send(due.payload, planned_at=due.planned_at)
+        finally:
+            rate.answered()
+
+    def send(self, request: PlannedRequest, planned_at: float | None = None) -> None:
+        """Send one request and record it. ``planned_at`` (open loop): when it was due; its latency,
+        here and in Locust's statistics, then counts from that time, not from the actual send."""
+        failure = self.precheck(request)
+        if failure is not None:
+            self.environment.events.request.fire(
+                request_type="POST",
+                name=request.name,
+                response_time=0.0,
+                response_length=0,
+                exception=RequestFailure(failure),
+                context={},
+            )
+            now = time.time()
+            self._record(request, planned_at or now, now, 0.0, 0, failure, None, 0, 0, None)
+            return
+        with self.client.post(
+            self.request_path(),
+            data=request.body,
+            headers=self.request_headers(request.body),
+            name=request.name,
+            catch_response=True,
+        ) as response:
+            meta = response.request_meta
+            received = meta["response_length"]  # Locust's default: the body's length in bytes
+            failure, tokens_server = self._outcome(response, request)
+            if failure is None:
+                meta["response_length"] = request.inputs * request.passage_tokens
+                response.success()
+            else:
+                meta["response_length"] = 0
+                response.failure(RequestFailure(failure))
+                self._pause_s = backoff_seconds(response.status_code, response.headers or {})
+            sent_at = meta["start_time"]
+            latency_from_sent_ms = meta["response_time"]
+            if planned_at is not None:  # Locust fires the event on leaving this block: count the lag
+                meta["response_time"] = latency_from_sent_ms + (sent_at - planned_at) * 1000.0
+            self._record(
+                request,
+                sent_at if planned_at is None else planned_at,
+                sent_at,
+                latency_from_sent_ms,
+                response.status_code,
+                failure,
+                tokens_server,
+                len(request.body),
+                received,
+                response.headers,
+            )
+
+    def _record(
+        self,
+        request: PlannedRequest,
+        planned_at: float,
+        sent_at: float,
+        latency_ms: float,
+        status: int,
+        failure: str | None,
+        tokens_server: int | None,
+        bytes_sent: int,
+        bytes_received: int,
+        headers: Any,
+    ) -> None:
+        """Keep the request's record, a plain tuple in ``RequestRecord`` order (a few microseconds).
+        ``latency_ms`` is measured from ``sent_at``; the record's latency counts from ``planned_at``
+        (closed loop: planned when sent, never late). The index is the request's place in its user's
+        assignment (closed loop) or in its process's schedule (open loop)."""
+        index, self._sent = self._sent, self._sent + 1
+        if self.recorder is None:
+            return
+        if self.rate is not None:
+            index = request.index
+        inputs, tokens = request.inputs, request.passage_tokens
+        completed_at = sent_at + latency_ms / 1000.0
+        lag_ms = (sent_at - planned_at) * 1000.0
+        self.recorder.keep(
+            self._record_heads[request.measured]
+            + (
+                index,
+                inputs,
+                tokens,
+                inputs * tokens,
+                tokens_server,
+                status,
+                0 if failure else 1,
+                failure or "",
+            )
+            + (
+                planned_at,
+                sent_at,
+                completed_at,
+                latency_ms + lag_ms,
+                lag_ms,
+                0,
+                bytes_sent,
+                bytes_received,
+            )
+            + server_timings(headers)
+        )
+
+    def _outcome(self, response: Any, request: PlannedRequest) -> tuple[str | None, int | None]:
+        """The failure message (None on success) and the server's reported usage."""
+        error = response.request_meta["exception"]
+        if response.status_code == 0 or (error is not None and not isinstance(error, LocustBadStatusCode)):
+            # No response, or one whose body broke off: the transport's failure class.
+            return classify_exception(error or response.error), None
+        if response.status_code != 200:
+            return http_failure(response.status_code, response.headers, response.content), None
+        try:
+            result = self.parse_embeddings(parse_json(response.content), request.inputs)
+        except BadBody as exc:
+            return str(exc), None
+        run_id = self.assignment.plan.run_id if self.assignment else ""
+        failure = check_embeddings(result, request.inputs, self._dimensions.get(run_id))
+        if failure is not None:
+            return failure, None
+        self._dimensions.setdefault(run_id, len(result.vectors[0]))
+        return None, result.total_tokens

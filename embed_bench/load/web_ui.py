@@ -1,0 +1,338 @@
+"""The embed-bench tab of Locust's web UI: the grid's cells live, a tokens/s chart, the run's report.
+
+Attached by Locust's ``init`` event on the process that serves the web UI (a local runner or the
+master; workers have none), on Locust's extension points (locust ``examples/extend_web_ui.py``):
+
+- an ``embed-bench`` tab (``extended_tabs`` + ``extended_tables``, its rows carried as
+  ``extended_stats`` in ``/stats/requests``): one row per cell with its state, elapsed time,
+  requests, failures, success rate, tokens/s and exact p50 / p95;
+- ``/embed-bench``: a self-contained page (no CDN) with the same table, a live chart of successful
+  tokens/s with the cell boundaries, and the report; linked from a badge on Locust's page and from
+  its "Download Data" tab;
+- ``/embed-bench/state.json``: what the page draws; ``/embed-bench/report``: the run directory's
+  ``report/report.html`` (``?download=1`` to save it), built by ``python -m reports`` in a
+  subprocess when the grid ends (``POST`` builds it again);
+- a check of the start form before Locust's ``/swarm`` handler (``embed_bench.load.swarm_form``): a wrong
+  value gets a message naming the option and what it accepts, instead of a 500, and nothing starts.
+
+Data comes into a ``LiveGrid`` (``embed_bench.load.live_grid``): every per-request record row the master
+(or single process) collects (``embed_bench.load.recorder``, which also ships workers' rows to it), and
+cell states from the run's ``cells.csv``, which the walker on this same process writes.
+"""
+
+from __future__ import annotations
+
+from locust import events  # first: gevent monkey-patches before anything else loads
+from locust.env import Environment
+from locust.runners import LocalRunner, MasterRunner, Runner
+
+# isort: split
+import logging
+import subprocess
+import sys
+import time
+import weakref
+from dataclasses import asdict
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import gevent
+from flask import Blueprint, Response, g, jsonify, make_response, request, send_file
+
+from embed_bench.core.cells import GridError, grid_of
+from embed_bench.core.contract import RUN_FILES
+from embed_bench.core.options import (
+    BenchOptions,
+    OptionError,
+    concurrency_option,
+    csv_prefix_option,
+    resolve_run_dir,
+)
+from embed_bench.load import recorder
+from embed_bench.load.live_grid import CellFigures, LiveGrid
+from embed_bench.load.swarm_form import swarm_form_error
+
+logger = logging.getLogger(__name__)
+
+TAB_KEY = "embed-bench"
+ROUTE = "/embed-bench"
+REPORT_DIR = "report"  # the report goes to <run dir>/report, as `embed-bench report RUN --out RUN/report`
+REPORT_TIMEOUT_S = 600.0
+CELLS_CSV_POLL_S = 0.5
+LIVE_PAGE = files("locustfiles").joinpath("web_ui_assets", "live.html")
+
+TAB_COLUMNS = (
+    ("cell", "Cell"),
+    ("state", "State"),
+    ("elapsed_s", "Elapsed (s)"),
+    ("requests", "Requests"),
+    ("failures", "Failures"),
+    ("success_pct", "Success (%)"),
+    ("tokens_per_s", "Tokens/s"),
+    ("p50_ms", "p50 (ms)"),
+    ("p95_ms", "p95 (ms)"),
+)
+BADGE = (
+    '<a id="embed-bench-link" href="./embed-bench" title="embed-bench: the grid\'s cells, tokens/s, report"'
+    ' style="position:fixed;left:16px;bottom:16px;z-index:2000;padding:8px 14px;border-radius:18px;'
+    "background:#1b5e20;color:#fff;font:600 14px system-ui,sans-serif;text-decoration:none;"
+    'box-shadow:0 2px 6px rgba(0,0,0,.3)">embed-bench: cells, tokens/s, report &#8599;</a>'
+)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "\N{EM DASH}" if value is None else f"{value:,.{digits}f}"
+
+
+def tab_row(index: int, figures: CellFigures) -> dict[str, Any]:
+    """A row of the tab's table; Locust renders values as given, so units live in the titles.
+
+    Locust sorts the rows by their ``name``, a column it does not show: the walk's order."""
+    return {
+        "name": f"{index:05d}",
+        "cell": figures.cell if figures.repeat == 0 else f"{figures.cell} (repeat {figures.repeat + 1})",
+        "state": figures.state,
+        "elapsed_s": _number(figures.elapsed_s, 1),
+        "requests": figures.requests,
+        "failures": figures.failures,
+        "success_pct": _number(figures.success_pct, 1),
+        "tokens_per_s": _number(figures.throughput_tokens_per_s, 0),
+        "p50_ms": _number(figures.p50_latency_ms, 1),
+        "p95_ms": _number(figures.p95_latency_ms, 1),
+    }
+
+
+class RunReport:
+    """The report of the run directory, built off the gevent loop by ``python -m reports``."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self.state = "none"
+        self.message = ""
+        self._greenlet: gevent.Greenlet | None = None
+
+    @property
+    def html(self) -> Path | None:
+        return self.run_dir / REPORT_DIR / "report.html" if self.run_dir is not None else None
+
+    def reset(self, run_dir: Path | None) -> None:
+        """A new run: the last report no longer describes it."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+        self.run_dir = run_dir
+        if run_dir is None:
+            self.state = "unavailable"
+            self.message = "no run directory: start Locust with --csv DIR/locust (or --run-dir) for a report"
+        else:
+            self.state, self.message = "waiting", "built when the grid ends"
+
+    def build(self) -> None:
+        if self.run_dir is None:
+            return
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+        self.state, self.message = "building", f"python -m reports {self.run_dir}"
+        self._greenlet = gevent.spawn(self._build, self.run_dir)
+
+    def _build(self, run_dir: Path) -> None:
+        out = run_dir / REPORT_DIR
+        command = [sys.executable, "-m", "reports", str(run_dir), "--out", str(out)]
+        try:
+            # Locust monkey-patched subprocess: the web UI keeps serving while the report builds.
+            result = subprocess.run(command, capture_output=True, text=True, timeout=REPORT_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.state, self.message = "failed", f"{' '.join(command)}: {exc}"
+        else:
+            if result.returncode == 0 and (out / "report.html").is_file():
+                self.state, self.message = "ready", str(out / "report.html")
+            else:
+                lines = (result.stderr or result.stdout).strip().splitlines()
+                self.state = "failed"
+                self.message = lines[-1] if lines else f"python -m reports exited {result.returncode}"
+        logger.info("embed-bench report %s: %s", self.state, self.message)
+        self._greenlet = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"state": self.state, "message": self.message}
+
+
+class EmbedBenchTab:
+    """The tab, its routes and hooks on one web UI; the LiveGrid it shows follows each new run."""
+
+    _instances: weakref.WeakKeyDictionary[Environment, EmbedBenchTab] = weakref.WeakKeyDictionary()
+
+    def __init__(self, environment: Environment) -> None:
+        assert environment.web_ui is not None and environment.web_ui.app is not None
+        self.environment = environment
+        self.live = LiveGrid()
+        self.report = RunReport()
+        self.run_dir: Path | None = None
+        self.problem = ""
+        self._cells_csv_polled = 0.0
+        events = environment.events
+        events.test_start.add_listener(self.on_test_start)
+        events.test_stop.add_listener(self.on_test_stop)
+        self._extend(environment.web_ui)
+        EmbedBenchTab._instances[environment] = self
+
+    @classmethod
+    def of(cls, environment: Environment) -> EmbedBenchTab | None:
+        return cls._instances.get(environment)
+
+    # --- runs -------------------------------------------------------------------------------------
+    def begin_run(self) -> None:
+        """Show the run the parsed options describe: its cells waiting, no figures, no report yet."""
+        namespace = self.environment.parsed_options
+        self.problem = ""
+        cells: list[str] = []
+        grid_name = ""
+        try:
+            options = BenchOptions.from_namespace(namespace)
+            grid = grid_of(options, concurrency_option(namespace))
+            cells, grid_name = [cell.name for cell in grid.cells], grid.name
+            self.run_dir = resolve_run_dir(options, csv_prefix_option(namespace))
+        except (GridError, OptionError) as exc:
+            self.problem, self.run_dir = f"cannot run the grid: {exc}", None
+        self.live.begin_run(cells, grid_name)
+        self.report.reset(self.run_dir)
+        self._cells_csv_polled = 0.0
+
+    def on_test_start(self, **_kwargs: Any) -> None:
+        if not self.live.is_open:  # a start the form did not announce (autostart, a plain run)
+            self.begin_run()
+
+    def on_test_stop(self, **_kwargs: Any) -> None:
+        self._sync_cells_csv(force=True)
+        self.live.end_run()
+        self.report.build()
+
+    def _sync_cells_csv(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.run_dir is None or (not force and now - self._cells_csv_polled < CELLS_CSV_POLL_S):
+            return
+        self._cells_csv_polled = now
+        self.live.sync_cells_csv(self.run_dir / RUN_FILES.cells_csv)
+
+    # --- views ------------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Bring in the request records collected since the last view, and the walker's cells.csv."""
+        records = recorder.RequestRecorder.of(self.environment)
+        if records is not None:
+            records.publish()
+        self._sync_cells_csv()
+
+    def snapshot(self) -> dict[str, Any]:
+        self._refresh()
+        runner = self.environment.runner
+        return {
+            "grid": self.live.grid_name,
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
+            "locust_state": runner.state if runner is not None else "missing",
+            "problem": self.problem,
+            "started_at": self.live.started_at,
+            "ended_at": self.live.ended_at,
+            "cells": [asdict(figures) for figures in self.live.figures()],
+            "throughput": asdict(self.live.throughput()),
+            "report": self.report.describe(),
+        }
+
+    def tab_rows(self) -> list[dict[str, Any]]:
+        self._refresh()
+        return [tab_row(index, figures) for index, figures in enumerate(self.live.figures())]
+
+    # --- Flask -------------------------------------------------------------------------------------
+    def _extend(self, web_ui: Any) -> None:
+        web_ui.template_args.update(
+            extended_tabs=[{"title": "embed-bench", "key": TAB_KEY}],
+            extended_tables=[
+                {"key": TAB_KEY, "structure": [{"key": key, "title": title} for key, title in TAB_COLUMNS]}
+            ],
+            extended_csv_files=[
+                {"href": "./embed-bench", "title": "embed-bench live view: cells, tokens/s chart, report"},
+                {
+                    "href": "./embed-bench/report?download=1",
+                    "title": "Download the embed-bench report (HTML)",
+                },
+            ],
+        )
+        options = self.environment.parsed_options
+        blueprint = Blueprint("embed_bench", __name__, url_prefix=getattr(options, "web_base_path", None))
+        guard = web_ui.auth_required_if_enabled
+
+        @blueprint.route(ROUTE)
+        @guard
+        def live_page() -> Response:
+            return make_response(LIVE_PAGE.read_text(encoding="utf-8"))
+
+        @blueprint.route(f"{ROUTE}/state.json")
+        @guard
+        def state() -> Response:
+            return jsonify(self.snapshot())
+
+        @blueprint.route(f"{ROUTE}/report", methods=["GET"])
+        @guard
+        def report() -> Response:
+            html = self.report.html
+            if self.report.state != "ready" or html is None or not html.is_file():
+                return make_response(f"No report yet ({self.report.state}: {self.report.message}).\n", 404)
+            download = request.args.get("download")
+            name = f"embed-bench-report-{self.run_dir.name if self.run_dir else 'run'}.html"
+            return send_file(html, mimetype="text/html", as_attachment=bool(download), download_name=name)
+
+        @blueprint.route(f"{ROUTE}/report", methods=["POST"])
+        @guard
+        def rebuild_report() -> Response:
+            self.report.build()
+            return jsonify(self.report.describe())
+
+        web_ui.app.register_blueprint(blueprint)
+        web_ui.app.before_request(self._check_swarm_form)
+        web_ui.app.after_request(self._after_request)
+
+    def _check_swarm_form(self) -> Response | None:
+        if request.endpoint != "locust.swarm" or request.method != "POST":
+            return None
+        namespace = self.environment.parsed_options
+        message = swarm_form_error(request.form, vars(namespace) if namespace is not None else {})
+        if message is not None:
+            logger.warning("start form refused: %s", message)
+            return jsonify({"success": False, "message": message, "host": self.environment.host})
+        runner = self.environment.runner
+        # Locust's handler starts a shape test only when none is running (start_shape).
+        g.embed_bench_starts_run = runner is not None and runner.shape_greenlet is None
+        return None
+
+    def _after_request(self, response: Response) -> Response:
+        endpoint = request.endpoint
+        if endpoint == "locust.swarm" and g.get("embed_bench_starts_run"):
+            if (response.get_json(silent=True) or {}).get("success"):
+                self.begin_run()  # before the walk prepares its first cell: the tab shows it
+        elif endpoint == "locust.request_stats" and response.is_json:
+            body = response.get_json()
+            body["extended_stats"] = [{"key": TAB_KEY, "data": self.tab_rows()}]
+            response.set_data(jsonify(body).get_data())
+        elif endpoint == "locust.index" and response.mimetype == "text/html":
+            page = response.get_data(as_text=True)
+            if "</body>" in page and "embed-bench-link" not in page:
+                response.set_data(page.replace("</body>", BADGE + "</body>", 1))
+        return response
+
+
+def live_grid_of(environment: Environment) -> LiveGrid | None:
+    """The hook for the grid walker and the request records: the LiveGrid the web UI shows, if any."""
+    tab = EmbedBenchTab.of(environment)
+    return tab.live if tab is not None else None
+
+
+@events.init.add_listener
+def on_init(
+    environment: Environment, runner: Runner | None = None, web_ui: Any = None, **_kwargs: Any
+) -> None:
+    if web_ui is not None and isinstance(runner, LocalRunner | MasterRunner):
+        tab = EmbedBenchTab(environment)
+        recorder.attach(environment, runner)  # the tab reads its figures from the request records
+        records = recorder.RequestRecorder.of(environment)
+        if records is not None:
+            records.subscribe(tab.live.add_rows)

@@ -1,0 +1,336 @@
+"""The decision table: what a team's own workload costs each month on each option, within its target.
+
+The study priced each deployment at its average throughput under full load. That flatters an hourly
+server, which costs the same busy or idle, and ignores latency. Here the input is the team's
+workload (tokens per day and the peak request rate) and, per option, its capacity at the latency
+target (from a capacity search: the highest request rate whose p95 and success rate held) with its
+price from the pricing file:
+
+- an hourly option (infrastructure + license per hour) needs enough instances for the peak and for
+  the daily token volume, and pays for each of them all month: ``usd_per_hour x 730 h x instances``;
+- a per-token API pays for the tokens it embeds: ``tokens per day x 30.4 days x usd_per_million / 1e6``,
+  and is one account: it meets the target only when its measured capacity covers the peak;
+- either way the effective price is ``monthly cost / monthly tokens``, per million tokens: the price
+  at this workload's utilization.
+
+The table names the cheapest option that meets the target and says, beneath it, what the figures
+assume. The workload comes from ``--workload tokens-per-day=...,peak-requests-per-s=...`` or from a
+small TOML file (see :func:`load_workload`).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reports.cost.pricing import Price
+from reports.errors import ReportError
+from reports.tables.base import Section, Table, fmt
+
+HOURS_PER_MONTH = 730.0
+DAYS_PER_MONTH = 30.4
+SECONDS_PER_DAY = 86_400.0
+
+_WORKLOAD_KEYS = {"tokens-per-day": "tokens_per_day", "peak-requests-per-s": "peak_requests_per_s"}
+DECISION_TITLE = "Decision: the cost of this workload"
+WORKLOAD_EXAMPLE = "tokens-per-day=2e9,peak-requests-per-s=40"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A team's traffic: the tokens it embeds per day and its peak request rate."""
+
+    tokens_per_day: float
+    peak_requests_per_s: float
+    description: str = ""
+
+    @property
+    def mean_tokens_per_s(self) -> float:
+        return self.tokens_per_day / SECONDS_PER_DAY
+
+    @property
+    def tokens_per_month(self) -> float:
+        return self.tokens_per_day * DAYS_PER_MONTH
+
+    def describe(self) -> str:
+        text = f"{self.tokens_per_day:,.0f} tokens a day, peaks of {self.peak_requests_per_s:g} requests/s"
+        return f"{self.description}: {text}" if self.description else text
+
+
+def _workload_number(source: str, key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ReportError(f"{source}: {key} must be a number, found {value!r}") from None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ReportError(f"{source}: {key} must be a positive number, found {value!r}")
+    return float(value)
+
+
+def parse_workload(text: str) -> Workload:
+    """``tokens-per-day=2e9,peak-requests-per-s=40`` (numbers as Python reads them: 2e9, 2_000_000_000)."""
+    source = f"--workload {text!r}"
+    values: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        key, equals, value = (piece.strip() for piece in item.partition("="))
+        if not equals or not key or not value:
+            raise ReportError(
+                f"{source}: expected KEY=VALUE pairs separated by commas, e.g. {WORKLOAD_EXAMPLE}"
+            )
+        if key not in _WORKLOAD_KEYS:
+            raise ReportError(f"{source}: unknown key {key!r}; known: {', '.join(_WORKLOAD_KEYS)}")
+        if key in values:
+            raise ReportError(f"{source}: {key} is given twice")
+        values[key] = value
+    missing = [key for key in _WORKLOAD_KEYS if key not in values]
+    if missing:
+        raise ReportError(f"{source}: missing {', '.join(missing)} (e.g. {WORKLOAD_EXAMPLE})")
+    return Workload(
+        **{_WORKLOAD_KEYS[key]: _workload_number(source, key, value) for key, value in values.items()}
+    )
+
+
+def parse_workload_toml(text: str, source: str) -> Workload:
+    """The TOML form: top-level ``tokens_per_day``, ``peak_requests_per_s`` and an optional
+    ``description``::
+
+        description = "search queries and nightly re-indexing"
+        tokens_per_day = 2_000_000_000
+        peak_requests_per_s = 40
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ReportError(f"{source}: not a valid TOML workload file ({exc})") from exc
+    keys = set(_WORKLOAD_KEYS.values())
+    unknown = sorted(set(document) - keys - {"description"})
+    missing = sorted(keys - set(document))
+    if unknown or missing:
+        raise ReportError(
+            f"{source}: a workload file holds tokens_per_day, peak_requests_per_s and an optional description; "
+            f"missing {', '.join(missing) or 'nothing'}, unknown {', '.join(unknown) or 'nothing'}"
+        )
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise ReportError(f"{source}: description must be a string")
+    return Workload(
+        tokens_per_day=_workload_number(source, "tokens_per_day", document["tokens_per_day"]),
+        peak_requests_per_s=_workload_number(source, "peak_requests_per_s", document["peak_requests_per_s"]),
+        description=description,
+    )
+
+
+def load_workload(value: str) -> Workload:
+    """``--workload``: a TOML file when the value names one (or ends in .toml), else KEY=VALUE pairs."""
+    path = Path(value)
+    if path.is_file() or value.endswith(".toml"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ReportError(f"--workload {value}: cannot read workload file ({exc.strerror})") from exc
+        return parse_workload_toml(text, str(path))
+    return parse_workload(value)
+
+
+@dataclass(frozen=True)
+class OptionCapacity:
+    """One option of the table: a run's capacity at the target and the price it is billed at."""
+
+    name: str
+    price: Price
+    capacity_requests_per_s: float | None  # 0 when no rate met the target, None when not measured
+    capacity_tokens_per_s: float | None  # goodput at that rate
+
+
+NOT_MEASURED = "no capacity measured"
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    option: str
+    price: Price
+    capacity_requests_per_s: float | None
+    capacity_tokens_per_s: float | None
+    instances: int | None  # None for a per-token API, and when the target cannot be met
+    monthly_cost_usd: float | None
+    effective_usd_per_million_tokens: float | None
+    utilization_pct: float | None  # mean token load over the capacity paid for
+    meets_target: bool
+    note: str  # what sets the instance count, or why the target is not met
+
+
+@dataclass(frozen=True)
+class DecisionTable:
+    workload: Workload
+    target: str  # e.g. "p95 <= 200 ms and success >= 99.9%"
+    rows: tuple[DecisionRow, ...]
+    cheapest: DecisionRow | None
+    assumptions: tuple[str, ...]
+
+
+def _per_token_row(option: OptionCapacity, workload: Workload, usd_per_million: float) -> DecisionRow:
+    """A per-token API needs no capacity to be priced; without one it is taken to carry the peak."""
+    measured = option.capacity_requests_per_s is not None and option.capacity_tokens_per_s is not None
+    short = _shortfall(option, workload) if measured else None
+    monthly = workload.tokens_per_month * usd_per_million / 1e6
+    return DecisionRow(
+        option=option.name,
+        price=option.price,
+        capacity_requests_per_s=option.capacity_requests_per_s,
+        capacity_tokens_per_s=option.capacity_tokens_per_s,
+        instances=None,
+        monthly_cost_usd=monthly,
+        effective_usd_per_million_tokens=usd_per_million,
+        utilization_pct=_utilization(workload, option.capacity_tokens_per_s),
+        meets_target=short is None,
+        note=short
+        or (
+            "billed per token" if measured else f"billed per token; {NOT_MEASURED}, assumed to carry the peak"
+        ),
+    )
+
+
+def _shortfall(option: OptionCapacity, workload: Workload) -> str | None:
+    """Why one unit of this option cannot carry the workload, or None when it can."""
+    assert option.capacity_requests_per_s is not None and option.capacity_tokens_per_s is not None
+    if option.capacity_requests_per_s < workload.peak_requests_per_s:
+        return f"capacity {option.capacity_requests_per_s:g} requests/s is below the peak {workload.peak_requests_per_s:g}"
+    if option.capacity_tokens_per_s < workload.mean_tokens_per_s:
+        return f"capacity {option.capacity_tokens_per_s:,.0f} tokens/s is below the mean load {workload.mean_tokens_per_s:,.0f}"
+    return None
+
+
+def _utilization(workload: Workload, capacity_tokens_per_s: float | None) -> float | None:
+    if not capacity_tokens_per_s or capacity_tokens_per_s <= 0:
+        return None
+    return 100.0 * workload.mean_tokens_per_s / capacity_tokens_per_s
+
+
+def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float) -> DecisionRow:
+    requests_per_s, tokens_per_s = option.capacity_requests_per_s, option.capacity_tokens_per_s
+    if requests_per_s is None or tokens_per_s is None or requests_per_s <= 0 or tokens_per_s <= 0:
+        return DecisionRow(
+            option.name, option.price, requests_per_s, tokens_per_s, None, None, None, None, False,
+            NOT_MEASURED if requests_per_s is None or tokens_per_s is None else "no rate met the target",
+        )  # fmt: skip
+    for_peak = math.ceil(workload.peak_requests_per_s / requests_per_s)
+    for_volume = math.ceil(workload.mean_tokens_per_s / tokens_per_s)
+    instances = max(for_peak, for_volume)
+    monthly = usd_per_hour * HOURS_PER_MONTH * instances
+    return DecisionRow(
+        option=option.name,
+        price=option.price,
+        capacity_requests_per_s=requests_per_s,
+        capacity_tokens_per_s=tokens_per_s,
+        instances=instances,
+        monthly_cost_usd=monthly,
+        effective_usd_per_million_tokens=monthly / workload.tokens_per_month * 1e6,
+        utilization_pct=_utilization(workload, instances * tokens_per_s),
+        meets_target=True,
+        note="set by the peak" if for_peak >= for_volume else "set by the daily token volume",
+    )
+
+
+def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -> DecisionTable:
+    """One row per option, in the given order, and the cheapest that meets the target (the first
+    of equals)."""
+    if not options:
+        raise ReportError("a decision table needs at least one priced run")
+    rows = []
+    for option in options:
+        figures = [f for f in (option.capacity_requests_per_s, option.capacity_tokens_per_s) if f is not None]
+        if not all(math.isfinite(figure) for figure in figures):
+            raise ReportError(f"{option.name}: capacity must be a finite number")
+        if any(figure < 0 for figure in figures):
+            raise ReportError(f"{option.name}: capacity must not be negative")
+        if option.price.usd_per_million_tokens is not None:
+            rows.append(_per_token_row(option, workload, option.price.usd_per_million_tokens))
+        elif option.price.total_usd_per_hour is not None:
+            rows.append(_hourly_row(option, workload, option.price.total_usd_per_hour))
+        else:
+            raise ReportError(f"{option.name}: price {option.price.name!r} is neither per token nor hourly")
+    meeting = [row for row in rows if row.meets_target and row.monthly_cost_usd is not None]
+    cheapest = min(meeting, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
+    return DecisionTable(workload, target, tuple(rows), cheapest, _assumptions(target))
+
+
+def _assumptions(target: str) -> tuple[str, ...]:
+    return (
+        f"Capacity is the highest request rate that met the target ({target}) in the run's capacity search: "
+        "short open-loop cells of the shape or mix the run measured, latency counted from each request's "
+        "planned send time. Traffic of other shapes needs its own search.",
+        f"Hourly options pay every instance {HOURS_PER_MONTH:g} hours a month, busy or idle "
+        "(infrastructure + license). Instances = the larger of ceil(peak requests/s / capacity requests/s) "
+        "and ceil(mean tokens/s / capacity tokens/s): no autoscaling, so the peak is provisioned all month.",
+        f"Per-token APIs pay tokens per day x {DAYS_PER_MONTH:g} days x the price per million tokens. "
+        "Such an API is one account: it meets the target only when its measured capacity covers the peak "
+        "and the mean token load; without a capacity search it is taken to carry the peak (its rate limits "
+        "are the provider's to raise).",
+        "An hourly option without a capacity search (closed-loop cells only) is listed as "
+        f"'{NOT_MEASURED}' and never guessed: closed-loop throughput says nothing about a latency target.",
+        f"Effective USD per million tokens = monthly cost / (tokens per day x {DAYS_PER_MONTH:g} / 1e6): "
+        "the price at this workload's utilization, where the study's cost table assumed full load.",
+        "Not included: reserved or spot discounts, autoscaling, storage, egress, and the time of the people "
+        "who run a deployment.",
+    )
+
+
+def decision_section(table: DecisionTable) -> Section:
+    """The report's opening section when a workload is given: the table, the answer, the assumptions."""
+    header = (
+        "option",
+        "price",
+        "capacity (requests/s)",
+        "capacity (tokens/s)",
+        "instances",
+        "monthly cost (USD)",
+        "effective USD / M tokens",
+        "utilization",
+        "meets target",
+    )
+    rows = tuple(
+        (
+            row.option,
+            row.price.name,
+            fmt(row.capacity_requests_per_s, ",.1f"),
+            fmt(row.capacity_tokens_per_s, ",.0f"),
+            "per token" if row.price.usd_per_million_tokens is not None else fmt(row.instances, "d"),
+            fmt(row.monthly_cost_usd, ",.2f"),
+            fmt(row.effective_usd_per_million_tokens, ".4f"),
+            fmt(row.utilization_pct, ".1f") + ("%" if row.utilization_pct is not None else ""),
+            ("yes" if row.meets_target else "no") + f" ({row.note})",
+        )
+        for row in table.rows
+    )
+    if table.cheapest is None:
+        answer = f"No option meets the target ({table.target}) for this workload."
+    else:
+        answer = (
+            f"Cheapest option that meets the target: {table.cheapest.option} ({table.cheapest.price.name}), "
+            f"{table.cheapest.monthly_cost_usd:,.2f} USD a month, "
+            f"{table.cheapest.effective_usd_per_million_tokens:.4f} USD per million tokens."
+        )
+    return Section(
+        title=DECISION_TITLE,
+        text=f"Workload: {table.workload.describe()}. Target: {table.target}. {answer}",
+        bullets=table.assumptions,
+        tables=(
+            Table(
+                "decision",
+                "Monthly cost at the target",
+                "instances, cost and effective price per option for this workload",
+                header,
+                rows,
+            ),
+        ),
+    )
