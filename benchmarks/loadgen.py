@@ -339,7 +339,7 @@ class ScheduleCell:
 def schedule_cell(url: str, rate: float, duration_s: float, topology: str) -> ScheduleCell:
     from scipy import stats
 
-    from tests.locustfiles.runs import run_headless, run_master_and_workers
+    from tests.load.runs import run_headless, run_master_and_workers
 
     arguments = (
         "-H", url, "--request-rate", f"{rate:g}", "--cell-duration", f"{duration_s:g}",

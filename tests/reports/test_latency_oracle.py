@@ -29,7 +29,7 @@ import pytest
 from reports.load.records import RECORDS_FILE
 from reports.load.runs import load_run
 from reports.metrics.runs import run_metrics
-from tests.locustfiles.runs import run_headless
+from tests.load.runs import run_headless
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 
 from embed_bench.core.contract import CELLS_CSV_COLUMNS
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import wait_for, web_ui_locust
+from tests.load.runs import wait_for, web_ui_locust
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import finish, start_headless, wait_for, write_grid
+from tests.load.runs import finish, start_headless, wait_for, write_grid
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import locust_env, write_grid
+from tests.load.runs import locust_env, write_grid
 
 pytestmark = pytest.mark.slow
 

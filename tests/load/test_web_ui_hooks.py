@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import wait_for, web_ui_locust
+from tests.load.runs import wait_for, web_ui_locust
 
 pytestmark = pytest.mark.slow
 

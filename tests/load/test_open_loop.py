@@ -269,7 +269,7 @@ def test_two_locust_processes_send_their_shares(fast_server: DoubleServer, tmp_p
 def run_locust(options: list[str], variables: dict[str, str], report: Path) -> None:
     """``locust --headless`` with ``open_loop_users.py``; its report lands in ``report`` (and
     ``report.<i>`` per worker)."""
-    command = [sys.executable, "-m", "locust", "-f", "tests/locustfiles/open_loop_users.py", "--headless"]
+    command = [sys.executable, "-m", "locust", "-f", "tests/load/open_loop_users.py", "--headless"]
     command += ["-r", "1000", "--run-time", "12s", "--only-summary", *options]
     environment = {**os.environ, **variables, "OPEN_LOOP_REPORT": str(report)}
     subprocess.run(command, env=environment, cwd=REPO, check=True, capture_output=True, timeout=90)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.doubles.process import running_double
 from tests.doubles.stall_server import StallSchedule
-from tests.locustfiles.runs import LocustRun, run_headless
+from tests.load.runs import LocustRun, run_headless
 
 pytestmark = pytest.mark.slow
 

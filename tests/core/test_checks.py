@@ -21,7 +21,7 @@ from embed_bench.core.checks import (
     http_failure,
     parse_json,
 )
-from tests.locustfiles.runs import free_port
+from tests.load.runs import free_port
 
 
 def vectors(count: int, dimension: int = 4) -> list[list[float]]:

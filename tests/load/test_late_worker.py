@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import free_port, locust_command, locust_env, wait_for, write_grid
+from tests.load.runs import free_port, locust_command, locust_env, wait_for, write_grid
 
 pytestmark = pytest.mark.slow
 

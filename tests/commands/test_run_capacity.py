@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from embed_bench.core.contract import parse_rate_cell_name
-from tests.locustfiles.runs import locust_env
+from tests.load.runs import locust_env
 
 pytestmark = pytest.mark.slow
 

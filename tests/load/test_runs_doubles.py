@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import (
+from tests.load.runs import (
     assert_complete_run,
     assert_records_match_stats,
     expected_counts,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import LocustRun, run_headless, write_grid
+from tests.load.runs import LocustRun, run_headless, write_grid
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from geventhttpclient.header import Headers
 from embed_bench.core.contract import REQUEST_RECORD_COLUMNS
 from embed_bench.core.records import RecordFile, RequestRecord, server_timings, token_mismatch
 from tests.doubles.process import running_double
-from tests.locustfiles.runs import finish, start_headless, wait_for, write_grid
+from tests.load.runs import finish, start_headless, wait_for, write_grid
 
 KEY = "jina_double_key"
 

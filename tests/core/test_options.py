@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from embed_bench.core.options import OPTION_SPECS, BenchOptions, OptionError
-from tests.locustfiles.runs import REPO, locust_env
+from tests.load.runs import REPO, locust_env
 
 DESIGN_OPTIONS = {
     "--batch-size", "--passage-tokens", "--grid", "--requests-per-user", "--cell-max-seconds",

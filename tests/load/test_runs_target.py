@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.locustfiles.runs import assert_complete_run, assert_records_match_stats, run_headless, write_grid
+from tests.load.runs import assert_complete_run, assert_records_match_stats, run_headless, write_grid
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """A locustfile whose users are the open-loop dispatcher's senders: the integration, proven in a real
-Locust process (``tests/locustfiles/test_open_loop.py`` runs it with ``locust --headless``).
+Locust process (``tests/load/test_open_loop.py`` runs it with ``locust --headless``).
 
 At test start one dispatcher per load-generating process plans its share of ``OPEN_LOOP_RATE``
 requests/s for ``OPEN_LOOP_DURATION`` s (``OPEN_LOOP_PROCESSES`` processes; a worker's share is its

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.locustfiles.runs import REPO, free_port, locust_command, locust_env, wait_for, write_grid
+from tests.load.runs import REPO, free_port, locust_command, locust_env, wait_for, write_grid
 
 pytestmark = pytest.mark.slow
 
