@@ -10,6 +10,9 @@ Measures, on the bundled model (or --model) and the same passages throughout:
         returns, for --duration seconds, then drains),
       - p50 latency at concurrency 1, batch 1.
 Prints a table with ratios (server / offline, latency / `none`), and writes JSON with --json-out.
+With --out DIR: DIR/batching.txt (what it prints), DIR/batching.json (as --json-out, plus each
+cell's raw request count, tokens, seconds and latency percentiles, and the b=1 c=1 latencies) and
+DIR/batching-load.json (load averages before and after).
 The model is loaded as the server loads it (target_server.models.load_embedder), so
 ``synthetic:NAME`` shapes and --dtype work for the offline limit too.
 
@@ -29,7 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
-from http_load import encode_bodies, run_load
+from http_load import LoopTotals, encode_bodies, run_load
+from raw_out import raw_results
 
 from embed_bench.core.payloads import PassageFactory
 from target_server.launcher import running_target_server
@@ -63,7 +67,9 @@ class ModeResult:
     failures: int
 
 
-def p50_latency_ms(url: str, bodies: list[list[str]], count: int) -> float:
+def p50_latency_ms(
+    url: str, bodies: list[list[str]], count: int, samples: list[float] | None = None
+) -> float:
     session = requests.Session()
     latencies = []
     for body in bodies[:count]:
@@ -71,7 +77,27 @@ def p50_latency_ms(url: str, bodies: list[list[str]], count: int) -> float:
         response = session.post(url + "/embed", json={"texts": body}, timeout=60)
         latencies.append((time.perf_counter() - started) * 1e3)
         response.raise_for_status()
+    if samples is not None:
+        samples.extend(latencies)
     return statistics.median(latencies)
+
+
+def raw_totals(totals: LoopTotals) -> dict:
+    """One closed-loop phase's raw counts (for --out)."""
+    ordered = sorted(totals.latencies_ms)
+    pick = (lambda q: ordered[min(int(q * len(ordered)), len(ordered) - 1)]) if ordered else (lambda q: None)
+    return {
+        "requests": totals.requests,
+        "tokens": totals.tokens,
+        "failures": totals.failures,
+        "seconds": totals.seconds,
+        "latency_ms": {
+            "p50": pick(0.5),
+            "p90": pick(0.9),
+            "p99": pick(0.99),
+            "max": ordered[-1] if ordered else None,
+        },
+    }
 
 
 def offline_tokens_per_s(model, texts: list[str], batch_size: int) -> float:
@@ -108,7 +134,13 @@ def offline_limits(args, passages: dict[CellShape, list[str]]) -> dict[CellShape
 
 
 def write_json(
-    args, cells: list[CellShape], offline: dict[CellShape, float], measured: list, *, complete: bool
+    args,
+    cells: list[CellShape],
+    offline: dict[CellShape, float],
+    measured: list,
+    *,
+    complete: bool,
+    raw: dict | None = None,
 ) -> list[ModeResult]:
     """The modes measured so far against ``offline``; written to --json-out (after each mode, then at the end)."""
     results = [
@@ -125,9 +157,11 @@ def write_json(
         payload = {
             "complete": complete,  # false: written before the offline limit was measured again
             "offline_tokens_per_s": [asdict(c) | {"tokens_per_s": offline[c]} for c in cells],
-            "args": vars(args) | {"json_out": str(args.json_out)},
+            "args": vars(args) | {"json_out": str(args.json_out), "out": str(args.out)},
             "modes": [asdict(r) for r in results],
         }
+        if raw is not None:
+            payload["raw"] = raw
         args.json_out.write_text(json.dumps(payload, indent=2))
     return results
 
@@ -163,7 +197,17 @@ def main() -> int:
     parser.add_argument("--max-batch-tokens", type=int, help="passed to every server (default: each mode's)")
     parser.add_argument("--server-start-timeout", type=float, default=600)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--out", type=Path, help="raw results: DIR/batching.txt, .json (--json-out's default), -load.json"
+    )
     args = parser.parse_args()
+    if args.out and not args.json_out:
+        args.json_out = args.out / "batching.json"
+    with raw_results(args.out, "batching"):
+        return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
 
     cells = parse_cells(args.cells, args.passage_tokens)
     # The Locust side's token-exact, distinct passages, under the served model's own tokenizer
@@ -177,6 +221,9 @@ def main() -> int:
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
 
     offline_before = offline_limits(args, passages)
+    raw: dict | None = {"offline_before": {}, "offline_after": {}, "modes": {}} if args.out else None
+    if raw is not None:
+        raw["offline_before"] = {cell.label: rate for cell, rate in offline_before.items()}
     for cell, rate in offline_before.items():
         print(f"offline encode {cell.label}: {rate:,.0f} tokens/s", flush=True)
 
@@ -188,16 +235,22 @@ def main() -> int:
         with running_target_server(
             *server_args, "--batching", mode, timeout_s=args.server_start_timeout
         ) as url:
-            p50 = p50_latency_ms(url, singles, 8 if mode == "timeout" else args.latency_requests)
+            singles_ms: list[float] = []
+            p50 = p50_latency_ms(url, singles, 8 if mode == "timeout" else args.latency_requests, singles_ms)
             rates, failures = {}, 0
+            raw_cells = {}
             for cell in cells:
                 totals = run_load(
                     url, encode_bodies(passages[cell], cell.batch_size), args.concurrency, args.duration, 1
                 )
                 rates[cell] = totals.tokens_per_s
                 failures += totals.failures
+                raw_cells[f"{cell.label} c={args.concurrency}"] = raw_totals(totals)
         measured.append((mode, rates, p50, failures))
-        write_json(args, cells, offline_before, measured, complete=False)  # a later hang loses nothing
+        if raw is not None:
+            raw["modes"][mode] = {"b1_c1_latencies_ms": singles_ms, "cells": raw_cells}
+        # a later hang loses nothing
+        write_json(args, cells, offline_before, measured, complete=False, raw=raw)
         summary = ", ".join(
             f"{cell.label} c={args.concurrency} {rate:,.0f} tok/s" for cell, rate in rates.items()
         )
@@ -205,7 +258,9 @@ def main() -> int:
 
     offline_after = offline_limits(args, passages)
     offline = {cell: max(offline_before[cell], offline_after[cell]) for cell in cells}
-    results = write_json(args, cells, offline, measured, complete=True)
+    if raw is not None:
+        raw["offline_after"] = {cell.label: rate for cell, rate in offline_after.items()}
+    results = write_json(args, cells, offline, measured, complete=True, raw=raw)
     none_p50 = next((r.b1_c1_p50_latency_ms for r in results if r.mode == "none"), None)
 
     limits = ", ".join(

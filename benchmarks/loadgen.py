@@ -29,6 +29,11 @@ run's ``requests.csv.gz``: arrivals planned, offered rate (planned / cell durati
 requests, percentiles of the send lag (sent_at - planned_at; goal: a few ms), and a
 Kolmogorov-Smirnov test of the planned inter-arrival times against the exponential of the cell's rate
 (the processes' shares merged: their union is one Poisson stream).
+
+With --out DIR either mode also writes its raw results: DIR/loadgen.txt or DIR/schedule.txt (what it
+prints), DIR/loadgen.json or DIR/schedule.json (every measurement), DIR/*-load.json (load averages
+before and after), and each Locust run directory's small files (cells.csv, run.json,
+requests.csv.gz, locust_stats.csv) under DIR/runs/.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -47,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +68,23 @@ from embed_bench.core.options import BenchOptions  # noqa: E402
 from embed_bench.load import recorder  # noqa: E402
 from embed_bench.load.shape import GridShape  # noqa: E402
 from locustfiles.self_hosted import SelfHostedUser  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raw_out import raw_results, write_json  # noqa: E402
+
+# The run directory's files kept with --out (the small ones; Locust's history CSV is left out).
+KEPT_RUN_FILES = ("cells.csv", "run.json", "requests.csv.gz", "locust_stats.csv", "locust_failures.csv")
+
+
+def keep_run_files(run_dir: Path, into: Path | None) -> None:
+    """Copy a run directory's small files into ``into`` (--out's DIR/runs/NAME), if given."""
+    if into is None:
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    for name in KEPT_RUN_FILES:
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, into / name)
+
 
 TINY_BODY = json.dumps({"texts": ["hello"], "truncate": True}).encode()
 
@@ -164,7 +187,9 @@ class RequestClock:
         self.response_bytes = len(getattr(response, "content", b"") or b"")
 
 
-def measure(scenario: Scenario, host: str, users: int, records: bool) -> Measurement:
+def measure(
+    scenario: Scenario, host: str, users: int, records: bool, keep: Path | None = None
+) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="loadgen-") as run_dir:
         arguments = [
             "--headless", "--only-summary", "--warmup-requests", "2", "--seed", "1",
@@ -191,6 +216,7 @@ def measure(scenario: Scenario, host: str, users: int, records: bool) -> Measure
         environment.events.request.remove_listener(clock.on_request)
         written = (Path(run_dir) / "requests.csv.gz").exists()
         recorder.KEEP_RECORDS = True
+        keep_run_files(Path(run_dir), keep)
     if written != records:
         raise SystemExit(f"records {'on' if records else 'off'}, but requests.csv.gz written: {written}")
     (wall0, cpu0), (wall1, cpu1) = clock.marks[0], clock.marks[-1]
@@ -232,6 +258,7 @@ def main() -> None:
     parser.add_argument("--schedule", action="store_true", help="the open-loop schedule's accuracy instead")
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0, 400.0], help="--schedule")
     parser.add_argument("--duration", type=float, default=30.0, help="--schedule: seconds per cell")
+    parser.add_argument("--out", type=Path, help="raw results into DIR (see above)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dimensions", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -239,8 +266,14 @@ def main() -> None:
         serve(args.serve, args.dimensions)
         return
     if args.schedule:
-        schedule(args.rates, args.duration)
+        with raw_results(args.out, "schedule"):
+            schedule(args.rates, args.duration, args.out)
         return
+    with raw_results(args.out, "loadgen"):
+        ceiling(args)
+
+
+def ceiling(args: argparse.Namespace) -> None:
     scenarios = [
         Scenario("tiny (1 x 8-dim)", TinyConstantUser, 1, 1, 8, args.requests_per_user),
         Scenario(
@@ -249,12 +282,19 @@ def main() -> None:
     ]
     endpoints = [start_endpoint(scenario.dimensions) for scenario in scenarios]
     rounds: list[list[Measurement]] = []
+
+    def keep(number: int, scenario: Scenario, records: bool) -> Path | None:
+        if args.out is None:
+            return None
+        short = scenario.label.split()[0]
+        return args.out / "runs" / f"round{number}-{short}-records-{'on' if records else 'off'}"
+
     try:
         # Alternate scenarios and records on/off so all see the same background load on a shared machine.
-        for _ in range(args.rounds):
+        for number in range(1, args.rounds + 1):
             rounds.append(
                 [
-                    measure(scenario, host, args.users, records)
+                    measure(scenario, host, args.users, records, keep(number, scenario, records))
                     for scenario, (_, host) in zip(scenarios, endpoints, strict=True)
                     for records in (True, False)
                 ]
@@ -264,6 +304,15 @@ def main() -> None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
     report(args, scenarios, rounds)
+    if args.out:
+        measurements = [
+            {"round": number, "scenario": m.scenario.label, "users": args.users}
+            | {k: v for k, v in asdict(m).items() if k != "scenario"}
+            | {f"scenario_{k}": v for k, v in asdict(m.scenario).items() if k != "user_class"}
+            for number, pair in enumerate(rounds, start=1)
+            for m in pair
+        ]
+        write_json(args.out / "loadgen.json", {"args": vars(args), "measurements": measurements})
 
 
 def report(args: argparse.Namespace, scenarios: list[Scenario], rounds: list[list[Measurement]]) -> None:
@@ -336,7 +385,9 @@ class ScheduleCell:
         return self.sent_in_cell / self.duration_s
 
 
-def schedule_cell(url: str, rate: float, duration_s: float, topology: str) -> ScheduleCell:
+def schedule_cell(
+    url: str, rate: float, duration_s: float, topology: str, keep: Path | None = None
+) -> ScheduleCell:
     from scipy import stats
 
     from tests.load.runs import run_headless, run_master_and_workers
@@ -357,6 +408,7 @@ def schedule_cell(url: str, rate: float, duration_s: float, topology: str) -> Sc
             raise SystemExit(f"{topology} at {rate:g}/s: {run.describe()}")
         (cell,) = run.cells()
         records = run.records()
+        keep_run_files(run_dir, keep)
     measured = records[records["warmup"] == 0]
     sent = measured[measured["dropped"] == 0]
     start = float(cell["start"])
@@ -381,13 +433,16 @@ def lag_percentile(ordered: list[float], q: float) -> float:
     return ordered[max(int(q / 100 * len(ordered) + 0.999999) - 1, 0)] if ordered else float("nan")
 
 
-def schedule(rates: list[float], duration_s: float) -> None:
+def schedule(rates: list[float], duration_s: float, out: Path | None = None) -> None:
     server, url = start_endpoint(8)
     cells: list[ScheduleCell] = []
     try:
         for topology in TOPOLOGIES:
             for rate in rates:
-                cells.append(schedule_cell(url, rate, duration_s, topology))
+                keep = None
+                if out is not None:
+                    keep = out / "runs" / f"{topology.replace(' + ', '-').replace(' ', '-')}-{rate:g}"
+                cells.append(schedule_cell(url, rate, duration_s, topology, keep))
                 print(f"{topology}, {rate:g}/s: done", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -414,6 +469,15 @@ def schedule(rates: list[float], duration_s: float) -> None:
         if len(c.per_worker) > 1:
             shares = ", ".join(f"{count}" for _, count in sorted(c.per_worker.items()))
             print(f"  {c.topology} at {c.rate:g}/s: requests per worker {shares}")
+    if out is not None:
+        quantiles = (50, 90, 99, 99.9, 100)
+        rows = [
+            {k: v for k, v in asdict(c).items() if k != "lags_ms"}
+            | {"offered_per_s": c.offered_per_s, "achieved_per_s": c.achieved_per_s}
+            | {"lag_ms": {f"p{q:g}": lag_percentile(c.lags_ms, q) for q in quantiles}}
+            for c in cells
+        ]
+        write_json(out / "schedule.json", {"rates": rates, "duration_s": duration_s, "cells": rows})
 
 
 if __name__ == "__main__":

@@ -15,12 +15,16 @@ side by side as tokens/s and their ratio, for each batch size (t = --passage-tok
 is lean (pre-encoded bodies, http.client keep-alive, responses read but only their token count
 parsed) so it is not the limit. Then py-spy samples the server worker for --profile-seconds and
 the script prints where its CPU goes (skipped with a note when py-spy is not installed).
-Figures are printed, never asserted: they depend on the machine.
+Figures are printed, never asserted: they depend on the machine. With --out DIR it also writes
+DIR/overhead.txt (what it prints), DIR/overhead.json (as --json-out, plus each cell's raw counts and
+both bare-tokenizer runs), DIR/overhead-profile.txt.gz (py-spy's raw collapsed stacks) and
+DIR/overhead-load.json (load averages before and after).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -39,6 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from http_load import LoopTotals, encode_bodies, run_load  # noqa: E402
+from raw_out import raw_results  # noqa: E402
 
 from embed_bench.core.payloads import PassageFactory, bundled_tokenizer_path  # noqa: E402
 from target_server.launcher import running_target_server  # noqa: E402
@@ -151,7 +156,12 @@ def profile_summary(raw: str, top: int) -> list[str]:
 
 
 def profile_server(
-    url: str, bodies: list[bytes], concurrency: int, seconds: float, processes: int
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    processes: int,
+    raw_path: Path | None = None,
 ) -> list[str]:
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     pid = server_worker_pid()
@@ -172,6 +182,8 @@ def profile_server(
         _, error = spy.communicate(timeout=seconds + 60)
         if spy.returncode != 0 or not out.exists():
             return [f"(profile failed: {error.strip()[-300:]})"]
+        if raw_path is not None:
+            raw_path.write_bytes(gzip.compress(out.read_bytes()))
         return profile_summary(out.read_text(), top=12)
 
 
@@ -196,6 +208,9 @@ def main() -> int:
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="0: no profile")
     parser.add_argument("--profile-batch-size", type=int, default=32)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--out", type=Path, help="raw results: DIR/overhead.txt, .json (--json-out's default), ..."
+    )
     parser.add_argument("--bare-tokenizer-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -203,11 +218,33 @@ def main() -> int:
         texts = json.loads(args.bare_tokenizer_child.read_text())
         print(bare_tokenizer_tokens_per_s(texts, args.batch_sizes[0], args.seconds / 2))
         return 0
+    if args.out and not args.json_out:
+        args.json_out = args.out / "overhead.json"
+    with raw_results(args.out, "overhead"):
+        return measure(args)
+
+
+def raw_totals(totals: LoopTotals) -> dict:
+    """One cell's raw counts (for --out)."""
+    ordered = sorted(totals.latencies_ms)
+    pick = (lambda q: ordered[min(int(q * len(ordered)), len(ordered) - 1)]) if ordered else (lambda q: None)
+    latency = {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1] if ordered else None}
+    return {
+        "requests": totals.requests,
+        "tokens": totals.tokens,
+        "failures": totals.failures,
+        "seconds": totals.seconds,
+        "latency_ms": latency,
+    }
+
+
+def measure(args: argparse.Namespace) -> int:
 
     count = max(1024, 8 * max(args.batch_sizes))
     texts = PassageFactory("", seed=1).passages(count, args.passage_tokens, stream="overhead")
     cells: list[Cell] = []
     profile: list[str] = []
+    raw: list[dict] = []
     server_args = ["--model", f"null:{args.width}", "--threads", str(args.server_threads)]
     with running_target_server(*server_args, timeout_s=300) as url:
         for b in args.batch_sizes:
@@ -219,7 +256,13 @@ def main() -> int:
             measured: list[tuple[int, LoopTotals]] = []
             for c in args.concurrency:
                 measured.append((c, run_load(url, bodies, c, args.seconds, args.client_processes)))
-            bare = max(bare_before, measure_bare_tokenizer(texts, b, args.seconds))
+            bare_after = measure_bare_tokenizer(texts, b, args.seconds)
+            bare = max(bare_before, bare_after)
+            raw += [
+                {"batch_size": b, "concurrency": c, "bare_before": bare_before, "bare_after": bare_after}
+                | raw_totals(totals)
+                for c, totals in measured
+            ]
             for c, totals in measured:
                 rate = totals.tokens / totals.seconds
                 cell = Cell(
@@ -241,7 +284,12 @@ def main() -> int:
                 )
             if b == args.profile_batch_size and args.profile_seconds > 0:
                 profile = profile_server(
-                    url, bodies, max(args.concurrency), args.profile_seconds, args.client_processes
+                    url,
+                    bodies,
+                    max(args.concurrency),
+                    args.profile_seconds,
+                    args.client_processes,
+                    args.out / "overhead-profile.txt.gz" if args.out else None,
                 )
 
     print(
@@ -267,6 +315,8 @@ def main() -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
         payload |= {"cpu_count": os.cpu_count(), "cells": [asdict(c) for c in cells], "profile": profile}
+        if args.out:
+            payload["raw"] = raw
         args.json_out.write_text(json.dumps(payload, indent=2))
     return 0
 

@@ -8,6 +8,9 @@ Targets: RSS growth under 5 %, a flat thread count, no 5xx.
 
     .venv/bin/python benchmarks/soak.py                  # 10 minutes
     .venv/bin/python benchmarks/soak.py --minutes 0.2    # a quick check that it runs
+
+With --out DIR it also writes DIR/soak.txt (what it prints), DIR/soak.json (every sample and the
+verdict's figures) and DIR/soak-load.json (load averages before and after).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 import requests
+from raw_out import raw_results, write_json
 
 from embed_bench.core.payloads import PassageFactory
 from target_server.launcher import running_target_server
@@ -111,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="time before the RSS baseline, at most a fifth of the run (default: 1)",
     )
+    parser.add_argument("--out", type=Path, help="raw results: DIR/soak.txt, soak.json, soak-load.json")
     args = parser.parse_args(argv)
+    with raw_results(args.out, "soak"):
+        return soak(parser, args)
+
+
+def soak(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if min(args.minutes, args.interval_s, args.clients, args.inputs, args.passage_tokens) <= 0:
         parser.error("--minutes, --interval-s, --clients, --inputs and --passage-tokens must be positive")
     duration_s = args.minutes * 60
@@ -158,7 +169,29 @@ def main(argv: list[str] | None = None) -> int:
         healthy = requests.get(f"{url}/health", timeout=10).status_code == 200
         same_worker = gunicorn_worker().pid == worker.pid
 
-    return verdict(samples, warmup_s, healthy, same_worker)
+    status = verdict(samples, warmup_s, healthy, same_worker)
+    if args.out:
+        rows = [
+            {
+                "elapsed_s": x.elapsed_s,
+                "rss_mib": x.rss_mib,
+                "threads": x.threads,
+                "statuses": dict(x.statuses),
+            }
+            for x in samples
+        ]
+        write_json(
+            args.out / "soak.json",
+            {
+                "args": vars(args),
+                "warmup_s": warmup_s,
+                "samples": rows,
+                "health_200_after": healthy,
+                "same_worker": same_worker,
+                "exit_status": status,
+            },
+        )
+    return status
 
 
 def verdict(samples: list[Sample], warmup_s: float, healthy: bool, same_worker: bool) -> int:
