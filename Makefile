@@ -7,7 +7,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo lint bench clean distclean
+# Parallel test processes: one per core (pytest-xdist).
+JOBS   ?= auto
+
+.PHONY: install test check docs demo lint bench clean distclean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +21,25 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# Every test: the parallel part on every core, then the timing-sensitive ones (marked `serial`) alone,
+# so that no other test shares the machine while they measure lags, rates and latencies.
 test: $(STAMP)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -n $(JOBS) -m "not serial" --durations=25
+	$(PY) -m pytest -m serial --durations=10
+
+# The fast tier, between two edits: lint, the layer contracts, and every test that starts no process,
+# server or browser (tests/conftest.py keeps those out).
+check: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -n $(JOBS) -m "not slow" -q --durations=10
+
+# The docs site (mkdocs-material) into site/; the tests build it with --strict too.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 demo: $(STAMP)
 	$(VENV)/bin/embed-bench demo
@@ -33,7 +52,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/batching.py
 
 clean:
-	rm -rf runs/demo .pytest_cache .ruff_cache *.egg-info
+	rm -rf runs/demo site .pytest_cache .ruff_cache .import_linter_cache *.egg-info
 
 distclean: clean
 	rm -rf $(VENV)

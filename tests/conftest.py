@@ -1,12 +1,59 @@
-"""Fixtures shared across the suite: the bundled model, loaded once per session."""
+"""Fixtures shared across the suite, and the two test tiers.
+
+The fast tier (``make check``: ``pytest -m "not slow"``) runs between two edits; the slow tier holds
+every test that starts a process, a server that listens on a port, or a browser. A test joins the
+slow tier through its fixtures: any test whose fixture closure includes ``spawn`` (directly, through
+a fixture that starts something, or through ``pytest.mark.usefixtures("spawn")`` on its module) is
+marked ``slow`` at collection. Nothing slips into the fast tier by omission: there, starting a
+process or listening on a socket fails the test with a message that says which fixture to request.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub here
+
+# Fixtures that start a process, a listening server or a browser. Requesting one (even indirectly)
+# puts a test in the slow tier.
+SLOW_FIXTURES = frozenset({"spawn"})
+
+
+class FastTierViolation(RuntimeError):
+    """A fast-tier test tried to start a process or a server."""
+
+
+@pytest.fixture
+def spawn() -> None:
+    """Marks a test (or a fixture) as one that starts processes, servers or browsers: the slow tier."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+def _refuse(what: str):
+    def refuse(*args, **kwargs):
+        raise FastTierViolation(
+            f"a fast-tier test {what}; request the `spawn` fixture (or a fixture that requests it) "
+            "so that it runs in the slow tier"
+        )
+
+    return refuse
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("slow"):
+        return
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refuse("started a process"))
+    monkeypatch.setattr(socket.socket, "listen", _refuse("listened on a socket"))
 
 
 @pytest.fixture(scope="session")

@@ -55,7 +55,9 @@ def test_a_directory_of_other_files_is_refused_unless_forced(tmp_path: Path) -> 
         check_demo_dir(tmp_path / "file", force=True)
 
 
-def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(tmp_path: Path) -> None:
+def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(
+    tmp_path: Path, spawn: None
+) -> None:
     args = build_parser().parse_args(
         ["--out", str(tmp_path), "--capacity-modes", "none", "--slo-p95-ms", "250"]
     )
@@ -79,7 +81,9 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(tmp_
     assert parse_modes("", "--capacity-modes", allow_empty=True) == []
 
 
-def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(tmp_path: Path) -> None:
+def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(
+    tmp_path: Path, spawn: None
+) -> None:
     """The report step of the demo on fixture runs in the demo's layout: a grid run and a capacity
     search (4/s at p95 <= 300 ms, 512 tokens/s) for mode none. Sample workload: 1e8 tokens a day
     (1,157.4 tokens/s: 3 instances), peaks of 40/s: ceil(40 / 4) = 10 instances; 3.288 x 730 x 10 =

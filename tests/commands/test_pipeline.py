@@ -16,7 +16,7 @@ import pytest
 
 from target_server.launcher import running_target_server
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "sk-pipeline-7c1d9e"
 TINY_GRID = """description = "two cells for the tests"

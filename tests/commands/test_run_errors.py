@@ -8,10 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from embed_bench.commands import cli
 from target_server.launcher import free_port
 from tests.support.json_server import json_server
 
@@ -39,20 +42,41 @@ def clean_env(tmp: Path) -> dict[str, str]:
     }
 
 
-def embed_bench(
-    command_line: str, tmp: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """``embed-bench`` with a command line of space-separated words, and no credentials from this machine."""
-    return subprocess.run(
-        [sys.executable, "-m", "embed_bench", *command_line.split()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(tmp) | (env or {}),
-    )
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def assert_refused(result: subprocess.CompletedProcess, code: int, message: str, out: Path) -> None:
+Cli = Callable[..., CliResult]
+
+
+@pytest.fixture
+def embed_bench(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``embed-bench`` called in this process (its ``main``, as the console script calls it), with a
+    command line of space-separated words and no credentials from this machine. In process: these
+    tests check messages, and a Python start per message made them the slowest of the fast tier."""
+
+    def run(command_line: str, tmp: Path, env: dict[str, str] | None = None) -> CliResult:
+        for name in AWS_VARS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in (clean_env(tmp) | (env or {})).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        try:
+            code = cli.main(command_line.split())
+        except SystemExit as exit_:  # argparse's usage errors, or a message the interpreter would print
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def assert_refused(result: CliResult, code: int, message: str, out: Path) -> None:
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert not out.exists(), "a refused run must not write its directory"
@@ -63,7 +87,9 @@ def health_server(status: int, body: dict) -> contextlib.AbstractContextManager[
     return json_server(lambda path: (status, body))
 
 
-def test_nothing_listening_is_reported_in_seconds_not_after_the_ready_timeout(tmp_path: Path) -> None:
+def test_nothing_listening_is_reported_in_seconds_not_after_the_ready_timeout(
+    tmp_path: Path, embed_bench: Cli, spawn: None
+) -> None:
     out, url = tmp_path / "run", f"http://127.0.0.1:{free_port()}"
     # The default --ready-timeout is 300 s; embed_bench() gives up after 120 s, so this cannot pass
     # by waiting it out.
@@ -72,7 +98,7 @@ def test_nothing_listening_is_reported_in_seconds_not_after_the_ready_timeout(tm
     assert "waiting up to" not in result.stderr
 
 
-def test_a_host_that_does_not_resolve_says_so(tmp_path: Path) -> None:
+def test_a_host_that_does_not_resolve_says_so(tmp_path: Path, embed_bench: Cli, spawn: None) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend openai --host http://no-such-host.invalid:8000 --model m --out {out}", tmp_path
@@ -80,7 +106,9 @@ def test_a_host_that_does_not_resolve_says_so(tmp_path: Path) -> None:
     assert_refused(result, 3, "cannot resolve 'no-such-host.invalid'", out)
 
 
-def test_a_failed_model_load_is_reported_at_once_with_the_servers_reason(tmp_path: Path) -> None:
+def test_a_failed_model_load_is_reported_at_once_with_the_servers_reason(
+    tmp_path: Path, embed_bench: Cli, spawn: None
+) -> None:
     out = tmp_path / "run"
     reason = "failed: OSError: no model at /models/missing"
     with health_server(503, {"status": reason}) as url:
@@ -89,7 +117,7 @@ def test_a_failed_model_load_is_reported_at_once_with_the_servers_reason(tmp_pat
     assert "waiting up to" not in result.stderr
 
 
-def test_ctrl_c_while_waiting_for_a_loading_server_prints_no_traceback(tmp_path: Path) -> None:
+def test_ctrl_c_while_waiting_for_a_loading_server_prints_no_traceback(tmp_path: Path, spawn: None) -> None:
     out = tmp_path / "run"
     with health_server(503, {"status": "loading"}) as url:
         process = subprocess.Popen(
@@ -119,7 +147,9 @@ def test_ctrl_c_while_waiting_for_a_loading_server_prints_no_traceback(tmp_path:
     assert "Traceback" not in stderr and not out.exists()
 
 
-def test_a_typo_in_a_passed_through_option_fails_at_once_with_locusts_suggestion(tmp_path: Path) -> None:
+def test_a_typo_in_a_passed_through_option_fails_at_once_with_locusts_suggestion(
+    tmp_path: Path, embed_bench: Cli, spawn: None
+) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend self-hosted --host http://127.0.0.1:1 --out {out} --reqests-per-user 2", tmp_path
@@ -145,7 +175,9 @@ def test_a_typo_in_a_passed_through_option_fails_at_once_with_locusts_suggestion
         ("--grid quick --request-rate 5", "give rates in the grid file's request_rate"),
     ],
 )
-def test_bad_option_values_fail_before_anything_starts(tmp_path: Path, option: str, message: str) -> None:
+def test_bad_option_values_fail_before_anything_starts(
+    tmp_path: Path, option: str, message: str, embed_bench: Cli, spawn: None
+) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend self-hosted --host http://127.0.0.1:1 --out {out} {option}",
@@ -156,7 +188,7 @@ def test_bad_option_values_fail_before_anything_starts(tmp_path: Path, option: s
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_an_unknown_aws_profile_is_one_line(tmp_path: Path) -> None:
+def test_an_unknown_aws_profile_is_one_line(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend sagemaker --sagemaker-endpoint jina-v3 --aws-region us-east-1 --out {out}",
@@ -167,7 +199,7 @@ def test_an_unknown_aws_profile_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_demo_refuses_a_directory_that_is_not_an_earlier_demo(tmp_path: Path) -> None:
+def test_demo_refuses_a_directory_that_is_not_an_earlier_demo(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
@@ -176,7 +208,7 @@ def test_demo_refuses_a_directory_that_is_not_an_earlier_demo(tmp_path: Path) ->
     assert [path.name for path in out.iterdir()] == ["notes.txt"]
 
 
-def test_unknown_backend(tmp_path: Path) -> None:
+def test_unknown_backend(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(f"run --backend tei --host http://127.0.0.1:1 --out {out}", tmp_path)
     assert_refused(result, 2, "argument --backend: invalid choice: 'tei'", out)
@@ -193,7 +225,7 @@ def test_unknown_backend(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_bad_grid_file(tmp_path: Path, content: str, message: str) -> None:
+def test_bad_grid_file(tmp_path: Path, content: str, message: str, embed_bench: Cli, spawn: None) -> None:
     grid, out = tmp_path / "grid.toml", tmp_path / "run"
     grid.write_text(content)
     result = embed_bench(
@@ -203,7 +235,7 @@ def test_bad_grid_file(tmp_path: Path, content: str, message: str) -> None:
     assert message in result.stderr
 
 
-def test_unknown_grid_name(tmp_path: Path) -> None:
+def test_unknown_grid_name(tmp_path: Path, embed_bench: Cli, spawn: None) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend self-hosted --host http://127.0.0.1:1 --grid huge --out {out}", tmp_path
@@ -211,13 +243,13 @@ def test_unknown_grid_name(tmp_path: Path) -> None:
     assert_refused(result, 2, "unknown grid 'huge'", out)
 
 
-def test_missing_jina_key(tmp_path: Path) -> None:
+def test_missing_jina_key(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(f"run --backend jina --out {out}", tmp_path)
     assert_refused(result, 2, "the Jina API needs a key: set JINA_API_KEY", out)
 
 
-def test_missing_sagemaker_endpoint(tmp_path: Path) -> None:
+def test_missing_sagemaker_endpoint(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend sagemaker --out {out}", tmp_path, {**AWS_KEYS, "AWS_DEFAULT_REGION": "us-east-1"}
@@ -225,7 +257,7 @@ def test_missing_sagemaker_endpoint(tmp_path: Path) -> None:
     assert_refused(result, 2, "SageMaker needs an endpoint name: pass --sagemaker-endpoint", out)
 
 
-def test_missing_aws_credentials(tmp_path: Path) -> None:
+def test_missing_aws_credentials(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend sagemaker --sagemaker-endpoint jina-v3 --aws-region us-east-1 --out {out}", tmp_path
@@ -233,7 +265,7 @@ def test_missing_aws_credentials(tmp_path: Path) -> None:
     assert_refused(result, 2, "no AWS credentials found", out)
 
 
-def test_missing_aws_region(tmp_path: Path) -> None:
+def test_missing_aws_region(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "run"
     result = embed_bench(
         f"run --backend sagemaker --sagemaker-endpoint jina-v3 --out {out}", tmp_path, AWS_KEYS
@@ -241,7 +273,7 @@ def test_missing_aws_region(tmp_path: Path) -> None:
     assert_refused(result, 2, "no AWS region: pass --aws-region REGION or set AWS_DEFAULT_REGION", out)
 
 
-def test_run_directory_that_holds_a_run(tmp_path: Path) -> None:
+def test_run_directory_that_holds_a_run(tmp_path: Path, embed_bench: Cli, spawn: None) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text("{}")
@@ -250,7 +282,7 @@ def test_run_directory_that_holds_a_run(tmp_path: Path) -> None:
     assert (out / "run.json").read_text() == "{}"
 
 
-def test_port_in_use(tmp_path: Path) -> None:
+def test_port_in_use(tmp_path: Path, embed_bench: Cli, spawn: None) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -260,12 +292,12 @@ def test_port_in_use(tmp_path: Path) -> None:
     assert f"port {port} on 127.0.0.1 is already in use; pick another with --port" in result.stderr
 
 
-def test_unknown_command(tmp_path: Path) -> None:
+def test_unknown_command(tmp_path: Path, embed_bench: Cli) -> None:
     result = embed_bench("bench", tmp_path)
     assert result.returncode == 2 and "unknown command 'bench'" in result.stderr
 
 
-def test_demo_rejects_unknown_modes(tmp_path: Path) -> None:
+def test_demo_rejects_unknown_modes(tmp_path: Path, embed_bench: Cli) -> None:
     out = tmp_path / "demo"
     result = embed_bench(f"demo --modes continuous,dynamic --out {out}", tmp_path)
     assert_refused(result, 2, "--modes takes a comma-separated subset of", out)

@@ -15,7 +15,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.load.runs import locust_env, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "jina_double_key"
 

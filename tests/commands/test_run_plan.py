@@ -58,6 +58,7 @@ print("locust" in sys.modules, "gevent" in sys.modules)
 
 def test_without_grid_the_plan_is_the_single_cell_of_the_options_and_nothing_is_patched(
     tmp_path: Path,
+    spawn: None,
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-c", PLAN_PROBE, str(tmp_path / "run")], capture_output=True, text=True, timeout=60

@@ -32,7 +32,9 @@ def test_settings_prefer_the_command_line_to_the_environment() -> None:
     assert Settings((), {"LOCUST_API_KEY": "a", "JINA_API_KEY": "b"}).api_key() == "a"
 
 
-def test_a_region_given_only_as_locust_aws_region_derives_the_host(clean_aws, monkeypatch) -> None:
+def test_a_region_given_only_as_locust_aws_region_derives_the_host(
+    clean_aws, monkeypatch, spawn: None
+) -> None:
     """The bug found by reading: this used to give https://runtime.sagemaker.None.amazonaws.com."""
     monkeypatch.setenv("LOCUST_AWS_REGION", "eu-central-1")
     args = run.build_parser().parse_args(["--backend", "sagemaker", "--out", "/nonexistent/run"])
@@ -85,7 +87,7 @@ def model_server() -> Iterator[tuple[str, dict[str, object]]]:
         yield url, documents
 
 
-def test_an_openai_compatible_server_names_its_model(model_server) -> None:
+def test_an_openai_compatible_server_names_its_model(model_server, spawn: None) -> None:
     host, documents = model_server
     openai = BACKENDS["openai"]
     assert openai.model(Settings(("--model", "given"), {}), host) == "given"

@@ -120,7 +120,7 @@ def test_connection_refused_and_an_unknown_host_are_named():
         (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", {"connection closed"}),
     ],
 )
-def test_a_silent_server_is_a_timeout_and_a_dropped_connection_is_named(answer, expected):
+def test_a_silent_server_is_a_timeout_and_a_dropped_connection_is_named(answer, expected, spawn: None):
     """None: never answers; b"": closes at once; else: sends this, then closes mid-body."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]

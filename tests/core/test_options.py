@@ -77,7 +77,7 @@ print(json.dumps({"parsed": {k: parsed[k] for k in ("batch_size", "grid", "run_d
 """
 
 
-def test_locust_parser_takes_env_vars_and_shows_options_in_the_web_ui_with_the_key_masked():
+def test_locust_parser_takes_env_vars_and_shows_options_in_the_web_ui_with_the_key_masked(spawn: None):
     env = locust_env({"LOCUST_BATCH_SIZE": "7", "LOCUST_RUN_DIR": "/tmp/somewhere"})
     result = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=60

@@ -103,7 +103,7 @@ def test_three_services_built_from_the_two_dockerfiles() -> None:
 
 
 @pytest.mark.parametrize("name", ["target", "master", "worker"])
-def test_commands_and_healthchecks_use_real_programs_and_flags(name: str) -> None:
+def test_commands_and_healthchecks_use_real_programs_and_flags(name: str, spawn: None) -> None:
     service = services()[name]
     calls = [call_of(service)]
     if "healthcheck" in service:
@@ -145,7 +145,7 @@ def test_target_has_a_gpu_and_the_master_waits_for_its_health() -> None:
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=["defaults", "workers-7"])
-def test_master_and_workers_agree(shell: dict[str, str]) -> None:
+def test_master_and_workers_agree(shell: dict[str, str], spawn: None) -> None:
     found = services(shell)
     master, worker = found["master"], found["worker"]
     master_options = parse_locust(call_of(master).args, locust_env(master))
@@ -169,7 +169,7 @@ def test_master_and_workers_agree(shell: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("shell", SHELLS, ids=["defaults", "named-run"])
-def test_run_directory_is_on_the_masters_volume(shell: dict[str, str]) -> None:
+def test_run_directory_is_on_the_masters_volume(shell: dict[str, str], spawn: None) -> None:
     document = compose(shell)
     master = document["services"]["master"]
     options = parse_locust(call_of(master).args, locust_env(master))
@@ -184,7 +184,7 @@ def test_run_directory_is_on_the_masters_volume(shell: dict[str, str]) -> None:
     assert source in document["volumes"], f"{source} is not a named volume"
 
 
-def test_every_variable_is_one_the_containers_read() -> None:
+def test_every_variable_is_one_the_containers_read(spawn: None) -> None:
     locust_names = locust_container_env_vars() | aws_setting_env_vars()
     for name, service in services().items():
         names = set(service_environment(service))
@@ -195,7 +195,7 @@ def test_every_variable_is_one_the_containers_read() -> None:
         assert names - known == set(), f"{name}: no program reads {sorted(names - known)}"
 
 
-def test_example_settings_parse_with_locust() -> None:
+def test_example_settings_parse_with_locust(spawn: None) -> None:
     """Every setting in swarm.env.example (commented ones too) is a value Locust accepts."""
     example = read_env_file(EXAMPLE_DIR / "swarm.env.example", commented=True)
     settings = {key: value for key, value in example.items() if key.startswith("LOCUST_")}
@@ -246,7 +246,7 @@ def _compose_command() -> list[str] | str:
     return reason + "; no docker-compose binary either"
 
 
-def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
+def test_docker_compose_accepts_the_file(tmp_path: Path, spawn: None) -> None:
     command = _compose_command()
     if isinstance(command, str):
         pytest.skip(f"no docker compose here: {command}")

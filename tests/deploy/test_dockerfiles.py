@@ -72,7 +72,7 @@ def test_every_package_and_the_readme_are_copied(kind: str) -> None:
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
-def test_image_commands_use_real_flags(kind: str) -> None:
+def test_image_commands_use_real_flags(kind: str, spawn: None) -> None:
     image = dockerfile(kind)
     commands = [container_argv(None, None, image)]
     if image.all("HEALTHCHECK"):
@@ -119,7 +119,7 @@ def _requirements_command() -> list[str]:
     return [sys.executable, *shlex.split(call.group(1))]
 
 
-def test_locust_image_requirements_are_the_load_side_without_torch() -> None:
+def test_locust_image_requirements_are_the_load_side_without_torch(spawn: None) -> None:
     result = subprocess.run(_requirements_command(), cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     requirements = [Requirement(line) for line in result.stdout.splitlines()]
@@ -148,7 +148,7 @@ print(count_tokens(load_tokenizer(""), passages))
 """
 
 
-def test_load_side_runs_without_torch() -> None:
+def test_load_side_runs_without_torch(spawn: None) -> None:
     """The Locust image has no torch: the locustfiles and the bundled tokenizer must not need it."""
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_TORCH], cwd=REPO, capture_output=True, text=True, timeout=120

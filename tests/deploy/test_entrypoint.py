@@ -43,7 +43,7 @@ def test_defaults_and_explicit_settings(entrypoint) -> None:
     assert "LOCUST_HOST" not in env  # an empty --host would hide the region's runtime URL
 
 
-def test_unknown_backend_names_the_choices(entrypoint) -> None:
+def test_unknown_backend_names_the_choices(entrypoint, spawn: None) -> None:
     with pytest.raises(
         entrypoint.EntrypointError, match="choose one of self-hosted, jina, openai, sagemaker"
     ):
@@ -72,7 +72,7 @@ def test_options_go_to_locust_and_programs_run_as_given(entrypoint) -> None:
     assert entrypoint.command([])[1:] == ["-m", "locust"]
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("spawn")
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_locust_loads_what_the_entrypoint_picks(name: str) -> None:
     """The real exec: Locust imports the backend's locustfile and lists its user class."""

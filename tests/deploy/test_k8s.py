@@ -115,7 +115,7 @@ def test_kustomization_lists_every_manifest_and_each_object_is_complete() -> Non
             assert typed == [], f"ConfigMap {document['metadata']['name']}: quote {typed}"
 
 
-def test_kustomize_builds_into_the_namespace_with_the_project_images() -> None:
+def test_kustomize_builds_into_the_namespace_with_the_project_images(spawn: None) -> None:
     if not shutil.which("kubectl"):
         pytest.skip("no kubectl here to run `kubectl kustomize`")
     result = subprocess.run(
@@ -140,7 +140,7 @@ def test_selectors_pick_their_own_pods() -> None:
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_containers_run_real_flags_and_expand_defined_variables(name: str) -> None:
+def test_containers_run_real_flags_and_expand_defined_variables(name: str, spawn: None) -> None:
     spec = container(name)
     env = container_env(spec)
     for arg in [*spec.get("command", []), *spec.get("args", [])]:
@@ -177,7 +177,7 @@ def test_target_settings_are_valid_server_settings(monkeypatch) -> None:
     assert (config.device, config.batching) == ("cuda", "continuous")
 
 
-def test_master_workers_and_services_agree() -> None:
+def test_master_workers_and_services_agree(spawn: None) -> None:
     master, worker = locust_options("embed-bench-master"), locust_options("embed-bench-worker")
     assert master["master"] and worker["worker"]
     bind_port, bind_target = service_port("embed-bench-master", "master")
@@ -193,7 +193,7 @@ def test_master_workers_and_services_agree() -> None:
     assert master["host"] == "http://embed-bench-target:8000"
 
 
-def test_run_directory_is_on_the_claimed_volume() -> None:
+def test_run_directory_is_on_the_claimed_volume(spawn: None) -> None:
     options = locust_options("embed-bench-master")
     run_dir = PurePosixPath(options["run_dir"])
     assert PurePosixPath(options["csv_prefix"]).parent == run_dir and options["stats_history_enabled"]
@@ -208,7 +208,7 @@ def test_run_directory_is_on_the_claimed_volume() -> None:
     assert pod["securityContext"]["fsGroup"]  # the image's non-root user writes the volume
 
 
-def test_every_variable_is_one_the_containers_read() -> None:
+def test_every_variable_is_one_the_containers_read(spawn: None) -> None:
     locust_names = locust_container_env_vars() | aws_setting_env_vars()
     for name in ("embed-bench-master", "embed-bench-worker"):
         spec = container(name)

@@ -38,7 +38,7 @@ from tests.deploy.files import (
 )
 from tests.deploy.programs import invocation
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 RUN_NAME = "swarm-test"
 REQUESTS_PER_USER = 3

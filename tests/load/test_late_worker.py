@@ -13,7 +13,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.load.runs import free_port, locust_command, locust_env, wait_for, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "jina_late_worker_key"
 CELL_MAX_S = 90

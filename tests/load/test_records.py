@@ -60,7 +60,7 @@ def test_records_are_readable_after_every_flush_and_empty_fields_mean_unknown(tm
         assert sum(line.startswith("cell,") for line in members) == 1
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("spawn")
 def test_a_sigint_mid_cell_leaves_every_record_up_to_the_last_flush(tmp_path):
     run_dir = tmp_path / "run"
     path = run_dir / "requests.csv.gz"

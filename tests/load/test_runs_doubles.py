@@ -21,7 +21,7 @@ from tests.load.runs import (
     write_grid,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 JINA_KEY = "jina_double_key"
 CELLS = [(1, 2, 16), (3, 4, 64), (2, 8, 128)]  # (concurrency, batch size, passage tokens)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.load.runs import assert_complete_run, assert_records_match_stats, run_headless, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 # (concurrency, batch size, passage tokens); MiniLM truncates at 256 tokens including [CLS] and [SEP].
 CELLS = [(1, 2, 16), (3, 4, 64), (2, 2, 512)]

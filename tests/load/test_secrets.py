@@ -9,7 +9,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.load.runs import LocustRun, run_headless, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 JINA_KEY = "jina_SECRETfake7f3a9c41d2e8b6057"
 AWS_SECRET = "SECRETawsFAKEwJalrXUtnFEMIK7MDENGbPxRfiCY"

@@ -14,7 +14,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.load.runs import finish, start_headless, wait_for, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "jina_double_key"
 STOP_WITHIN_S = 20  # a bound on the shutdown, not a speed claim: preparing the cell takes longer

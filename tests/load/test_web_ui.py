@@ -12,7 +12,7 @@ from embed_bench.core.contract import CELLS_CSV_COLUMNS
 from tests.doubles.process import running_double
 from tests.load.runs import wait_for, web_ui_locust
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "jina_web_ui_key"
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.load.runs import REPO, free_port, locust_command, locust_env, wait_for, write_grid
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (dev group)")
 CHROMIUM = shutil.which("chromium")

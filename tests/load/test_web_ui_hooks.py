@@ -13,7 +13,7 @@ import pytest
 from tests.doubles.process import running_double
 from tests.load.runs import wait_for, web_ui_locust
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 CELL = "b=3 t=24 c=2"
 KEY = "jina_web_ui_hooks_key"

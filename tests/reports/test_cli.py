@@ -228,7 +228,7 @@ def test_embed_bench_report_dispatches_here(
     assert "usage: embed-bench report" in capsys.readouterr().out
 
 
-def test_python_dash_m_reports(study_runs: dict[str, Path], tmp_path: Path) -> None:
+def test_python_dash_m_reports(study_runs: dict[str, Path], tmp_path: Path, spawn: None) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "reports", str(study_runs["jina_api"]), "--out", str(tmp_path)],
         capture_output=True,

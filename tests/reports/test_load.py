@@ -172,7 +172,7 @@ LOCUST_WRITER = textwrap.dedent(
 )
 
 
-def test_locust_own_csv_files_load(tmp_path: Path) -> None:
+def test_locust_own_csv_files_load(tmp_path: Path, spawn: None) -> None:
     """The files Locust itself writes (in a subprocess: importing locust monkey-patches gevent)."""
     if importlib.util.find_spec("locust") is None:  # find, never import: that would patch this process
         pytest.skip("the load extra is not installed")

@@ -76,7 +76,7 @@ def probe(page: Path, tmp_path: Path) -> tuple[dict, str]:
     return json.loads(html.unescape(found.group(1))), done.stderr
 
 
-def test_probe_catches_broken_images_and_errors(tmp_path: Path) -> None:
+def test_probe_catches_broken_images_and_errors(tmp_path: Path, spawn: None) -> None:
     """The check itself can fail: a broken image and a script error are reported."""
     page = tmp_path / "bad.html"
     page.write_text(
@@ -90,7 +90,7 @@ def test_probe_catches_broken_images_and_errors(tmp_path: Path) -> None:
     assert ":CONSOLE" in stderr
 
 
-def test_report_html_renders(study_runs: dict[str, Path], tmp_path: Path) -> None:
+def test_report_html_renders(study_runs: dict[str, Path], tmp_path: Path, spawn: None) -> None:
     out = tmp_path / "report"
     assert main([*map(str, study_runs.values()), "--out", str(out), "--compare-study"]) == 0
     page = out / "report.html"
@@ -148,7 +148,7 @@ def screenshot_section(page: Path, section_id: str, target: Path, tmp_path: Path
     image.crop((0, 0, image.size[0], min(box[3] + 20, image.size[1]))).save(target, optimize=True)
 
 
-def test_reworked_sections_render_and_are_shot(tmp_path: Path) -> None:
+def test_reworked_sections_render_and_are_shot(tmp_path: Path, spawn: None) -> None:
     """Records with repeats, timing headers and a partial run beside a complete one, with the study:
     every reworked section renders without a broken image or an error, and is kept as a screenshot."""
     from tests.reports.record_fixtures import RecordCell, write_record_run

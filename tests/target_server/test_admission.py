@@ -10,7 +10,7 @@ import requests
 from tests.support.target import running_target_server
 from tests.target_server.conftest import mixed_texts, sample, scrape
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 
 def test_200_concurrent_requests_against_a_small_admission_limit() -> None:

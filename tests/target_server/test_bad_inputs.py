@@ -10,7 +10,7 @@ import requests
 
 from tests.support.target import running_target_server
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "test-key-5f3a"
 AUTH = {"Authorization": f"Bearer {KEY}"}

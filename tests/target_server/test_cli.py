@@ -43,7 +43,7 @@ def test_bad_settings_name_what_to_fix(overrides, message) -> None:
         resolve_config(overrides)
 
 
-def test_cli_rejects_bad_values_before_loading_anything() -> None:
+def test_cli_rejects_bad_values_before_loading_anything(spawn: None) -> None:
     result = run_cli("--max-batch-tokens", "4")
     assert result.returncode == 2
     assert "max_batch_tokens must be an integer >= 16" in result.stderr
@@ -51,7 +51,7 @@ def test_cli_rejects_bad_values_before_loading_anything() -> None:
     assert result.returncode == 2 and "invalid choice: 'dynamic'" in result.stderr
 
 
-def test_cli_reports_a_port_in_use() -> None:
+def test_cli_reports_a_port_in_use(spawn: None) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -61,7 +61,7 @@ def test_cli_reports_a_port_in_use() -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
 
 
-def test_embed_bench_serve_help_lists_the_options() -> None:
+def test_embed_bench_serve_help_lists_the_options(spawn: None) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "embed_bench", "serve", "--help"],
         cwd=REPO,
@@ -85,7 +85,7 @@ def test_embed_bench_serve_help_lists_the_options() -> None:
         assert flag in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("spawn")
 def test_server_runs_under_gunicorn() -> None:
     with running_target_server("--batching", "none", "--threads", "4", "--no-warmup") as url:
         import requests

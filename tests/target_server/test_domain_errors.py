@@ -35,7 +35,7 @@ ANSWERS = [
 HTTP_MODULES = ("flask", "werkzeug")
 
 
-def test_batching_and_domain_errors_import_no_web_framework() -> None:
+def test_batching_and_domain_errors_import_no_web_framework(spawn: None) -> None:
     script = f"""
 import json, pkgutil, sys
 import target_server.batching, target_server.domain_errors

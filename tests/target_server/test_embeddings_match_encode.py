@@ -11,7 +11,7 @@ import requests
 from tests.support.target import running_target_server
 from tests.target_server.conftest import mixed_texts
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from schemathesis import GenerationMode
 
 from tests.support.target import running_target_server
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.usefixtures("spawn")
 
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 # (method, path, generation mode, examples): 300 requests per embedding endpoint, schema-valid

@@ -77,7 +77,7 @@ def test_null_model_answers_fixed_unit_vectors_of_its_width() -> None:
         service_of(app).close()
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures("spawn")
 def test_synthetic_jina_v3_serves_on_cpu() -> None:
     # No warm-up: a full 8,192-token pass of a 570M model takes minutes on two cores.
     args = ["--model", "synthetic:jina-embeddings-v3", "--device", "cpu", "--no-warmup"]
