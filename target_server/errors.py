@@ -27,7 +27,7 @@ from target_server.embedder import InputTooLong, UnknownTask
 
 log = logging.getLogger(__name__)
 
-# Each domain error's answer: (status, error_type). README's error table lists the same.
+# Each domain error's answer: (status, error_type). the error table of docs/guides/target-server.md lists the same.
 DOMAIN_ANSWERS: dict[type[Exception], tuple[int, str]] = {
     UnknownTask: (400, "invalid_request"),
     InputTooLargeForDevice: (413, "input_too_large_for_device"),

@@ -13,7 +13,7 @@ from target_server.config import ServerConfig
 
 JSON = "application/json"
 
-# Which error kinds each status carries (README's error table); werkzeug's own are 404/405/413.
+# Which error kinds each status carries (the error table of docs/guides/target-server.md); werkzeug's own are 404/405/413.
 ERROR_TYPES: dict[int, tuple[str, ...]] = {
     400: ("invalid_request",),
     401: ("unauthorized",),
@@ -247,7 +247,7 @@ def openapi_document(config: ServerConfig, dimensions: int | None) -> dict[str, 
                     "security": [],
                     "responses": {
                         "200": {
-                            "description": "counters, gauges and histograms (README lists them)",
+                            "description": "counters, gauges and histograms (docs/reference/http-api.md lists them)",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         }
                     },
