@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from embed_bench.core.contract import GridError
+from embed_bench.core.validation import positive_int, positive_number
 
 ArrivalProcess = Literal["poisson", "constant"]
 ARRIVAL_PROCESSES: tuple[str, ...] = get_args(ArrivalProcess)
@@ -88,21 +88,13 @@ class Arrival:
 
 
 def _positive_int(entry: Mapping[str, Any], key: str, where: str) -> int:
-    value = entry[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArrivalError(f"{where}: {key} must be a positive integer, found {value!r}")
-    return value
+    return positive_int(entry[key], f"{where}: {key}", error=ArrivalError)
 
 
 def _positive_number(value: Any, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ArrivalError(f"{what} must be a positive finite number, found {value!r}")
-    return float(value)
+    return positive_number(
+        value, what, error=ArrivalError, message="{name} must be a {kind} finite number, found {value!r}"
+    )
 
 
 def parse_mix(entries: Any, where: str = "mix") -> Mix:
@@ -141,8 +133,7 @@ def parse_mix(entries: Any, where: str = "mix") -> Mix:
 def process_share(rate_per_s: float, processes: int, process_index: int) -> float:
     """The requests/s one of ``processes`` load generators sends: an equal share of the cell's rate."""
     rate = _positive_number(rate_per_s, "request rate (requests/s)")
-    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
-        raise ArrivalError(f"processes must be a positive integer, found {processes!r}")
+    positive_int(processes, "processes", error=ArrivalError)
     if (
         isinstance(process_index, bool)
         or not isinstance(process_index, int)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from embed_bench.core.contract import GridError
+from embed_bench.core.validation import positive_number
 
 DEFAULT_SUCCESS_PCT = 99.9
 GROWTH = 2.0
@@ -45,14 +46,7 @@ class CapacityError(GridError):
 
 
 def _positive(value: object, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise CapacityError(f"{what} must be a positive number, found {value!r}")
-    return float(value)
+    return positive_number(value, what, error=CapacityError)
 
 
 @dataclass(frozen=True)

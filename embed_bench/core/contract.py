@@ -19,6 +19,8 @@ import math
 import re
 from dataclasses import dataclass, fields
 
+from embed_bench.core.validation import positive_int, positive_number
+
 WARMUP_PREFIX = "warmup "
 _CELL_NAME = re.compile(r"b=(\d+) t=(\d+) c=(\d+)")
 _RATE_SHAPE_NAME = re.compile(r"r=(\S+) b=(\d+) t=(\d+)")
@@ -44,9 +46,7 @@ class Cell:
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            value = getattr(self, spec.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GridError(f"{spec.name} must be a positive integer, got {value!r}")
+            _positive_int(getattr(self, spec.name), spec.name)
 
     @property
     def name(self) -> str:
@@ -73,20 +73,15 @@ def parse_cell_name(name: str) -> Cell | None:
 
 
 def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise GridError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return positive_int(
+        value, what, error=GridError, message="{name} must be a positive integer, got {value!r}"
+    )
 
 
 def _positive_number(value: object, what: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise GridError(f"{what} must be a positive finite number, got {value!r}")
-    return float(value)
+    return positive_number(
+        value, what, error=GridError, message="{name} must be a {kind} finite number, got {value!r}"
+    )
 
 
 @dataclass(frozen=True, order=True)

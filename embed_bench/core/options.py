@@ -11,7 +11,6 @@ receive the master's values as a plain dict with each spawn message.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from embed_bench.core.contract import ARRIVALS
+from embed_bench.core.validation import positive_number
 
 # Read at use time, never as a parser default, so the key never shows in `--help` or the web UI form.
 API_KEY_FALLBACK_ENV = "JINA_API_KEY"
@@ -204,6 +204,9 @@ class OptionError(ValueError):
     """A custom option has a value the benchmark cannot run with."""
 
 
+_NUMBER_MESSAGE = "{name} must be a {kind} number, got {value!r}"
+
+
 def _coerce(spec: OptionSpec, value: Any) -> Any:
     if value is None or (isinstance(value, str) and not value.strip()):
         return spec.default
@@ -252,8 +255,10 @@ class BenchOptions:
             raise OptionError("--cell-max-seconds and --request-timeout must be positive")
         for name in ("request_rate", "cell_duration", "max_lag", "slo_p95_ms"):
             value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise OptionError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+            if value is not None:
+                positive_number(
+                    value, f"--{name.replace('_', '-')}", error=OptionError, message=_NUMBER_MESSAGE
+                )
         if self.max_in_flight < 1:
             raise OptionError("--max-in-flight must be at least 1")
         if self.arrival not in ARRIVALS:

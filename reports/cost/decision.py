@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embed_bench.core.validation import positive_number
 from reports.cost.pricing import Price
 from reports.errors import ReportError
 from reports.tables.base import Section, Table, fmt
@@ -67,14 +68,7 @@ def _workload_number(source: str, key: str, value: Any) -> float:
             value = float(value)
         except ValueError:
             raise ReportError(f"{source}: {key} must be a number, found {value!r}") from None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ReportError(f"{source}: {key} must be a positive number, found {value!r}")
-    return float(value)
+    return positive_number(value, f"{source}: {key}", error=ReportError)
 
 
 def parse_workload(text: str) -> Workload:

@@ -10,7 +10,6 @@ replaces it with another file of the same format (see that file's header).
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from embed_bench.core.validation import positive_number
 from reports.errors import ReportError
 
 DEFAULT_PRICING_FILE = "pricing.toml"
@@ -87,10 +87,8 @@ def run_cost(
     )
 
 
-def _positive_number(source: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ReportError(f"{source}: {key} must be a non-negative number, found {value!r}")
-    return float(value)
+def _non_negative_number(source: str, key: str, value: Any) -> float:
+    return positive_number(value, f"{source}: {key}", allow_zero=True, error=ReportError)
 
 
 def parse_price(name: str, entry: Mapping[str, Any], source: str) -> Price:
@@ -99,12 +97,12 @@ def parse_price(name: str, entry: Mapping[str, Any], source: str) -> Price:
     keys = set(entry) - {"description"}
     if keys == _PER_TOKEN_KEYS:
         figures = {
-            "usd_per_million_tokens": _positive_number(
+            "usd_per_million_tokens": _non_negative_number(
                 where, "usd_per_million_tokens", entry["usd_per_million_tokens"]
             )
         }
     elif keys == _HOURLY_KEYS:
-        figures = {key: _positive_number(where, key, entry[key]) for key in sorted(_HOURLY_KEYS)}
+        figures = {key: _non_negative_number(where, key, entry[key]) for key in sorted(_HOURLY_KEYS)}
     else:
         raise ReportError(
             f"{where}: give either usd_per_million_tokens or infrastructure_usd_per_hour + license_usd_per_hour "
