@@ -405,6 +405,11 @@ def schedule_cell(
         else:
             run = run_headless("self_hosted.py", run_dir, *arguments, timeout_s=duration_s + 120)
         if run.returncode != 0:
+            if keep is not None:  # what failed, kept with the raw results
+                keep_run_files(run_dir, keep)
+                (keep / "failure.txt").write_text(
+                    f"{run.describe()}\n--- stdout tail ---\n{run.stdout[-3000:]}"
+                )
             raise SystemExit(f"{topology} at {rate:g}/s: {run.describe()}")
         (cell,) = run.cells()
         records = run.records()
