@@ -12,12 +12,13 @@ import math
 import sys
 from pathlib import Path
 
-from reports.cost.decision import DECISION_TITLE, WORKLOAD_EXAMPLE, load_workload
+from reports.cost.decision import WORKLOAD_EXAMPLE, load_workload
 from reports.errors import ReportError
 from reports.export.markdown import render_table
 from reports.metrics.token_counts import CLIENT, COUNTS
 from reports.pipeline import build_report, write_report
 from reports.tables.base import summary_table
+from reports.tables.decision import DECISION_TITLE
 from reports.tables.records import token_warnings
 from reports.tables.sections import partial_alerts
 

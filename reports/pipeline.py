@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reports.cost.columns import Column, RunColumn
-from reports.cost.decision import OptionCapacity, Workload, decide, decision_section
+from reports.cost.decision import OptionCapacity, Workload, decide
 from reports.cost.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
 from reports.export.csv_files import write_cells_csv, write_rate_cells_csv, write_summary_csv
 from reports.export.html import render_html
@@ -28,6 +28,7 @@ from reports.plots.rates import build_rate_plots
 from reports.plots.records import build_record_plots
 from reports.plots.runs import Plot, build_plots
 from reports.tables.base import Section
+from reports.tables.decision import decision_section
 from reports.tables.rates import rate_sections
 from reports.tables.sections import build_sections
 

@@ -15,7 +15,8 @@ price from the pricing file:
 
 The table names the cheapest option that meets the target and says, beneath it, what the figures
 assume. The workload comes from ``--workload tokens-per-day=...,peak-requests-per-s=...`` or from a
-small TOML file (see :func:`load_workload`).
+small TOML file (see :func:`load_workload`). This module holds the model; the report section that
+shows it is :mod:`reports.tables.decision`.
 """
 
 from __future__ import annotations
@@ -30,14 +31,12 @@ from typing import Any
 from embed_bench.core.validation import positive_number
 from reports.cost.pricing import Price
 from reports.errors import ReportError
-from reports.tables.base import Section, Table, fmt
 
 HOURS_PER_MONTH = 730.0
 DAYS_PER_MONTH = 30.4
 SECONDS_PER_DAY = 86_400.0
 
 _WORKLOAD_KEYS = {"tokens-per-day": "tokens_per_day", "peak-requests-per-s": "peak_requests_per_s"}
-DECISION_TITLE = "Decision: the cost of this workload"
 WORKLOAD_EXAMPLE = "tokens-per-day=2e9,peak-requests-per-s=40"
 
 
@@ -276,55 +275,4 @@ def _assumptions(target: str) -> tuple[str, ...]:
         "the price at this workload's utilization, where the study's cost table assumed full load.",
         "Not included: reserved or spot discounts, autoscaling, storage, egress, and the time of the people "
         "who run a deployment.",
-    )
-
-
-def decision_section(table: DecisionTable) -> Section:
-    """The report's opening section when a workload is given: the table, the answer, the assumptions."""
-    header = (
-        "option",
-        "price",
-        "capacity (requests/s)",
-        "capacity (tokens/s)",
-        "instances",
-        "monthly cost (USD)",
-        "effective USD / M tokens",
-        "utilization",
-        "meets target",
-    )
-    rows = tuple(
-        (
-            row.option,
-            row.price.name,
-            fmt(row.capacity_requests_per_s, ",.1f"),
-            fmt(row.capacity_tokens_per_s, ",.0f"),
-            "per token" if row.price.usd_per_million_tokens is not None else fmt(row.instances, "d"),
-            fmt(row.monthly_cost_usd, ",.2f"),
-            fmt(row.effective_usd_per_million_tokens, ".4f"),
-            fmt(row.utilization_pct, ".1f") + ("%" if row.utilization_pct is not None else ""),
-            ("yes" if row.meets_target else "no") + f" ({row.note})",
-        )
-        for row in table.rows
-    )
-    if table.cheapest is None:
-        answer = f"No option meets the target ({table.target}) for this workload."
-    else:
-        answer = (
-            f"Cheapest option that meets the target: {table.cheapest.option} ({table.cheapest.price.name}), "
-            f"{table.cheapest.monthly_cost_usd:,.2f} USD a month, "
-            f"{table.cheapest.effective_usd_per_million_tokens:.4f} USD per million tokens."
-        )
-    return Section(
-        title=DECISION_TITLE,
-        text=f"Workload: {table.workload.describe()}. Target: {table.target}. {answer}",
-        bullets=table.assumptions,
-        tables=(
-            Table(
-                "decision",
-                "Monthly cost at the target",
-                "instances, cost and effective price per option for this workload",
-                header,
-                rows,
-            ),
-        ),
     )

@@ -10,12 +10,12 @@ from reports.cost.decision import (
     OptionCapacity,
     Workload,
     decide,
-    decision_section,
     load_workload,
     parse_workload,
 )
 from reports.cost.pricing import Price, load_price_book
 from reports.errors import ReportError
+from reports.tables.decision import decision_section
 
 PRICES = load_price_book()
 TARGET = "p95 <= 200 ms and success >= 99.9%"
