@@ -24,9 +24,10 @@ from reports.metrics.rates import RateRun, rate_run
 from reports.metrics.runs import RunMetrics, run_metrics
 from reports.metrics.study import load_study
 from reports.metrics.token_counts import CLIENT, SERVER
+from reports.plots.base import Plot
 from reports.plots.rates import build_rate_plots
 from reports.plots.records import build_record_plots
-from reports.plots.runs import Plot, build_plots
+from reports.plots.runs import build_plots
 from reports.tables.base import Section
 from reports.tables.decision import decision_section
 from reports.tables.rates import rate_sections

@@ -7,7 +7,7 @@ import base64
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from reports.plots.runs import Plot
+from reports.plots.base import Plot
 from reports.tables.base import Section, Table, is_figure, numeric_columns
 
 _STYLE = """

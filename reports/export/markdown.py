@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reports.plots.runs import Plot
+from reports.plots.base import Plot
 from reports.tables.base import Section, Table, numeric_columns
 
 

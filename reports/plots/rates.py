@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from matplotlib.figure import Figure
 
 from reports.metrics.rates import RateFigures, RateRun
-from reports.plots.records import _readable_log
-from reports.plots.runs import Plot, colour, png_bytes
+from reports.plots.base import Plot, colour, png_bytes, readable_log
 
 _PERCENTILE_STYLES = ((50.0, ":"), (95.0, "-"), (99.0, "--"))
 
@@ -67,7 +66,7 @@ def _hockey_stick(
                 label=f"{run.label} target p95 {run.target.p95_latency_ms:g} ms",
             )
     axes.set_yscale("log")
-    _readable_log(axes.yaxis)
+    readable_log(axes.yaxis)
     axes.set_xlabel("offered rate (requests/s, as asked)")
     axes.set_ylabel("latency from the planned send time (ms)")
     axes.set_title(title)

@@ -8,28 +8,19 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter
 
 from embed_bench.core.contract import parse_cell_name
 from reports.cost.columns import RunColumn
 from reports.metrics.records import BIN_S, PEAK_WINDOW_S
-from reports.plots.runs import Plot, colour, png_bytes
+from reports.plots.base import Plot, colour, png_bytes, readable_log
 
 _PANEL_COLUMNS = 4
-_MS = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
 _TIME_PARTS = (
     ("queue", "mean_queue_ms", "#4c72b0"),
     ("inference", "mean_inference_ms", "#dd8452"),
     ("rest", "mean_rest_ms", "#8c8c8c"),
 )
-
-
-def _readable_log(axis) -> None:
-    """A log axis labelled at 1, 2 and 5 x 10^k in plain figures, so even an axis shorter than a
-    decade carries several labelled ticks (never one lone tick that makes 16x look like 4x)."""
-    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(_MS)
-    axis.set_minor_formatter(NullFormatter())
 
 
 def throughput_over_time_plot(runs: Sequence[RunColumn]) -> Plot | None:
@@ -108,7 +99,7 @@ def latency_cdf_plot(runs: Sequence[RunColumn]) -> Plot | None:
                     latencies, fraction, where="post", color=colour(index), label=run.label, linewidth=1.2
                 )
         ax.set_xscale("log")
-        _readable_log(ax.xaxis)
+        readable_log(ax.xaxis)
         ax.set_ylim(0, 1.02)
         ax.set_title(cell, fontsize=9)
         ax.grid(True, which="both", linewidth=0.3, alpha=0.6)
@@ -153,7 +144,7 @@ def latency_vs_throughput_plot(runs: Sequence[RunColumn]) -> Plot | None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
-        _readable_log(axis)
+        readable_log(axis)
     ax.set_xlabel("token throughput of the cell (tokens/s, log scale)")
     ax.set_ylabel("latency (ms, log scale; all requests)")
     ax.grid(True, which="both", linewidth=0.3, alpha=0.6)

@@ -1,21 +1,17 @@
-"""The report's figures as PNG bytes, drawn with matplotlib's Agg backend.
+"""The report's figures of whole runs as PNG bytes, drawn with matplotlib's Agg backend (the shared
+primitives -- ``Plot``, ``png_bytes``, ``colour`` -- are in :mod:`reports.plots.base`).
 
-Figures are built on ``matplotlib.figure.Figure`` with an Agg canvas, never through pyplot, so no
-global backend state or display is touched and the same bytes go to a file and into report.html.
 Bars are grouped so that labels stay readable with many runs: one colour per column where the
 groups are grid values, one colour per figure where the groups are the columns.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -23,27 +19,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from embed_bench.core.contract import Cell
 from reports.cost.columns import DIMENSIONS, Column, RunColumn, latency_ms, success_split
 from reports.cost.headline import SUMMARY_BY_KEY
-
-DPI = 100
-
-
-@dataclass(frozen=True)
-class Plot:
-    key: str
-    filename: str
-    title: str
-    png: bytes
-
-
-def png_bytes(figure: Figure) -> bytes:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def colour(index: int) -> str:
-    return f"C{index % 10}"
+from reports.plots.base import Plot, colour, png_bytes
 
 
 def latency_plot(runs: Sequence[RunColumn]) -> Plot:
