@@ -17,6 +17,12 @@ import subprocess
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a model hub here
+# One torch/BLAS thread per process, inherited by every server and Locust process a test starts:
+# `make test` runs a test per core, and torch's default (a thread per core in every process) made the
+# parallel run slower than the serial one and pushed CPU latencies past the tests' targets.
+for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Fixtures that start a process, a listening server or a browser. Requesting one (even indirectly)
 # puts a test in the slow tier.

@@ -60,7 +60,7 @@ ROUTE = "/embed-bench"
 REPORT_DIR = "report"  # the report goes to <run dir>/report, as `embed-bench report RUN --out RUN/report`
 REPORT_TIMEOUT_S = 600.0
 CELLS_CSV_POLL_S = 0.5
-LIVE_PAGE = files("locustfiles").joinpath("web_ui_assets", "live.html")
+LIVE_PAGE = files("embed_bench.load").joinpath("web_ui_assets", "live.html")
 
 TAB_COLUMNS = (
     ("cell", "Cell"),

@@ -135,6 +135,7 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     assert_no_secret(tmp_path, stdout, stderr)
 
 
+@pytest.mark.serial
 def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     grid = tmp_path / "tiny.toml"
     grid.write_text(TINY_GRID)

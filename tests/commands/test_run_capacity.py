@@ -14,7 +14,7 @@ import pytest
 from embed_bench.core.contract import parse_rate_cell_name
 from tests.load.runs import locust_env
 
-pytestmark = pytest.mark.usefixtures("spawn")
+pytestmark = [pytest.mark.usefixtures("spawn"), pytest.mark.serial]
 
 MAX_STEPS = 12
 

@@ -184,6 +184,7 @@ def test_step_result_from_requests_counts_drops_as_failures() -> None:
 
 
 # --- against the bundled server ----------------------------------------------------------------
+@pytest.mark.serial
 @pytest.mark.usefixtures("spawn")
 def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
     """b=1 t=128, p95 <= 200 ms: the search converges, 0.9x its answer meets the target, 1.3x does not.

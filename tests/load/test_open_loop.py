@@ -143,6 +143,7 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q, method="inverted_cdf"))
 
 
+@pytest.mark.serial
 @pytest.mark.usefixtures("spawn")
 @pytest.mark.parametrize("rate", [20.0, 100.0, 400.0])
 def test_achieved_rate_matches_the_offered_rate(fast_server: DoubleServer, rate: float) -> None:
@@ -164,6 +165,7 @@ def test_achieved_rate_matches_the_offered_rate(fast_server: DoubleServer, rate:
     assert percentile(lags, 50) < 50 and max(lags) < 1000  # generous: the figures are for the benchmark
 
 
+@pytest.mark.serial
 @pytest.mark.usefixtures("spawn")
 def test_open_loop_latency_shows_the_stalls_that_a_closed_loop_client_hides() -> None:
     """50 requests/s for 30 s against a server that answers in 5 ms but stalls 3 s of every 10 s.
@@ -244,6 +246,7 @@ def test_locust_users_can_be_the_senders(tmp_path: Path) -> None:
     assert result["locust_max_response_time_ms"] > 800
 
 
+@pytest.mark.serial
 @pytest.mark.usefixtures("spawn")
 def test_two_locust_processes_send_their_shares(fast_server: DoubleServer, tmp_path: Path) -> None:
     """``locust --processes 2``: each worker plans half of 200 requests/s for 5 s from its own stream;

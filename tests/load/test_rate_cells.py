@@ -13,7 +13,7 @@ from tests.doubles.process import running_double
 from tests.doubles.stall_server import StallSchedule
 from tests.load.runs import LocustRun, run_headless
 
-pytestmark = pytest.mark.usefixtures("spawn")
+pytestmark = [pytest.mark.usefixtures("spawn"), pytest.mark.serial]
 
 RATE, DURATION_S = 20.0, 6.0
 

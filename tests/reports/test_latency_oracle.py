@@ -31,7 +31,7 @@ from reports.load.runs import load_run
 from reports.metrics.runs import run_metrics
 from tests.load.runs import run_headless
 
-pytestmark = pytest.mark.usefixtures("spawn")
+pytestmark = [pytest.mark.usefixtures("spawn"), pytest.mark.serial]
 
 USERS, REQUESTS_PER_USER = 100, 10
 REQUESTS = USERS * REQUESTS_PER_USER
