@@ -53,6 +53,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="DIR",
         help="where report.md, report.html, cells.csv, summary.csv and the plots go",
     )
+    _add_price_options(parser)
+    parser.add_argument(
+        "--compare-study",
+        action="store_true",
+        help="add the reference study's published figures, in a block of their own after the summary",
+    )
+    parser.add_argument(
+        "--count-tokens",
+        choices=COUNTS,
+        default=CLIENT,
+        help="which token count throughput, peak and comparisons use: client (default; batch x passage "
+        "tokens under the run's tokenizer, the same for every backend) or server (each response's usage)",
+    )
+    _add_decision_options(parser)
+    return parser
+
+
+def _add_price_options(parser: argparse.ArgumentParser) -> None:
+    """The three ways to price runs, of which one at most may be given: a price name or file, an
+    hourly price, or a per-token price."""
     price = parser.add_mutually_exclusive_group()
     price.add_argument(
         "--pricing",
@@ -72,18 +92,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         metavar="USD",
         help="per-token price for every run (a hosted API)",
     )
-    parser.add_argument(
-        "--compare-study",
-        action="store_true",
-        help="add the reference study's published figures, in a block of their own after the summary",
-    )
-    parser.add_argument(
-        "--count-tokens",
-        choices=COUNTS,
-        default=CLIENT,
-        help="which token count throughput, peak and comparisons use: client (default; batch x passage "
-        "tokens under the run's tokenizer, the same for every backend) or server (each response's usage)",
-    )
+
+
+def _add_decision_options(parser: argparse.ArgumentParser) -> None:
+    """The workload that opens the report with the decision table, and the prices to cost it at."""
     parser.add_argument(
         "--workload",
         metavar="KEY=VALUE,...|FILE.toml",
@@ -100,7 +112,6 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "pricing file instead of its own, and add each per-token price as an option of its own (e.g. the "
         "study's three: jina_api,sagemaker_us_east_1,self_hosted_us_east_1)",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

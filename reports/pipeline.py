@@ -75,32 +75,15 @@ def build_report(
     prices = choose_prices(
         [run.info.get("pricing") for run in loaded], pricing, usd_per_hour, usd_per_million_tokens
     )
-    runs = []
     rates = [rate_run(run) for run in loaded]
-    for run, price, rate in zip(loaded, prices, rates, strict=True):
-        if rate is not None and not has_closed_loop_cells(run):
-            continue
-        metrics = run_metrics(run, count_tokens)
-        peak = metrics.peak_or_best_cell_tokens_per_s
-        billed = billed_per_counted(metrics)
-        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak, billed) if price else None
-        runs.append(RunColumn(metrics, cost))
+    runs = closed_loop_columns(loaded, prices, rates, count_tokens)
     rate_runs = tuple(rate for rate in rates if rate is not None)
     study = load_study() if compare_study else ()
     columns = (*runs, *study)
     plots = [*build_rate_plots(rate_runs)]
     if runs:
         plots += [*build_plots(runs).values(), *build_record_plots(runs)]
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    intro = (
-        f"{len(loaded)} run(s): "
-        + ", ".join(f"{run.label} ({run.directory})" for run in loaded)
-        + f". Generated {generated}."
-    )
-    if rate_runs:
-        intro += " Runs of rate cells (open loop) are reported in sections of their own, after the closed-loop ones."
-    if study:
-        intro += " The reference study's published figures (January 2025) follow the summary, in a block of their own."
+    intro = report_intro(loaded, rate_runs, study)
     sections = build_sections(runs, study) if runs else ()
     opening = ()
     if workload is not None:
@@ -115,6 +98,43 @@ def build_report(
         {plot.key: plot for plot in plots},
         rate_runs,
     )
+
+
+def closed_loop_columns(
+    loaded: Sequence[RunData],
+    prices: Sequence[Price | None],
+    rates: Sequence[RateRun | None],
+    count_tokens: str,
+) -> list[RunColumn]:
+    """One column per run that measured closed-loop cells, with its metrics and, where it has a
+    price, its cost. A run of rate cells only is left out here: it has no closed-loop figures, and
+    the open-loop sections report it."""
+    runs = []
+    for run, price, rate in zip(loaded, prices, rates, strict=True):
+        if rate is not None and not has_closed_loop_cells(run):
+            continue
+        metrics = run_metrics(run, count_tokens)
+        peak = metrics.peak_or_best_cell_tokens_per_s
+        billed = billed_per_counted(metrics)
+        cost = run_cost(price, metrics.mean_throughput_tokens_per_s, peak, billed) if price else None
+        runs.append(RunColumn(metrics, cost))
+    return runs
+
+
+def report_intro(loaded: Sequence[RunData], rate_runs: Sequence[RateRun], study: Sequence[Column]) -> str:
+    """The sentence that opens the report: which runs (and where they are), when it was generated,
+    and where the open-loop and the study's figures are, since they come in sections of their own."""
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    intro = (
+        f"{len(loaded)} run(s): "
+        + ", ".join(f"{run.label} ({run.directory})" for run in loaded)
+        + f". Generated {generated}."
+    )
+    if rate_runs:
+        intro += " Runs of rate cells (open loop) are reported in sections of their own, after the closed-loop ones."
+    if study:
+        intro += " The reference study's published figures (January 2025) follow the summary, in a block of their own."
+    return intro
 
 
 def has_closed_loop_cells(run: RunData) -> bool:

@@ -499,6 +499,16 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     Whatever happens after the run directory is created -- a signal, a dead worker, an error --
     the Locust processes are stopped and ``run.json`` gets its final status.
     """
+    model = _reach_target(plan)
+    started = _open_run_directory(plan, model)
+    status, error, outcome = _run_locust(plan, model, started, write)
+    return _conclude(plan, status, error, outcome, write)
+
+
+def _reach_target(plan: RunPlan) -> str | None:
+    """Wait until the target answers and learn the model it serves, before anything is written: a
+    target that never comes up leaves no run directory behind. The model goes onto the Locust
+    command line when none is given there, so what the users send is what run.json records."""
     try:
         wait_reachable(plan.host, BACKENDS[plan.backend].health_path, plan.ready_timeout_s)
     except PreflightError as error:
@@ -506,40 +516,42 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     model = target_model(plan)
     if model and not settings_of(plan.locust_args, plan.env).get("--model"):
         plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
+    return model
+
+
+def _open_run_directory(plan: RunPlan, model: str | None) -> dt.datetime:
+    """Create the run directory, clear an earlier run's files out of it (``--force``) and mark it
+    ``running`` in run.json, so a directory is reportable (or visibly unfinished) from the start.
+    Returns the start time run.json records."""
     plan.out.mkdir(parents=True, exist_ok=True)
     clear_run_files(plan.out)
     started = dt.datetime.now(dt.UTC)
     write_run_json(plan, started, None, model, "running")
-    env = {**os.environ, **plan.env}
+    return started
+
+
+def _run_locust(
+    plan: RunPlan, model: str | None, started: dt.datetime, write: Callable[[str], None]
+) -> tuple[str, str | None, Outcome]:
+    """Start Locust and follow it to its end with signals routed to a graceful stop; returns the
+    final status, the error that makes the exit code 1 (or None) and the outcome read from cells.csv.
+
+    The ``finally`` is the point of this function: whatever ends the run (the master exiting, a
+    signal, a crashed worker, an error of our own), the processes are stopped, run.json gets its
+    final status and the previous signal handlers come back. A Locust failure raises RunError with
+    the tail of Locust's output once all of that is done."""
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     processes: list[subprocess.Popen] = []
     status = "failed (embed-bench error)"
     progress = Progress(plan, write)
     error: str | None = None
     try:
-        with open(plan.out / RUN_FILES.console_log, "wb") as console:
-            for command in locust_commands(plan):
-                processes.append(
-                    subprocess.Popen(
-                        command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                    )
-                )
-            repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
-            search = ", then a capacity search" if plan.grid.capacity is not None else ""
-            write(
-                f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}"
-                f"{search}), "
-                f"{plan.workers} Locust process(es) -> {plan.out}"
-            )
-            status = _watch(processes, progress)
+        status = _start_and_watch(plan, processes, progress, write)
     except KeyboardInterrupt:
         status = "interrupted"
         write("interrupted: stopping Locust (it writes its CSV files) ...")
     finally:
-        for signum in STOP_SIGNALS:  # a second signal must not cut the graceful stop short
-            signal.signal(signum, signal.SIG_IGN)
-        for process in processes:  # the master first: it tells the workers to stop and writes the CSVs
-            stop(process, grace_s=STOP_GRACE_S)
+        _stop_processes(processes)
         outcome = Outcome(tuple(progress.poll()), plan.steps)
         locust_failed = status.startswith("failed")
         if status == "completed":
@@ -548,25 +560,84 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if locust_failed:
-        log_tail = (plan.out / RUN_FILES.console_log).read_text(errors="replace")[-2000:]
-        raise RunError(
-            f"{status}; Locust's output is in {plan.out / RUN_FILES.console_log} "
-            f"(its log in {plan.out / RUN_FILES.log}):\n{log_tail}",
-            exit_code=1,
-        )
+        raise _locust_failure(plan, status)
+    return status, error, outcome
+
+
+def _start_and_watch(
+    plan: RunPlan, processes: list[subprocess.Popen], progress: Progress, write: Callable[[str], None]
+) -> str:
+    """Start the Locust processes (each appended to ``processes`` at once, so the caller can stop
+    the ones started even when a later one fails), their output into console.log; say what runs;
+    follow the run until the master exits. Returns the status Locust's exit gives."""
+    env = {**os.environ, **plan.env}
+    with open(plan.out / RUN_FILES.console_log, "wb") as console:
+        for command in locust_commands(plan):
+            processes.append(
+                subprocess.Popen(
+                    command, stdout=console, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            )
+        write(_run_banner(plan))
+        return _watch(processes, progress)
+
+
+def _run_banner(plan: RunPlan) -> str:
+    """The line that opens the console output: target, grid, repeats, processes, run directory."""
+    repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
+    search = ", then a capacity search" if plan.grid.capacity is not None else ""
+    return (
+        f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}"
+        f"{search}), "
+        f"{plan.workers} Locust process(es) -> {plan.out}"
+    )
+
+
+def _stop_processes(processes: Sequence[subprocess.Popen]) -> None:
+    """Stop every Locust process gracefully, the master first: it tells the workers to stop and
+    writes the CSVs. Stop signals are ignored from here on, so a second Ctrl-C cannot cut that short."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    for process in processes:
+        stop(process, grace_s=STOP_GRACE_S)
+
+
+def _locust_failure(plan: RunPlan, status: str) -> RunError:
+    """The error of a run Locust itself failed: where its output and log are, and their tail, since
+    the reason is in there and not in anything embed-bench measured."""
+    log_tail = (plan.out / RUN_FILES.console_log).read_text(errors="replace")[-2000:]
+    return RunError(
+        f"{status}; Locust's output is in {plan.out / RUN_FILES.console_log} "
+        f"(its log in {plan.out / RUN_FILES.log}):\n{log_tail}",
+        exit_code=1,
+    )
+
+
+def _conclude(
+    plan: RunPlan, status: str, error: str | None, outcome: Outcome, write: Callable[[str], None]
+) -> int:
+    """Print the summary and turn the outcome into the exit code: 130 when interrupted, RunError
+    (exit 1) when the run measured nothing somewhere or failed beyond --max-failure-pct, else 0."""
     for line in outcome.summary():
         write(line)
     write(f"run directory: {plan.out}  ({status})")
     if status == "interrupted":
         return 130
-    if error is None and plan.max_failure_pct is not None and outcome.failure_pct > plan.max_failure_pct:
-        error = (
-            f"{outcome.failure_pct:.1f}% of the measured requests failed or did not finish, "
-            f"over --max-failure-pct {plan.max_failure_pct:g}"
-        )
+    if error is None:
+        error = _over_failure_budget(plan, outcome)
     if error is not None:
         raise RunError(error, exit_code=1)
     return 0
+
+
+def _over_failure_budget(plan: RunPlan, outcome: Outcome) -> str | None:
+    """Why the run failed --max-failure-pct (for CI), or None when it is not set or was kept."""
+    if plan.max_failure_pct is not None and outcome.failure_pct > plan.max_failure_pct:
+        return (
+            f"{outcome.failure_pct:.1f}% of the measured requests failed or did not finish, "
+            f"over --max-failure-pct {plan.max_failure_pct:g}"
+        )
+    return None
 
 
 def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:

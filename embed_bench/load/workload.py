@@ -38,14 +38,15 @@ import math
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import gevent
 import gevent.event
 
-from embed_bench.core.arrivals import arrival_schedule, parse_mix
+from embed_bench.core.arrivals import Arrival, arrival_schedule, parse_mix
+from embed_bench.core.arrivals import Shape as ArrivalShape
 from embed_bench.core.cells import Cell
 from embed_bench.core.checks import RequestFailure
 from embed_bench.core.contract import RateCell, Shape
@@ -375,28 +376,40 @@ class Workload:
         index = plan.process_indexes.get(self.node_id)
         if index is None:
             logger.warning("rate cell %s: this process was not given a share; it sends nothing", cell.name)
-        mix = parse_mix(
-            [{"batch_size": b, "passage_tokens": t, "weight": w} for b, t, w in plan.shapes], where=cell.name
-        )
-        schedule = (
-            list(
-                arrival_schedule(
-                    cell.request_rate,
-                    cell.duration_s,
-                    mix,
-                    arrival=cell.arrival,
-                    processes=max(1, len(plan.process_indexes)),
-                    process_index=index,
-                    seed=plan.seed * 1009 + plan.index,
-                )
-            )
-            if index is not None
-            else []
-        )
-        counts = Counter(arrival.shape for arrival in schedule)
+        schedule = _share_schedule(plan, cell, index)
         (encoder, *_) = self._encoders()
+        pools = self._body_pools(plan, cell, index, schedule, encoder, options)
+        arrivals = _planned_arrivals(plan, cell, schedule, pools, options.warmup_requests)
+        self._replace_rate(RateRun(self, plan, arrivals, encoder.__name__))
+        self.plan, self._assignments, self._built = plan, {}, 0
+        logger.info(
+            "prepared rate cell %s: share %s of %d process(es), %d arrival(s), %d distinct bodies in %.1f s",
+            cell.name,
+            index,
+            len(plan.process_indexes),
+            len(arrivals),
+            sum(map(len, pools.values())),
+            time.perf_counter() - started,
+        )
+
+    def _body_pools(
+        self,
+        plan: CellPlan,
+        cell: RateCell,
+        index: int | None,
+        schedule: Sequence[Arrival],
+        encoder: type[RequestEncoder],
+        options: BenchOptions,
+    ) -> dict[ArrivalShape, list[bytes]]:
+        """The distinct request bodies of each shape the schedule uses, built on gevent's thread pool.
+
+        A body per arrival would make preparation (and memory) grow with the rate times the duration;
+        a pool of at most ``POOL_TOKENS`` tokens per shape bounds both, and arrivals reuse its bodies
+        in turn. Each body's passages come from their own stream (cell, shape, repeat, share, number),
+        so the shares of two processes and two repeats draw different passages."""
         factory = self._factory(options.tokenizer, plan.seed)
-        pools = {
+        counts = Counter(arrival.shape for arrival in schedule)
+        return {
             shape: [
                 _in_thread(
                     _encode,
@@ -411,34 +424,6 @@ class Workload:
             ]
             for shape, count in counts.items()
         }
-        used: Counter = Counter()
-        arrivals = []
-        for number, arrival in enumerate(schedule):
-            shape, measured = arrival.shape, number >= options.warmup_requests
-            pool = pools[shape]
-            body = pool[used[shape] % len(pool)]
-            used[shape] += 1
-            request = PlannedRequest(
-                name=cell.name if measured else cell.warmup_name,
-                body=body,
-                inputs=shape.batch_size,
-                passage_tokens=shape.passage_tokens,
-                measured=measured,
-                repeat=plan.repeat,
-                index=number,
-            )
-            arrivals.append((arrival.offset_s, request))
-        self._replace_rate(RateRun(self, plan, arrivals, encoder.__name__))
-        self.plan, self._assignments, self._built = plan, {}, 0
-        logger.info(
-            "prepared rate cell %s: share %s of %d process(es), %d arrival(s), %d distinct bodies in %.1f s",
-            cell.name,
-            index,
-            len(plan.process_indexes),
-            len(arrivals),
-            sum(map(len, pools.values())),
-            time.perf_counter() - started,
-        )
 
     def take(self, user_class: type) -> UserAssignment | None:
         """The next unclaimed share of the current cell; built on the spot (and logged) if this
@@ -499,6 +484,60 @@ class Workload:
                 )
             )
         return UserAssignment(plan, requests)
+
+
+def _share_schedule(plan: CellPlan, cell: RateCell, index: int | None) -> list[Arrival]:
+    """This process's arrivals of a rate cell (none without a share), in time order.
+
+    The stream is seeded by the run's seed and the cell's step, so a cell prepared again (the master
+    asked twice) plans the same requests, and every share draws its own stream. The mix is parsed
+    (and so checked) even for a process without a share."""
+    mix = parse_mix(
+        [{"batch_size": b, "passage_tokens": t, "weight": w} for b, t, w in plan.shapes], where=cell.name
+    )
+    if index is None:
+        return []
+    return list(
+        arrival_schedule(
+            cell.request_rate,
+            cell.duration_s,
+            mix,
+            arrival=cell.arrival,
+            processes=max(1, len(plan.process_indexes)),
+            process_index=index,
+            seed=plan.seed * 1009 + plan.index,
+        )
+    )
+
+
+def _planned_arrivals(
+    plan: CellPlan,
+    cell: RateCell,
+    schedule: Sequence[Arrival],
+    pools: dict[ArrivalShape, list[bytes]],
+    warmup_requests: int,
+) -> list[tuple[float, PlannedRequest]]:
+    """Each arrival's due offset and request: its shape's pool bodies in turn, the first
+    ``warmup_requests`` of this share under the cell's warm-up name, so they stay out of the
+    measured figures."""
+    used: Counter = Counter()
+    arrivals = []
+    for number, arrival in enumerate(schedule):
+        shape, measured = arrival.shape, number >= warmup_requests
+        pool = pools[shape]
+        body = pool[used[shape] % len(pool)]
+        used[shape] += 1
+        request = PlannedRequest(
+            name=cell.name if measured else cell.warmup_name,
+            body=body,
+            inputs=shape.batch_size,
+            passage_tokens=shape.passage_tokens,
+            measured=measured,
+            repeat=plan.repeat,
+            index=number,
+        )
+        arrivals.append((arrival.offset_s, request))
+    return arrivals
 
 
 def _encode(

@@ -38,7 +38,7 @@ import pandas as pd
 
 from embed_bench.core.contract import Cell, parse_cell_name
 from reports.errors import ReportError
-from reports.load.records import RECORDS_FILE
+from reports.load.records import RECORDS_FILE, Records
 from reports.load.runs import STATS_FILE, RunData
 from reports.metrics.record_cells import RecordCell, Timeline, record_cells, timeline
 from reports.metrics.records import LatencyDistribution, MeanCI, PeakWindow, TimeSplit
@@ -374,6 +374,22 @@ def _partial(run: RunData, cells: Sequence[CellMetrics], never_measured: Sequenc
     return reasons
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """A run's cells as one source gives them -- the per-request records or, for a run without
+    them, Locust's CSVs -- with what that source adds: notes, the failures ranked, and the figures
+    only records can give. ``run_metrics`` then summarises either source the same way."""
+
+    cells: tuple[CellMetrics, ...]
+    notes: tuple[str, ...]
+    failures: tuple[tuple[str, str, int], ...]
+    latency_source: str = LATENCY_FROM_LOCUST
+    timeline: Timeline | None = None
+    token_check: TokenCountCheck | None = None
+    repeats: int = 1
+    latencies_ms: dict[str, np.ndarray] | None = None
+
+
 def run_metrics(run: RunData, count_tokens: str = CLIENT) -> RunMetrics:
     """Per-cell and per-run metrics, from the records where the run has them, else from Locust's
     CSVs; tokens under ``count_tokens`` (client or server). Raises ReportError when the run has no
@@ -381,44 +397,78 @@ def run_metrics(run: RunData, count_tokens: str = CLIENT) -> RunMetrics:
     if count_tokens not in COUNTS:
         raise ReportError(f"unknown token count {count_tokens!r}; choose one of {', '.join(COUNTS)}")
     records = run.records if run.records is not None and len(run.records.measured) else None
-    notes = list(run.notes)
     if records is not None:
-        run_timeline = timeline(records, run.windows, count_tokens)
-        cells = tuple(
-            _from_record(cell)
-            for cell in record_cells(records, run.windows, run_timeline.spans, count_tokens)
-        )
-        notes += [*records.notes, f"latencies and percentiles are exact, from {RECORDS_FILE}"]
-        failures = _record_failures(records.measured)
-        check = token_count_check(records.measured)
-        dropped = sum(cell.dropped_count for cell in cells)
-        if dropped:
-            notes.append(f"{dropped} request(s) were due but never sent (no free user): not in any figure")
+        measured = _measured_by_records(run, records, count_tokens)
     else:
-        run_timeline, check, failures = None, None, top_failures(run)
-        cells = _csv_cells(run, count_tokens)
-        notes.append(
-            f"no {RECORDS_FILE} (a run from before per-request records): latencies are Locust's, its "
-            "percentiles rounded to two significant digits"
-        )
-    if not cells:
+        measured = _measured_by_locust(run, count_tokens)
+    _refuse_unmeasured(run, measured)
+    return _summarise(run, measured, count_tokens)
+
+
+def _measured_by_records(run: RunData, records: Records, count_tokens: str) -> _Measured:
+    """The cells computed from the records: exact latencies, the run's timeline and token check,
+    failures by class, and every measured latency for the per-cell distributions. Arrivals an open
+    loop never sent are counted in a note, since they appear in no figure."""
+    run_timeline = timeline(records, run.windows, count_tokens)
+    cells = tuple(
+        _from_record(cell) for cell in record_cells(records, run.windows, run_timeline.spans, count_tokens)
+    )
+    notes = [*records.notes, f"latencies and percentiles are exact, from {RECORDS_FILE}"]
+    failures = _record_failures(records.measured)
+    check = token_count_check(records.measured)
+    dropped = sum(cell.dropped_count for cell in cells)
+    if dropped:
+        notes.append(f"{dropped} request(s) were due but never sent (no free user): not in any figure")
+    return _Measured(
+        cells=cells,
+        notes=tuple(notes),
+        failures=failures,
+        latency_source=LATENCY_FROM_RECORDS,
+        timeline=run_timeline,
+        token_check=check,
+        repeats=records.repeats,
+        latencies_ms={
+            cell: rows.to_numpy(dtype=float) for cell, rows in records.measured.groupby("cell")["latency_ms"]
+        },
+    )
+
+
+def _measured_by_locust(run: RunData, count_tokens: str) -> _Measured:
+    """The cells of a run from before per-request records, from Locust's CSVs; the note says the
+    latencies are Locust's rounded ones, so nobody reads them as exact."""
+    failures = top_failures(run)
+    cells = _csv_cells(run, count_tokens)
+    note = (
+        f"no {RECORDS_FILE} (a run from before per-request records): latencies are Locust's, its "
+        "percentiles rounded to two significant digits"
+    )
+    return _Measured(cells=cells, notes=(note,), failures=failures)
+
+
+def _refuse_unmeasured(run: RunData, measured: _Measured) -> None:
+    """A run without a measured request, or without a successful one, has no latency or throughput
+    to report: raise ReportError saying so (with its most frequent failures) rather than report
+    a column of blanks."""
+    if not measured.cells:
         raise ReportError(
             f"run {run.label!r} ({run.directory}): {STATS_FILE} holds no measured request "
             "(warm-up and Aggregated rows do not count)"
         )
+    if sum(cell.success_count for cell in measured.cells) == 0:
+        request_count = sum(cell.request_count for cell in measured.cells)
+        raise ReportError(_no_success_message(run, request_count, measured.failures))
+
+
+def _summarise(run: RunData, measured: _Measured, count_tokens: str) -> RunMetrics:
+    """The run's figures over its cells, pooled the study's way, with the run's notes and the
+    reasons it is partial (cells planned but never measured among them)."""
+    cells = measured.cells
     request_count = sum(cell.request_count for cell in cells)
     success_count = sum(cell.success_count for cell in cells)
-    if success_count == 0:
-        raise ReportError(_no_success_message(run, request_count, failures))
     success_pct = success_rate_pct(success_count, request_count)
     mean_latency = statistics.fmean(cell.mean_latency_ms for cell in cells)
     mean_throughput, overall_throughput, peak = throughput_summary(cells)
-    notes += _timing_notes(cells)
     never_measured = sorted(_expected_cells(run) - {cell.key for cell in cells})
-    if never_measured:
-        notes.append(
-            f"grid cells without any recorded request: {', '.join(cell.name for cell in never_measured)}"
-        )
     return RunMetrics(
         label=run.label,
         directory=str(run.directory),
@@ -436,20 +486,24 @@ def run_metrics(run: RunData, count_tokens: str = CLIENT) -> RunMetrics:
         overall_throughput_tokens_per_s=overall_throughput,
         peak_throughput_tokens_per_s=peak.throughput_tokens_per_s if peak else None,
         peak_cell=peak.cell if peak else None,
-        failures=failures,
-        notes=tuple(notes),
+        failures=measured.failures,
+        notes=_run_notes(run, measured, never_measured),
         token_count=count_tokens,
-        latency_source=LATENCY_FROM_RECORDS if records is not None else LATENCY_FROM_LOCUST,
-        timeline=run_timeline,
-        token_check=check,
-        repeats=records.repeats if records is not None else 1,
+        latency_source=measured.latency_source,
+        timeline=measured.timeline,
+        token_check=measured.token_check,
+        repeats=measured.repeats,
         partial=tuple(_partial(run, cells, never_measured)),
-        latencies_ms=(
-            {
-                cell: rows.to_numpy(dtype=float)
-                for cell, rows in records.measured.groupby("cell")["latency_ms"]
-            }
-            if records is not None
-            else None
-        ),
+        latencies_ms=measured.latencies_ms,
     )
+
+
+def _run_notes(run: RunData, measured: _Measured, never_measured: Sequence[Cell]) -> tuple[str, ...]:
+    """What a reader should know about the figures: the loader's notes, the source's, cells not
+    timed by cells.csv, and planned cells without any recorded request."""
+    notes = [*run.notes, *measured.notes, *_timing_notes(measured.cells)]
+    if never_measured:
+        notes.append(
+            f"grid cells without any recorded request: {', '.join(cell.name for cell in never_measured)}"
+        )
+    return tuple(notes)

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from embed_bench.core.contract import Cell
@@ -31,12 +32,46 @@ def latency_plot(runs: Sequence[RunColumn]) -> Plot:
     )
 
 
+# One panel of the latency figure: its batch sizes (rows), passage lengths (columns) and the mean
+# response times in seconds (masked where the run has no such cell).
+_Panel = tuple[list[int], list[int], np.ma.MaskedArray]
+
+
 def latency_figure(runs: Sequence[RunColumn]) -> Figure:
     """Mean response time as a batch size x passage length grid, one panel per run and concurrency.
 
     A panel shows only the batch sizes and lengths its run has at that concurrency, and a run
     without a concurrency gets no panel (its slot is hidden), so no panel is drawn empty."""
     concurrencies = sorted({cell.concurrency for run in runs for cell in run.metrics.cells})
+    panels = _latency_panels(runs, concurrencies)
+    positive = [value for _, _, grid in panels.values() for value in grid.compressed() if value > 0]
+    norm = LogNorm(vmin=min(positive), vmax=max(positive)) if len(set(positive)) > 1 else None
+    tallest = max(len(batches) for batches, _, _ in panels.values())
+    figure = Figure(
+        figsize=(3.2 * len(concurrencies) + 1.2, (0.55 * tallest + 0.9) * len(runs) + 0.6),
+        layout="constrained",
+    )
+    axes = figure.subplots(len(runs), len(concurrencies), squeeze=False)
+    image = None
+    for row, run in enumerate(runs):
+        for col, concurrency in enumerate(concurrencies):
+            ax = axes[row][col]
+            if (row, concurrency) not in panels:
+                ax.set_visible(False)
+                continue
+            image = _draw_latency_panel(ax, run, concurrency, panels[(row, concurrency)], norm)
+    if image is not None:
+        _latency_colorbar(figure, image, axes, norm)
+    figure.suptitle(
+        "Mean response time (s) by batch size x passage length, per concurrency\n"
+        "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)"
+    )
+    return figure
+
+
+def _latency_panels(runs: Sequence[RunColumn], concurrencies: Sequence[int]) -> dict[tuple[int, int], _Panel]:
+    """The grid of each (run index, concurrency) the run has cells at: only its own batch sizes and
+    lengths, so a run with a sparse grid gets no empty rows or columns."""
     panels = {}
     for index, run in enumerate(runs):
         for concurrency in concurrencies:
@@ -56,46 +91,39 @@ def latency_figure(runs: Sequence[RunColumn]) -> Figure:
                     ]
                 )
                 panels[(index, concurrency)] = (batches, lengths, grid)
-    positive = [value for _, _, grid in panels.values() for value in grid.compressed() if value > 0]
-    norm = LogNorm(vmin=min(positive), vmax=max(positive)) if len(set(positive)) > 1 else None
-    tallest = max(len(batches) for batches, _, _ in panels.values())
-    figure = Figure(
-        figsize=(3.2 * len(concurrencies) + 1.2, (0.55 * tallest + 0.9) * len(runs) + 0.6),
-        layout="constrained",
-    )
-    axes = figure.subplots(len(runs), len(concurrencies), squeeze=False)
-    image = None
-    for row, run in enumerate(runs):
-        for col, concurrency in enumerate(concurrencies):
-            ax = axes[row][col]
-            if (row, concurrency) not in panels:
-                ax.set_visible(False)
-                continue
-            batches, lengths, grid = panels[(row, concurrency)]
-            image = ax.imshow(grid, cmap="viridis", norm=norm, aspect="auto")
-            ax.set_facecolor("#e6e6e6")
-            for (y, x), value in np.ndenumerate(grid.filled(np.nan)):
-                if not math.isnan(value):
-                    dark = norm is not None and value > 0 and norm(value) < 0.5
-                    cell = Cell(concurrency=concurrency, batch_size=batches[y], passage_tokens=lengths[x])
-                    ax.text(x, y, f"{value:.2f}" + _success_mark(run, cell), ha="center", va="center",
-                            fontsize=8, color="white" if dark else "black")  # fmt: skip
-            ax.set_xticks(range(len(lengths)), [str(length) for length in lengths], fontsize=8)
-            ax.set_yticks(range(len(batches)), [str(batch) for batch in batches], fontsize=8)
-            ax.set_title(f"{run.label}, c={concurrency}", fontsize=9)
-            ax.set_xlabel("passage tokens", fontsize=8)
-            ax.set_ylabel("batch size", fontsize=8)
-    if image is not None:
-        bar = figure.colorbar(image, ax=axes, label="mean response time (s)", shrink=0.6)
-        if norm is not None:  # a log colour scale: labels at 1, 2, 5 x 10^k, plain figures
-            bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            bar.ax.yaxis.set_minor_formatter(NullFormatter())
-    figure.suptitle(
-        "Mean response time (s) by batch size x passage length, per concurrency\n"
-        "(failed requests included; 'ok': success rate where below 100%; grey: no such cell)"
-    )
-    return figure
+    return panels
+
+
+def _draw_latency_panel(
+    ax: Axes, run: RunColumn, concurrency: int, panel: _Panel, norm: LogNorm | None
+) -> AxesImage:
+    """One panel: the grid as an image on the shared colour scale, each cell's seconds written on
+    it (white on dark cells, so they stay legible) with its success rate where some failed."""
+    batches, lengths, grid = panel
+    image = ax.imshow(grid, cmap="viridis", norm=norm, aspect="auto")
+    ax.set_facecolor("#e6e6e6")
+    for (y, x), value in np.ndenumerate(grid.filled(np.nan)):
+        if not math.isnan(value):
+            dark = norm is not None and value > 0 and norm(value) < 0.5
+            cell = Cell(concurrency=concurrency, batch_size=batches[y], passage_tokens=lengths[x])
+            ax.text(x, y, f"{value:.2f}" + _success_mark(run, cell), ha="center", va="center",
+                    fontsize=8, color="white" if dark else "black")  # fmt: skip
+    ax.set_xticks(range(len(lengths)), [str(length) for length in lengths], fontsize=8)
+    ax.set_yticks(range(len(batches)), [str(batch) for batch in batches], fontsize=8)
+    ax.set_title(f"{run.label}, c={concurrency}", fontsize=9)
+    ax.set_xlabel("passage tokens", fontsize=8)
+    ax.set_ylabel("batch size", fontsize=8)
+    return image
+
+
+def _latency_colorbar(figure: Figure, image: AxesImage, axes: np.ndarray, norm: LogNorm | None) -> None:
+    """The colour bar every panel shares; on a log scale labelled at 1, 2, 5 x 10^k in plain
+    figures, since the default labels of a short log axis are powers of ten or none at all."""
+    bar = figure.colorbar(image, ax=axes, label="mean response time (s)", shrink=0.6)
+    if norm is not None:  # a log colour scale: labels at 1, 2, 5 x 10^k, plain figures
+        bar.ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _success_mark(run: RunColumn, cell: Cell) -> str:
