@@ -18,6 +18,7 @@ from target_server.batching import BATCHERS, Batcher
 from target_server.config import ServerConfig
 from target_server.domain_errors import NotReady
 from target_server.embedder import SentenceTransformerEmbedder
+from target_server.hardware import describe_hardware
 from target_server.metrics import ServerMetrics
 from target_server.models import load_embedder
 from target_server.parsing import EmbedRequest
@@ -127,6 +128,7 @@ class EmbeddingService:
                 "tasks": list(info.tasks) if info.tasks else None,
                 "parameters": info.parameters,
                 "synthetic": info.synthetic,
+                "hardware": describe_hardware(info.device).as_dict(),
             }
             if info.note:
                 payload["note"] = info.note

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from embed_bench.commands.preflight import PreflightError, parse_locust_args, wait_reachable
-from embed_bench.core.backends import BACKENDS, BackendError, Settings
+from embed_bench.core.backends import BACKENDS, BackendError, Hardware, Settings
 from embed_bench.core.cells import CellRecord, Grid, GridError, format_failures, grid_of
 from embed_bench.core.contract import RUN_FILES, Cell
 from embed_bench.core.options import BenchOptions, OptionError, concurrency_option
@@ -66,6 +66,7 @@ class RunPlan:
     repeats: int = 1
     requests_per_user: int = 5
     max_failure_pct: float | None = None
+    hardware: Hardware = None  # what served the run (the target's /info), recorded in run.json
 
     @property
     def steps(self) -> int:
@@ -340,6 +341,7 @@ def write_run_json(
         "backend": plan.backend,
         "host": plan.host,
         "model": model,
+        "hardware": plan.hardware,
         "grid": plan.grid_spec if plan.grid.name == plan.grid_spec else plan.grid.name,
         "cells": [cell.name for cell in plan.grid.cells],
         "repeats": plan.repeats,
@@ -514,6 +516,7 @@ def _reach_target(plan: RunPlan) -> str | None:
     except PreflightError as error:
         raise RunError(str(error), error.exit_code) from None
     model = target_model(plan)
+    plan.hardware = BACKENDS[plan.backend].hardware(settings_of(plan.locust_args, plan.env), plan.host)
     if model and not settings_of(plan.locust_args, plan.env).get("--model"):
         plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
     return model

@@ -27,6 +27,12 @@ STUDY_MODEL = "jina-embeddings-v3"
 API_KEY_ENVS = ("LOCUST_API_KEY", "JINA_API_KEY")
 
 
+# run.json's ``hardware``: the target's own description (``/info``), HOSTED for a provider's API whose
+# hardware is the provider's, or None where nothing says.
+HOSTED = "hosted"
+Hardware = dict[str, object] | str | None
+
+
 class BackendError(ValueError):
     """A setting a backend cannot run without; the message says what to set."""
 
@@ -94,6 +100,13 @@ class Backend:
         """The model the run measures (recorded in run.json): ``--model`` as sent."""
         return settings.get("--model")
 
+    def hardware(self, settings: Settings, host: str) -> Hardware:
+        """What serves the requests (run.json's ``hardware``): the target's own ``/info`` where it
+        describes its hardware (the bundled server does), else None: unknown, and never guessed."""
+        info = get_json(f"{host}/info", settings.api_key())
+        hardware = info.get("hardware") if isinstance(info, dict) else None
+        return hardware if isinstance(hardware, dict) else None
+
 
 @dataclass(frozen=True)
 class SelfHostedBackend(Backend):
@@ -133,6 +146,10 @@ class JinaBackend(Backend):
     def model(self, settings: Settings, host: str) -> str | None:
         return settings.get("--model") or STUDY_MODEL
 
+    def hardware(self, settings: Settings, host: str) -> Hardware:
+        """Jina's own API runs on hardware of its choosing; another host may describe its own."""
+        return HOSTED if host.rstrip("/") == JINA_API_URL else super().hardware(settings, host)
+
 
 @dataclass(frozen=True)
 class SageMakerBackend(Backend):
@@ -157,6 +174,10 @@ class SageMakerBackend(Backend):
 
     def model(self, settings: Settings, host: str) -> str | None:
         return settings.get("--model") or STUDY_MODEL
+
+    def hardware(self, settings: Settings, host: str) -> Hardware:
+        """A managed endpoint: its instance type is the endpoint's configuration, not the run's."""
+        return HOSTED
 
 
 def _boto3_session(settings: Settings):

@@ -154,6 +154,12 @@ class RunReport:
         logger.info("embed-bench report %s: %s", self.state, self.message)
         self._greenlet = None
 
+    def wait(self, timeout_s: float) -> None:
+        """Let a build under way finish: an unattended master (``--autoquit``) quits a second after
+        the grid ends, and the report is what it was started for."""
+        if self._greenlet is not None:
+            self._greenlet.join(timeout=timeout_s)
+
     def describe(self) -> dict[str, Any]:
         return {"state": self.state, "message": self.message}
 
@@ -174,6 +180,7 @@ class EmbedBenchTab:
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
+        events.quitting.add_listener(self.on_quitting)
         self._extend(environment.web_ui)
         EmbedBenchTab._instances[environment] = self
 
@@ -207,6 +214,9 @@ class EmbedBenchTab:
         self._sync_cells_csv(force=True)
         self.live.end_run()
         self.report.build()
+
+    def on_quitting(self, **_kwargs: Any) -> None:
+        self.report.wait(REPORT_TIMEOUT_S)
 
     def _sync_cells_csv(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -92,6 +92,7 @@ def test_run_then_report(server: str, tmp_path: Path, workers: int) -> None:
     assert run["status"] == "completed" and run["label"] == "tiny" and run["workers"] == workers
     assert run["model"] == "sentence-transformers/all-MiniLM-L6-v2" and run["grid"] == str(grid)
     assert run["cells"] == ["b=1 t=16 c=2", "b=4 t=16 c=2"]
+    assert run["hardware"]["device"] == "cpu" and run["hardware"]["cpus"] >= 1  # the server's /info
 
     report_dir = tmp_path / "report"
     report = embed_bench("report", str(run_dir), "--out", str(report_dir))

@@ -101,3 +101,22 @@ def test_an_openai_compatible_server_names_its_model(model_server, spawn: None) 
     }
     assert openai.model(Settings((), {}), host) == "BAAI/bge-small-en-v1.5"
     assert BACKENDS["self-hosted"].model(Settings((), {}), host) == "from-info"
+
+
+def test_hosted_apis_record_hosted_hardware_and_a_server_its_own(spawn: None) -> None:
+    settings = Settings((), {})
+    assert BACKENDS["jina"].hardware(settings, "https://api.jina.ai") == "hosted"
+    assert BACKENDS["sagemaker"].hardware(settings, sagemaker_runtime_url("us-east-1")) == "hosted"
+    described = {
+        "device": "cuda",
+        "gpu": "NVIDIA H200",
+        "gpus": 1,
+        "cpu": "x",
+        "cpus": 16,
+        "torch_threads": 16,
+    }
+    with json_server(lambda path: (200, {"hardware": described}) if path == "/info" else (404, {})) as url:
+        for name in ("self-hosted", "openai", "jina"):  # jina's user pointed at a server of one's own
+            assert BACKENDS[name].hardware(settings, url) == described
+    with json_server(lambda path: (404, {})) as url:  # a server that does not say: unknown, not guessed
+        assert BACKENDS["openai"].hardware(settings, url) is None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 
 import numpy as np
 
 from target_server import create_app, service_of
+from target_server.hardware import cpu_model
 from tests.target_server.conftest import sample, scrape
 
 # Every family /metrics exports, with its type (README's /metrics table lists the same).
@@ -38,6 +40,19 @@ def test_info_describes_model_and_batching(make_app) -> None:
         "batch_timeout_s": 0.5,
         "max_queue_tokens": 16777216,
     }
+    hardware = info["hardware"]  # what run.json records, and what a price is matched against
+    assert (hardware["device"], hardware["gpu"], hardware["gpus"]) == ("cpu", None, 0)
+    assert hardware["cpus"] == len(os.sched_getaffinity(0)) and hardware["torch_threads"] >= 1
+    assert hardware["cpu"] == cpu_model() and hardware["cpu"] != "unknown"
+
+
+def test_cpu_model_reads_the_model_name_line(tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C\n"
+    )
+    assert cpu_model(cpuinfo) == "Intel(R) Xeon(R) Platinum 8375C"
+    assert cpu_model(tmp_path / "missing") not in ("", None)
 
 
 def test_metrics_is_prometheus_text_that_counts_work(make_app) -> None:
