@@ -32,7 +32,7 @@ class Hardware:
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The CPU's model name, as ``lscpu`` prints it; ``platform`` where /proc has none."""
+    """The CPU's model name, as ``lscpu`` prints it; the machine type where /proc has none."""
     try:
         for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -40,7 +40,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
                 return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return platform.machine() or "unknown"  # (platform.processor() would start `uname -p`)
 
 
 def usable_cpus() -> int:
