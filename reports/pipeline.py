@@ -15,12 +15,19 @@ from pathlib import Path
 
 from reports.cost.columns import Column, RunColumn
 from reports.cost.decision import OptionCapacity, Workload, decide
-from reports.cost.pricing import Price, choose_prices, load_price_book, look_up_price, run_cost
+from reports.cost.pricing import (
+    Price,
+    choose_prices,
+    hardware_mismatch,
+    load_price_book,
+    look_up_price,
+    run_cost,
+)
 from reports.export.csv_files import write_cells_csv, write_rate_cells_csv, write_summary_csv
 from reports.export.html import render_html
 from reports.export.markdown import render_markdown
 from reports.load.runs import RunData, load_run
-from reports.metrics.rates import RateRun, rate_run
+from reports.metrics.rates import RateCapacity, RateRun, rate_run
 from reports.metrics.runs import RunMetrics, run_metrics
 from reports.metrics.study import load_study
 from reports.metrics.token_counts import CLIENT, SERVER
@@ -144,6 +151,40 @@ def has_closed_loop_cells(run: RunData) -> bool:
     return not run.stats.empty
 
 
+def _provisioned(capacity: RateCapacity) -> tuple[float, float, tuple[float, float] | None]:
+    """What the decision provisions: the lower bound of the capacity's interval where the search
+    gave one (requests/s, tokens/s, and the interval to show), else the point estimate."""
+    low = getattr(capacity, "lower_requests_per_s", None)
+    low_tokens = getattr(capacity, "lower_tokens_per_s", None)
+    high = getattr(capacity, "upper_requests_per_s", None)
+    if low is None or low_tokens is None:
+        return capacity.capacity_requests_per_s, capacity.capacity_tokens_per_s, None
+    return low, low_tokens, (low, high if high is not None else capacity.capacity_requests_per_s)
+
+
+def _measure_run_command(run: RunData, target: RateCapacity | None) -> str:
+    """The command that gives a run without a capacity search its capacity, at the others' target."""
+    backend = run.info.get("backend") or "self-hosted"
+    host = f" --host {run.info['host']}" if run.info.get("host") else ""
+    slo = f"{target.target.p95_latency_ms:g}" if target else "P95_MS"
+    return (
+        f"embed-bench run --backend {backend}{host} --grid capacity --slo-p95-ms {slo} "
+        f"--batch-size 1 --passage-tokens 128 --out runs/{run.directory.name}-capacity"
+    )
+
+
+def _measure_api_command(price: Price, target: RateCapacity | None) -> str:
+    """The command that measures a per-token API's capacity (its key from the environment)."""
+    backend = price.backend or "openai"
+    key = "JINA_API_KEY=... " if backend == "jina" else ""
+    host = "" if backend == "jina" else " --host URL --model NAME"
+    slo = f"{target.target.p95_latency_ms:g}" if target else "P95_MS"
+    return (
+        f"{key}embed-bench run --backend {backend}{host} --grid capacity --slo-p95-ms {slo} "
+        f"--batch-size 1 --passage-tokens 128 --pricing {price.name} --out runs/{price.name}-capacity"
+    )
+
+
 def decision_options(
     loaded: Sequence[RunData],
     prices: Sequence[Price | None],
@@ -152,10 +193,13 @@ def decision_options(
 ) -> tuple[list[OptionCapacity], list[str]]:
     """The options of the decision table, and the runs left out for want of a price.
 
-    Each run at its own price, its capacity where it has a search. With ``decision_prices`` (e.g. the
-    study's three), each run with a capacity is costed at each hourly one instead, and each per-token
-    one is an option of its own: an API's capacity is its provider's, not the run's."""
+    Each run at its own price, its capacity where it has a search, provisioned at the lower bound of
+    its interval, and each price checked against the hardware the run measured (run.json). With
+    ``decision_prices`` (e.g. a CPU and a GPU instance), each run with a capacity is costed at each
+    hourly one instead, and each per-token one is an option of its own, not measured: an API's
+    capacity is its provider's, and only a run against it measures it."""
     options, unpriced = [], []
+    searched = next((rate.capacity for rate in rates if rate is not None and rate.capacity), None)
     for run, price, rate in zip(loaded, prices, rates, strict=True):
         capacity = rate.capacity if rate is not None else None
         run_prices = [p for p in decision_prices if p.total_usd_per_hour is not None] if capacity else []
@@ -164,18 +208,30 @@ def decision_options(
                 unpriced.append(run.label)
                 continue
             run_prices = [price]
+        provisioned = _provisioned(capacity) if capacity else (None, None, None)
         for run_price in run_prices:
             options.append(
                 OptionCapacity(
                     run.label,
                     run_price,
-                    capacity.capacity_requests_per_s if capacity else None,
-                    capacity.capacity_tokens_per_s if capacity else None,
+                    provisioned[0],
+                    provisioned[1],
+                    hardware_note=hardware_mismatch(run_price, run.info.get("hardware")),
+                    capacity_interval_requests_per_s=provisioned[2],
+                    measure_command=None if capacity else _measure_run_command(run, searched),
                 )
             )
     for price in decision_prices:
         if price.usd_per_million_tokens is not None:
-            options.append(OptionCapacity("per-token API", price, None, None))
+            options.append(
+                OptionCapacity(
+                    price.description.split(",")[0] or price.name,
+                    price,
+                    None,
+                    None,
+                    measure_command=_measure_api_command(price, searched),
+                )
+            )
     return options, unpriced
 
 

@@ -137,15 +137,28 @@ def load_workload(value: str) -> Workload:
 
 @dataclass(frozen=True)
 class OptionCapacity:
-    """One option of the table: a run's capacity at the target and the price it is billed at."""
+    """One option of the table: a run's capacity at the target and the price it is billed at.
+
+    ``capacity_*`` is what the table provisions: the lower bound of the capacity's interval where
+    the search gave one, else its point estimate; ``capacity_interval_requests_per_s`` keeps the
+    interval to show. ``hardware_note`` says why the price pays for other hardware than the run
+    measured (None: it matches). ``measure_command`` is how to measure an option that has no
+    capacity."""
 
     name: str
     price: Price
     capacity_requests_per_s: float | None  # 0 when no rate met the target, None when not measured
     capacity_tokens_per_s: float | None  # goodput at that rate
+    hardware_note: str | None = None
+    capacity_interval_requests_per_s: tuple[float, float] | None = None
+    measure_command: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.capacity_requests_per_s is not None and self.capacity_tokens_per_s is not None
 
 
-NOT_MEASURED = "no capacity measured"
+NOT_MEASURED = "not measured"
 
 
 @dataclass(frozen=True)
@@ -155,41 +168,72 @@ class DecisionRow:
     capacity_requests_per_s: float | None
     capacity_tokens_per_s: float | None
     instances: int | None  # None for a per-token API, and when the target cannot be met
-    monthly_cost_usd: float | None
+    monthly_cost_usd: float | None  # for an option not measured: its list price, for information
     effective_usd_per_million_tokens: float | None
     utilization_pct: float | None  # mean token load over the capacity paid for
-    meets_target: bool
+    meets_target: bool  # only ever on a measured capacity
     note: str  # what sets the instance count, or why the target is not met
+    measured: bool = True
+    hardware_note: str | None = None  # the price pays for other hardware than the run measured
+    capacity_interval_requests_per_s: tuple[float, float] | None = None
+    measure_command: str | None = None
 
 
 @dataclass(frozen=True)
 class DecisionTable:
     workload: Workload
     target: str  # e.g. "p95 <= 200 ms and success >= 99.9%"
-    rows: tuple[DecisionRow, ...]
-    cheapest: DecisionRow | None
+    rows: tuple[DecisionRow, ...]  # measured options, one row per option and price
+    cheapest: DecisionRow | None  # measured, meets the target, priced on the hardware it ran on
     assumptions: tuple[str, ...]
+    not_measured: tuple[DecisionRow, ...] = ()  # no capacity: never an answer, listed apart
+    cheapest_on_other_hardware: DecisionRow | None = None  # cheaper, but its price is another machine's
+
+
+def _rate_limit_excess(price: Price, workload: Workload) -> str | None:
+    """Why the workload exceeds a per-token API's published rate limits, or None. The token check
+    uses the mean load: the peak's token rate is at least that, so a workload over it fails surely."""
+    if price.requests_per_minute is not None:
+        per_minute = workload.peak_requests_per_s * 60
+        if per_minute > price.requests_per_minute:
+            return (
+                f"the peak of {per_minute:,.0f} requests/min is over {price.name}'s published limit "
+                f"of {price.requests_per_minute:,.0f} requests/min"
+            )
+    if price.tokens_per_minute is not None:
+        per_minute = workload.mean_tokens_per_s * 60
+        if per_minute > price.tokens_per_minute:
+            return (
+                f"the mean load of {per_minute:,.0f} tokens/min is over {price.name}'s published limit "
+                f"of {price.tokens_per_minute:,.0f} tokens/min"
+            )
+    return None
 
 
 def _per_token_row(option: OptionCapacity, workload: Workload, usd_per_million: float) -> DecisionRow:
-    """A per-token API needs no capacity to be priced; without one it is taken to carry the peak."""
-    measured = option.capacity_requests_per_s is not None and option.capacity_tokens_per_s is not None
-    short = _shortfall(option, workload) if measured else None
-    monthly = workload.tokens_per_month * usd_per_million / 1e6
+    """A per-token API is priced on the workload's volume whether measured or not; it meets the
+    target only on a measured capacity that covers the load, within its published rate limits."""
+    limit = _rate_limit_excess(option.price, workload)
+    short = _shortfall(option, workload) if option.measured else None
+    if option.measured:
+        note = limit or short or "billed per token"
+    else:
+        note = f"{NOT_MEASURED}: list price, for information" + (f"; {limit}" if limit else "")
     return DecisionRow(
         option=option.name,
         price=option.price,
         capacity_requests_per_s=option.capacity_requests_per_s,
         capacity_tokens_per_s=option.capacity_tokens_per_s,
         instances=None,
-        monthly_cost_usd=monthly,
+        monthly_cost_usd=workload.tokens_per_month * usd_per_million / 1e6,
         effective_usd_per_million_tokens=usd_per_million,
         utilization_pct=_utilization(workload, option.capacity_tokens_per_s),
-        meets_target=short is None,
-        note=short
-        or (
-            "billed per token" if measured else f"billed per token; {NOT_MEASURED}, assumed to carry the peak"
-        ),
+        meets_target=option.measured and limit is None and short is None,
+        note=note,
+        measured=option.measured,
+        hardware_note=option.hardware_note if option.measured else None,
+        capacity_interval_requests_per_s=option.capacity_interval_requests_per_s,
+        measure_command=option.measure_command,
     )
 
 
@@ -214,7 +258,10 @@ def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float)
     if requests_per_s is None or tokens_per_s is None or requests_per_s <= 0 or tokens_per_s <= 0:
         return DecisionRow(
             option.name, option.price, requests_per_s, tokens_per_s, None, None, None, None, False,
-            NOT_MEASURED if requests_per_s is None or tokens_per_s is None else "no rate met the target",
+            NOT_MEASURED if not option.measured else "no rate met the target",
+            measured=option.measured, hardware_note=option.hardware_note if option.measured else None,
+            capacity_interval_requests_per_s=option.capacity_interval_requests_per_s,
+            measure_command=option.measure_command,
         )  # fmt: skip
     for_peak = math.ceil(workload.peak_requests_per_s / requests_per_s)
     for_volume = math.ceil(workload.mean_tokens_per_s / tokens_per_s)
@@ -231,6 +278,8 @@ def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float)
         utilization_pct=_utilization(workload, instances * tokens_per_s),
         meets_target=True,
         note="set by the peak" if for_peak >= for_volume else "set by the daily token volume",
+        hardware_note=option.hardware_note,
+        capacity_interval_requests_per_s=option.capacity_interval_requests_per_s,
     )
 
 
@@ -252,27 +301,49 @@ def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -
             rows.append(_hourly_row(option, workload, option.price.total_usd_per_hour))
         else:
             raise ReportError(f"{option.name}: price {option.price.name!r} is neither per token nor hourly")
-    meeting = [row for row in rows if row.meets_target and row.monthly_cost_usd is not None]
-    cheapest = min(meeting, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
-    return DecisionTable(workload, target, tuple(rows), cheapest, _assumptions(target))
+    measured = tuple(row for row in rows if row.measured)
+    meeting = [row for row in measured if row.meets_target and row.monthly_cost_usd is not None]
+    on_its_hardware = [row for row in meeting if row.hardware_note is None]
+    cheapest = min(on_its_hardware, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
+    cheaper_elsewhere = min(meeting, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
+    if cheaper_elsewhere is not None and (
+        cheaper_elsewhere.hardware_note is None
+        or (
+            cheapest is not None
+            and (cheapest.monthly_cost_usd or 0.0) <= (cheaper_elsewhere.monthly_cost_usd or 0.0)
+        )
+    ):
+        cheaper_elsewhere = None
+    return DecisionTable(
+        workload,
+        target,
+        measured,
+        cheapest,
+        _assumptions(target),
+        not_measured=tuple(row for row in rows if not row.measured),
+        cheapest_on_other_hardware=cheaper_elsewhere,
+    )
 
 
 def _assumptions(target: str) -> tuple[str, ...]:
     return (
         f"Capacity is the highest request rate that met the target ({target}) in the run's capacity search: "
-        "short open-loop cells of the shape or mix the run measured, latency counted from each request's "
-        "planned send time. Traffic of other shapes needs its own search.",
+        "open-loop cells of the shape or mix the run measured, latency counted from each request's "
+        "planned send time. Where the search gives an interval, instances are provisioned at its lower "
+        "bound. Traffic of other shapes needs its own search.",
         f"Hourly options pay every instance {HOURS_PER_MONTH:g} hours a month, busy or idle "
         "(infrastructure + license). Instances = the larger of ceil(peak requests/s / capacity requests/s) "
-        "and ceil(mean tokens/s / capacity tokens/s): no autoscaling, so the peak is provisioned all month.",
+        "and ceil(mean tokens/s / capacity tokens/s): the peak is provisioned all month.",
         f"Per-token APIs pay tokens per day x {DAYS_PER_MONTH:g} days x the price per million tokens. "
-        "Such an API is one account: it meets the target only when its measured capacity covers the peak "
-        "and the mean token load; without a capacity search it is taken to carry the peak (its rate limits "
-        "are the provider's to raise).",
-        "An hourly option without a capacity search (closed-loop cells only) is listed as "
-        f"'{NOT_MEASURED}' and never guessed: closed-loop throughput says nothing about a latency target.",
+        "Such an API meets the target only on a measured capacity that covers the peak and the mean token "
+        "load, within the rate limits its pricing entry publishes.",
+        f"An option without a capacity search is '{NOT_MEASURED}' and never an answer, whatever its list "
+        "price: closed-loop throughput says nothing about a latency target, and a hosted API's latency is "
+        "its provider's.",
+        "A price is matched to the hardware the run measured (run.json, from the server's /info); a price "
+        "for other hardware is flagged in its row and never chosen as the answer.",
         f"Effective USD per million tokens = monthly cost / (tokens per day x {DAYS_PER_MONTH:g} / 1e6): "
         "the price at this workload's utilization, where the study's cost table assumed full load.",
-        "Not included: reserved or spot discounts, autoscaling, storage, egress, and the time of the people "
-        "who run a deployment.",
+        "Not included: reserved or spot discounts, storage, egress, and the time of the people who run a "
+        "deployment.",
     )

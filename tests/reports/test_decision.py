@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from reports.cost.decision import (
     load_workload,
     parse_workload,
 )
-from reports.cost.pricing import Price, load_price_book
+from reports.cost.pricing import Price, hardware_mismatch, load_price_book
 from reports.errors import ReportError
 from reports.tables.decision import decision_section
 
@@ -23,9 +24,13 @@ TARGET = "p95 <= 200 ms and success >= 99.9%"
 WORKLOAD = Workload(tokens_per_day=1e9, peak_requests_per_s=50)
 
 
+# The study's Jina price without its free-key rate limits (500 requests/min would refuse a peak of 50/s).
+JINA_UNLIMITED = replace(PRICES["jina_api"], requests_per_minute=None, tokens_per_minute=None)
+
+
 def options(jina_requests_per_s: float = 60) -> list[OptionCapacity]:
     return [
-        OptionCapacity("Jina API", PRICES["jina_api"], jina_requests_per_s, 20_000),
+        OptionCapacity("Jina API", JINA_UNLIMITED, jina_requests_per_s, 20_000),
         OptionCapacity("SageMaker g5.xlarge", PRICES["sagemaker_us_east_1"], 30, 9_000),
         OptionCapacity("self-hosted g5.xlarge", PRICES["self_hosted_us_east_1"], 120, 8_000),
     ]
@@ -72,15 +77,15 @@ def test_an_option_that_met_no_rate_cannot_be_provisioned() -> None:
     assert not row.meets_target and row.instances is None and row.monthly_cost_usd is None
     assert row.note == "no rate met the target" and table.cheapest is None
     section = decision_section(table)
-    assert "No option meets the target (p95 <= 200 ms and success >= 99.9%)" in section.text
-    assert section.tables[0].rows[0][4:] == ("—", "—", "—", "—", "no (no rate met the target)")
+    assert "No measured option meets the target (p95 <= 200 ms and success >= 99.9%)" in section.text
+    assert section.tables[0].rows[0][3:] == ("—", "—", "—", "—", "no (no rate met the target)")
 
 
 def test_the_section_opens_with_the_answer_and_lists_the_assumptions() -> None:
     section = decision_section(decide(WORKLOAD, options(jina_requests_per_s=40), TARGET))
     assert section.text == (
         "Workload: 1,000,000,000 tokens a day, peaks of 50 requests/s. Target: p95 <= 200 ms and success >= 99.9%. "
-        "Cheapest option that meets the target: self-hosted g5.xlarge (self_hosted_us_east_1), "
+        "Cheapest measured option that meets the target: self-hosted g5.xlarge at self_hosted_us_east_1, "
         "4,800.48 USD a month, 0.1579 USD per million tokens."
     )
     table = section.tables[0]
@@ -88,16 +93,97 @@ def test_the_section_opens_with_the_answer_and_lists_the_assumptions() -> None:
         "SageMaker g5.xlarge",
         "sagemaker_us_east_1",
         "30.0",
-        "9,000",
         "2",
         "5,705.68",
         "0.1877",
         "64.3%",
         "yes (set by the peak)",
     )
-    assert table.rows[0][4] == "per token"
+    assert table.rows[0][3] == "per token"
     assert any("730 hours a month, busy or idle" in bullet for bullet in section.bullets)
     assert any("30.4 days" in bullet for bullet in section.bullets)
+
+
+def test_an_unmeasured_per_token_api_is_never_the_answer_however_cheap() -> None:
+    """The study's own figures give the Jina API 87.6% success: a list price is not a capacity."""
+    command = "JINA_API_KEY=... embed-bench run --backend jina --grid capacity --slo-p95-ms 200"
+    unmeasured = OptionCapacity("Jina API", JINA_UNLIMITED, None, None, measure_command=command)
+    table = decide(WORKLOAD, [unmeasured, *options()[1:]], TARGET)
+    assert [row.option for row in table.rows] == ["SageMaker g5.xlarge", "self-hosted g5.xlarge"]
+    [jina] = table.not_measured
+    assert not jina.meets_target and jina.note == "not measured: list price, for information"
+    assert jina.monthly_cost_usd == pytest.approx(608.00)  # shown, but never chosen
+    assert table.cheapest is not None and table.cheapest.option == "self-hosted g5.xlarge"
+    section = decision_section(table)
+    assert "Not measured, so not considered: Jina API (jina_api)" in section.text
+    assert f"measure it with: `{command}`" in section.bullets[0]
+    assert "608.00 USD a month (information, not an answer)" in section.bullets[0]
+    only_unmeasured = decide(WORKLOAD, [unmeasured], TARGET)
+    assert only_unmeasured.cheapest is None and only_unmeasured.rows == ()
+
+
+def test_published_rate_limits_cap_a_per_token_api() -> None:
+    """jina_api publishes 500 requests/min and 1,000,000 tokens/min per key."""
+    jina = PRICES["jina_api"]
+    assert (jina.requests_per_minute, jina.tokens_per_minute) == (500, 1_000_000)
+    measured = OptionCapacity("Jina API", jina, 60, 20_000)
+    [row] = decide(WORKLOAD, [measured], TARGET).rows  # peak 50/s = 3,000 requests/min
+    assert not row.meets_target
+    assert row.note == "the peak of 3,000 requests/min is over jina_api's published limit of 500 requests/min"
+    # 8/s = 480/min fits; 1e9 tokens a day = 694,444 tokens/min fits; 2e9 = 1,388,889 does not.
+    assert decide(Workload(1e9, 8), [measured], TARGET).rows[0].meets_target
+    [heavy] = decide(Workload(2e9, 8), [measured], TARGET).rows
+    assert not heavy.meets_target
+    assert heavy.note == (
+        "the mean load of 1,388,889 tokens/min is over jina_api's published limit of 1,000,000 tokens/min"
+    )
+
+
+def test_a_price_for_other_hardware_is_flagged_and_never_the_answer() -> None:
+    cpu_run = {"device": "cpu", "gpu": None, "gpus": 0, "cpu": "AMD EPYC", "cpus": 2, "torch_threads": 1}
+    a10g = PRICES["g5_xlarge"]
+    note = hardware_mismatch(a10g, cpu_run)
+    assert note == "g5_xlarge is for 1 x NVIDIA A10G (4 vCPU), the run was measured on 2 CPUs (AMD EPYC)"
+    assert hardware_mismatch(PRICES["c7i_large"], cpu_run) is None
+    h200 = {"device": "cuda", "gpu": "NVIDIA H200", "gpus": 1, "cpu": "x", "cpus": 16, "torch_threads": 16}
+    assert hardware_mismatch(PRICES["p5en_48xlarge_per_gpu"], h200) is None
+    assert "is for 1 x NVIDIA A10G" in (hardware_mismatch(PRICES["self_hosted_us_east_1"], h200) or "")
+    assert hardware_mismatch(PRICES["jina_api"], "hosted") is None
+    assert hardware_mismatch(a10g, None) == "the run does not say what hardware served it"
+    table = decide(
+        Workload(1e8, 10),
+        [
+            OptionCapacity("bundled, CPU", a10g, 20, 3_000, hardware_note=note),
+            OptionCapacity("bundled, CPU", PRICES["c7i_large"], 20, 3_000),
+        ],
+        TARGET,
+    )
+    assert table.cheapest is not None and table.cheapest.price.name == "c7i_large"
+    assert table.rows[0].hardware_note == note
+    section = decision_section(table)
+    assert section.tables[0].rows[0][-1] == f"yes (set by the peak); OTHER HARDWARE: {note}"
+    cheaper_elsewhere = decide(
+        Workload(1e8, 10), [OptionCapacity("bundled, CPU", a10g, 20, 3_000, hardware_note=note)], TARGET
+    )
+    assert cheaper_elsewhere.cheapest is None
+    text = decision_section(cheaper_elsewhere).text
+    assert (
+        "No measured option meets the target" in text
+        and f"that price is not matched to the hardware measured ({note})" in text
+    )
+
+
+def test_the_table_provisions_at_the_lower_bound_of_the_capacity_interval() -> None:
+    """Capacity 14 (12-16) requests/s: a peak of 24 needs ceil(24 / 12) = 2 instances, not ceil(24 / 14) = 2;
+    a peak of 26 needs 3 at the lower bound where the point estimate would say 2."""
+    option = OptionCapacity(
+        "bundled", PRICES["c7i_large"], 12, 1_500, capacity_interval_requests_per_s=(12, 16)
+    )
+    [row] = decide(Workload(1e6, 26), [option], TARGET).rows
+    assert row.instances == 3 and row.capacity_interval_requests_per_s == (12, 16)
+    section = decision_section(decide(Workload(1e6, 26), [option], TARGET))
+    assert section.tables[0].rows[0][2] == "12.0 (12.0-16.0)"
+    assert "provisioned at the lower bound of its capacity interval, 12.0 requests/s" in section.text
 
 
 def test_bad_options_are_rejected() -> None:
