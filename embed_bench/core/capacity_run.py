@@ -7,24 +7,39 @@ planned send times over the sent requests, success over all offered: dropped one
 ``embed_bench.core.capacity.CapacitySearch``. The answer goes to ``capacity.json`` in the run directory,
 which ``embed-bench run`` copies into ``run.json`` (``slo`` and ``capacity``).
 
+Once the bracket has converged, the search asks for confirmation steps (0.85x, 1x, 1.15x of its answer,
+twice): each is a rate cell like a search step, but lasts long enough for 200 requests
+(``confirmation_duration_s``: no 60 s cap, at most 10 minutes). A rate tried twice runs as a repeat of
+its cell (the same name, ``repeat`` 1, 2, ... in the records and cells.csv), so the report tells the
+steps apart. ``capacity.json`` keeps the search's steps under ``steps`` (they give the point estimate),
+the confirmation steps under ``confirmation``, and the interval (``interval``: the bounds, the rates
+that straddle the target, each rate's pooled p95 and its 95% bounds) beside them; a run.json written
+before the interval existed simply lacks those keys.
+
 No Locust import: tests drive it with plain rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 from pathlib import Path
 
-from embed_bench.core.capacity import CapacityResult, CapacitySearch, StepResult
+from embed_bench.core.capacity import (
+    CapacityResult,
+    CapacitySearch,
+    StepResult,
+    confirmation_duration_s,
+)
 from embed_bench.core.cells import CapacitySpec, round_rate
 from embed_bench.core.contract import RUN_FILES, RateCell
 
 logger = logging.getLogger(__name__)
 
 # Fields of a request record (REQUEST_RECORD_COLUMNS) that a capacity step reads.
-_CELL, _WARMUP, _TOKENS, _OK, _LATENCY, _DROPPED = 0, 2, 9, 12, 17, 19
+_CELL, _REPEAT, _WARMUP, _TOKENS, _OK, _LATENCY, _DROPPED = 0, 1, 2, 9, 12, 17, 19
 
 
 def _finite(value: float | None) -> float | None:
@@ -39,31 +54,43 @@ class CapacityRun:
         self.spec = spec
         self.search: CapacitySearch = spec.search()
         self.path = run_dir / RUN_FILES.capacity_json if run_dir is not None else None
-        self.steps: dict[str, RateCell] = {}
-        self.rows: dict[str, list[tuple]] = {}
+        self.steps: dict[tuple[str, int], RateCell] = {}
+        self.rows: dict[tuple[str, int], list[tuple]] = {}
+        self.runs: dict[str, int] = {}  # how many steps ran under each cell name
+        self.repeat = 0  # the repeat of the step next_step() proposed last
         self.finished = False
+
+    def step_cell(self, rate: float, confirming: bool) -> RateCell:
+        """The rate cell of a step: a search step as the spec sizes it, a confirmation step long
+        enough for 200 requests (at most 10 minutes)."""
+        cell = self.spec.step(rate)
+        if confirming:
+            cell = dataclasses.replace(cell, duration_s=confirmation_duration_s(rate, cell.duration_s))
+        return cell
 
     def next_step(self) -> RateCell | None:
         rate = None if self.finished else self.search.next_rate()
         if rate is None:
             return None
-        cell = self.spec.step(rate)
-        self.steps[cell.name], self.rows[cell.name] = cell, []
+        cell = self.step_cell(rate, self.search.confirming)
+        self.repeat = self.runs.get(cell.name, 0)
+        self.runs[cell.name] = self.repeat + 1
+        self.steps[cell.name, self.repeat], self.rows[cell.name, self.repeat] = cell, []
         return cell
 
     def on_rows(self, rows: list[tuple]) -> None:
         for row in rows:
-            kept = self.rows.get(row[_CELL])
+            kept = self.rows.get((row[_CELL], row[_REPEAT]))
             if kept is not None and not row[_WARMUP]:
                 kept.append(row)
 
-    def measured(self, name: str) -> bool:
+    def measured(self, name: str, repeat: int = 0) -> bool:
         """Record the step's result; True when it was a step of this search."""
-        cell = self.steps.get(name)
+        cell = self.steps.get((name, repeat))
         rate = self.search.next_rate()
         if cell is None or rate is None or round_rate(rate) != cell.request_rate:
             return False
-        rows = self.rows.pop(name)
+        rows = self.rows.pop((name, repeat), [])
         if not rows:  # cut before anything was due, or its records never arrived: nothing to learn
             logger.error("capacity step %s has no request records; the search ends here", name)
             return False
@@ -76,11 +103,16 @@ class CapacityRun:
             [row[_TOKENS] for row in sent],
             offered=len(rows),
         )
+        confirming = self.search.confirming
         self.search.record(step)
+        low, high = step.p95_bounds_ms
         logger.info(
-            "capacity step %s: p95 %.1f ms, %.2f%% ok of %d offered: %s",
+            "capacity %s %s: p95 %.1f ms (95%% interval %.1f-%.1f ms), %.2f%% ok of %d offered: %s",
+            "confirmation step" if confirming else "step",
             name,
             step.p95_latency_ms,
+            low,
+            high,
             step.success_pct,
             len(rows),
             "meets the target" if step.meets(self.search.target) else "misses the target",
@@ -96,9 +128,30 @@ class CapacityRun:
             self.path.write_text(json.dumps(self.record(result), indent=2) + "\n", encoding="utf-8")
         return result
 
+    def _step(self, step: StepResult, repeat: int) -> dict:
+        low, high = step.p95_bounds_ms
+        return {
+            "cell": self.spec.step(step.rate_per_s).name,
+            "repeat": repeat,
+            "rate_per_s": round_rate(step.rate_per_s),
+            "p95_latency_ms": _finite(step.p95_latency_ms),
+            "p95_low_ms": _finite(low),
+            "p95_high_ms": _finite(high),
+            "success_pct": step.success_pct,
+            "goodput_tokens_per_s": step.goodput_tokens_per_s,
+            "meets": step.meets(self.search.target),
+        }
+
     def record(self, result: CapacityResult) -> dict:
         """``capacity.json``: what run.json's ``slo`` and ``capacity`` keys hold."""
         target = result.target
+        seen: dict[str, int] = {}
+        steps = []
+        for step in (*result.steps, *result.confirmation_steps):
+            name = self.spec.step(step.rate_per_s).name
+            steps.append(self._step(step, seen.get(name, 0)))
+            seen[name] = seen.get(name, 0) + 1
+        interval = result.interval
         return {
             "slo": {"p95_ms": target.p95_latency_ms, "success_pct": target.success_pct},
             "capacity": {
@@ -113,16 +166,33 @@ class CapacityRun:
                 "at_rate_limit": result.at_rate_limit,
                 "description": result.describe(),
                 "search": self.spec.describe(),
-                "steps": [
-                    {
-                        "cell": self.spec.step(step.rate_per_s).name,
-                        "rate_per_s": round_rate(step.rate_per_s),
-                        "p95_latency_ms": _finite(step.p95_latency_ms),
-                        "success_pct": step.success_pct,
-                        "goodput_tokens_per_s": step.goodput_tokens_per_s,
-                        "meets": step.meets(target),
-                    }
-                    for step in result.steps
-                ],
+                "steps": steps[: len(result.steps)],
+                "confirmation": steps[len(result.steps) :],
+                "interval": None
+                if interval is None
+                else {
+                    "confidence": 0.95,
+                    "lower_requests_per_s": round_rate(interval.lower_requests_per_s),
+                    "lower_tokens_per_s": interval.lower_tokens_per_s,
+                    "upper_requests_per_s": (
+                        round_rate(interval.upper_requests_per_s)
+                        if interval.upper_requests_per_s is not None
+                        else None
+                    ),
+                    "straddling_rates_per_s": [round_rate(rate) for rate in interval.straddling_rates],
+                    "rates": [
+                        {
+                            "rate_per_s": round_rate(rate.rate_per_s),
+                            "steps": rate.steps,
+                            "requests": rate.requests,
+                            "p95_latency_ms": _finite(rate.p95_latency_ms),
+                            "p95_low_ms": _finite(rate.p95_low_ms),
+                            "p95_high_ms": _finite(rate.p95_high_ms),
+                            "success_pct": rate.success_pct,
+                            "verdict": rate.verdict,
+                        }
+                        for rate in interval.rates
+                    ],
+                },
             },
         }

@@ -35,7 +35,8 @@ together, and the cell ends when every process reported its share over (all of i
 dropped). A ``[capacity]`` table or ``--grid capacity`` appends rate cells one at a time after the
 grid's cells: each step's p95 and success come from the request records the master collects, feed
 ``embed_bench.core.capacity.CapacitySearch``, which proposes the next rate or stops; the answer goes to
-``capacity.json`` in the run directory (``embed-bench run`` copies it into ``run.json``).
+``capacity.json`` in the run directory (``embed-bench run`` copies it into ``run.json``). Its
+confirmation steps (at and around the answer, twice) run a rate already tried as a repeat of its cell.
 
 ``cells.csv`` in the run directory is rewritten at every start, end and count, and when the test
 stops (an interrupted cell keeps an empty end and the counts it reached). The shape uses Locust's
@@ -227,7 +228,7 @@ class GridWalk:
         if cell is None:
             self.capacity.finish()
         else:
-            self.steps.append((0, cell))
+            self.steps.append((self.capacity.repeat, cell))  # a rate tried again runs as a repeat
 
     @property
     def cell(self) -> AnyCell:
@@ -464,7 +465,7 @@ class GridWalk:
             log("cell %s: %s", record.cell.name, record.outcome())
             if self.capacity is not None and not self.capacity.finished:
                 self.recorder.publish()  # the rows came with the same reports as the statistics
-                if self.capacity.measured(record.cell.name) and not stop:
+                if self.capacity.measured(record.cell.name, record.repeat) and not stop:
                     self._append_capacity_step()
             if record is self.records[0] and all_client_errors(record) and len(self.steps) > 1:
                 logger.error(

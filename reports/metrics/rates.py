@@ -20,19 +20,28 @@ A mix cell (``r=20 mix=queries``) gets the same figures for the whole cell and f
 The capacity is recomputed from the cells, as the search judged its steps
 (``embed_bench.core.capacity.StepResult``: nearest-rank p95 over the sent requests, success over the
 offered): the highest offered rate that met the target below the lowest one that did not (a pass
-above a failure, noise near the knee, is not believed). The target is run.json's ``slo``.
+above a failure, noise near the knee, is not believed). The target is run.json's ``slo``. The
+search's confirmation steps (run.json ``capacity.confirmation``: cell and repeat) do not move that
+point estimate, as they did not in the search.
+
+Its 95% interval comes from every cell of the searched series, search and confirmation alike, through
+the search's own rule (``embed_bench.core.capacity.capacity_interval``: the repeats at one rate pooled,
+a distribution-free interval of their p95 from order statistics; a rate passes confidently, fails
+confidently or straddles the target): ``lower_*`` is the highest rate that passes confidently with
+every lower rate passing, ``upper_requests_per_s`` the lowest that fails confidently (else the lowest
+failing one), ``straddling_rates`` those the measurements cannot place. Provision at ``lower_*``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from embed_bench.core.capacity import StepResult, Target
+from embed_bench.core.capacity import StepResult, Target, capacity_interval
 from embed_bench.core.contract import RUN_FILES, parse_rate_cell_name
 from reports.errors import ReportError
 from reports.load.runs import RunData
@@ -64,6 +73,7 @@ class RateFigures:
     latency: LatencyDistribution  # from the planned send time, sent requests
     lag: LatencyDistribution  # sent_at - planned_at, sent requests
     p95_nearest_rank_ms: float  # the capacity search's p95 (inf when everything was dropped)
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)  # sent, sorted
 
     def meets(self, target: Target) -> bool:
         return self.step.meets(target)
@@ -75,6 +85,8 @@ class RateFigures:
             self.p95_nearest_rank_ms,
             self.success_pct,
             self.goodput_tokens_per_s or 0.0,
+            latencies_ms=self.latencies_ms,
+            offered=self.offered,
         )
 
 
@@ -90,6 +102,10 @@ class RateCapacity:
     steps: int
     reported_requests_per_s: float | None  # run.json "capacity", None where absent
     reported_tokens_per_s: float | None
+    lower_requests_per_s: float = 0.0  # the interval's lower bound: 0 when no rate passes confidently
+    lower_tokens_per_s: float = 0.0  # goodput at the lower bound (its cells' mean)
+    upper_requests_per_s: float | None = None  # None when no cell failed
+    straddling_rates: tuple[float, ...] = ()  # rates whose p95 interval holds the target
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,7 @@ def rate_figures(
         latency=latency_distribution(latencies),
         lag=latency_distribution(sent["lag_ms"].to_numpy(dtype=float)),
         p95_nearest_rank_ms=p95,
+        latencies_ms=tuple(float(value) for value in ordered),
     )
 
 
@@ -217,6 +234,19 @@ def capacity_at(target: Target, cells: Sequence[RateFigures]) -> tuple[float, fl
     if best is None:
         return 0.0, 0.0, lowest_fail
     return best.request_rate_per_s, best.goodput_tokens_per_s or 0.0, lowest_fail
+
+
+def _confirmation_cells(run: RunData) -> set[tuple[str, int]]:
+    """(cell, repeat) of the search's confirmation steps, from run.json (none in an older one)."""
+    capacity = run.info.get("capacity")
+    steps = capacity.get("confirmation") if isinstance(capacity, dict) else None
+    if not isinstance(steps, list):
+        return set()
+    return {
+        (str(step["cell"]), int(step.get("repeat", 0)))
+        for step in steps
+        if isinstance(step, dict) and "cell" in step
+    }
 
 
 def _searched_series(cells: Sequence[RateFigures]) -> str:
@@ -269,7 +299,10 @@ def rate_run(run: RunData) -> RateRun | None:
             notes.append(
                 f"capacity from the {len(searched)} cells of {series} (the series with the most cells)"
             )
-        requests_per_s, tokens_per_s, lowest_fail = capacity_at(target, searched)
+        confirming = _confirmation_cells(run)
+        search = [cell for cell in searched if (cell.cell, cell.repeat) not in confirming]
+        requests_per_s, tokens_per_s, lowest_fail = capacity_at(target, search or searched)
+        interval = capacity_interval(target, [cell.step for cell in searched])
         capacity = RateCapacity(
             target,
             series,
@@ -279,6 +312,10 @@ def rate_run(run: RunData) -> RateRun | None:
             len(searched),
             _reported(run, "requests_per_s", "rate_rps"),
             _reported(run, "tokens_per_s", "goodput_tokens_per_s"),
+            lower_requests_per_s=interval.lower_requests_per_s,
+            lower_tokens_per_s=interval.lower_tokens_per_s,
+            upper_requests_per_s=interval.upper_requests_per_s,
+            straddling_rates=interval.straddling_rates,
         )
         reported = capacity.reported_requests_per_s
         if reported is not None and not math.isclose(reported, requests_per_s, rel_tol=1e-6):

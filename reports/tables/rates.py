@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reports.metrics.rates import LATE_LAG_MS, WHOLE_CELL, RateFigures, RateRun
+from reports.metrics.rates import LATE_LAG_MS, WHOLE_CELL, RateCapacity, RateFigures, RateRun
 from reports.metrics.records import PERCENTILES, LatencyDistribution, percentile_label
 from reports.tables.base import MISSING, Section, Table, fmt
 from reports.tables.records import THIN, THIN_NOTE
@@ -138,6 +138,14 @@ def rate_latency_table(runs: Sequence[RateRun]) -> Table:
     )
 
 
+def _interval(capacity: RateCapacity) -> str:
+    """``lower-upper``; ``at least lower`` when no rate failed."""
+    upper = capacity.upper_requests_per_s
+    if upper is None:
+        return f"at least {capacity.lower_requests_per_s:,.2f}"
+    return f"{capacity.lower_requests_per_s:,.2f}-{upper:,.2f}"
+
+
 def capacity_table(runs: Sequence[RateRun]) -> Table | None:
     searched = [run for run in runs if run.capacity is not None]
     if not searched:
@@ -147,8 +155,11 @@ def capacity_table(runs: Sequence[RateRun]) -> Table | None:
         "shape or mix",
         "target",
         "capacity (requests/s)",
+        "95% interval (requests/s)",
         "capacity (tokens/s)",
+        "at the lower bound (tokens/s)",
         "lowest failing rate /s",
+        "straddles the target (/s)",
         "cells",
         "run.json capacity (requests/s)",
     )
@@ -164,8 +175,11 @@ def capacity_table(runs: Sequence[RateRun]) -> Table | None:
                 f"{capacity.capacity_requests_per_s:,.2f}"
                 if capacity.capacity_requests_per_s
                 else "none met it",
+                _interval(capacity),
                 fmt(capacity.capacity_tokens_per_s, ",.0f"),
+                fmt(capacity.lower_tokens_per_s, ",.0f"),
                 fmt(capacity.lowest_failing_rate_per_s, ",.2f"),
+                ", ".join(f"{rate:,.2f}" for rate in capacity.straddling_rates) or MISSING,
                 str(capacity.steps),
                 fmt(capacity.reported_requests_per_s, ",.2f"),
             )
@@ -173,7 +187,8 @@ def capacity_table(runs: Sequence[RateRun]) -> Table | None:
     return Table(
         "capacity",
         "Capacity at the target",
-        "the highest offered rate that met the target, below the lowest that did not",
+        "the highest offered rate that met the target, below the lowest that did not, and its 95% "
+        "interval: from the highest rate that passes confidently to the lowest that fails confidently",
         header,
         tuple(rows),
     )
@@ -199,7 +214,11 @@ def rate_sections(runs: Sequence[RateRun]) -> tuple[Section, ...]:
                 text="Recomputed from each capacity search's cells as the search judged them (nearest-rank "
                 "p95 over the requests sent, success over the requests offered); a pass above a failure "
                 "(noise near the knee) is not believed. Goodput: tokens of successful requests per second "
-                "of the passing cell.",
+                "of the passing cell. The 95% interval pools the cells at each rate (the search's confirmation "
+                "steps repeat its answer and 0.85x and 1.15x of it) and bounds their p95 by order statistics "
+                "(no distribution assumed): a rate passes confidently when the bound above is within the "
+                "target, fails confidently when the bound below exceeds it (or success fails), and "
+                "straddles the target otherwise; the lower bound is the rate to provision at.",
                 tables=(table,),
             )
         )

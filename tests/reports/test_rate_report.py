@@ -205,3 +205,50 @@ def test_decision_prices_cost_each_capacity_at_the_study_prices(
         ("per-token API", "jina_api"): "60.80",
     }
     assert main([str(decision_runs[0]), "--out", str(out), "--decision-prices", prices]) == 2
+
+
+def test_capacity_carries_its_interval_from_the_records(tmp_path: Path) -> None:
+    """300 requests per rate, p95 about 1.09 x the median, target 150 ms: 2/s and 4/s pass confidently,
+    6/s (p95 about 149 ms) meets the target but its 95% interval holds 150 ms, 8/s fails confidently.
+    Capacity 6/s, interval 4-8, 6/s straddles; the table shows both."""
+    cells = [
+        RateRecordCell(rate, 300 / rate, (RateShape(1, 128, median),), sigma=0.05)
+        for rate, median in ((2, 60), (4, 100), (6, 137.5), (8, 300))
+    ]
+    write_rate_run(tmp_path / "c", cells, slo=SLO, label="interval")
+    capacity = rate_run(load_run(tmp_path / "c")).capacity
+    assert capacity is not None
+    assert capacity.capacity_requests_per_s == 6.0 and capacity.lowest_failing_rate_per_s == 8.0
+    assert capacity.lower_requests_per_s == 4.0
+    assert capacity.lower_tokens_per_s == pytest.approx(4 * 128, rel=0.02)
+    assert capacity.upper_requests_per_s == 8.0
+    assert capacity.straddling_rates == (6.0,)
+    assert main([str(tmp_path / "c"), "--out", str(tmp_path / "out")]) == 0
+    lines = (tmp_path / "out" / "report.md").read_text().splitlines()
+    header = next(
+        line for line in lines if "95% interval (requests/s)" in line and line.lstrip("> ").startswith("|")
+    )
+    row = next(line for line in lines if line.lstrip("> ").startswith("| interval | b=1 t=128 |"))
+    cells_of = [cell.strip() for cell in header.lstrip("> ").strip("|").split(" | ")]
+    table = dict(
+        zip(cells_of, [cell.strip() for cell in row.lstrip("> ").strip("|").split(" | ")], strict=True)
+    )
+    assert table["95% interval (requests/s)"] == "4.00-8.00"
+    assert table["straddles the target (/s)"] == "6.00"
+
+
+def test_an_old_run_json_without_the_interval_still_loads(tmp_path: Path) -> None:
+    capacity = {
+        "requests_per_s": 4.0,
+        "tokens_per_s": 512,
+        "steps": [{"cell": "r=4 b=1 t=128", "meets": True}],
+    }
+    write_rate_run(
+        tmp_path / "old", [one_shape(2, 60), one_shape(4, 100), one_shape(8, 300)], slo=SLO, capacity=capacity
+    )
+    found = rate_run(load_run(tmp_path / "old")).capacity
+    assert found is not None and found.capacity_requests_per_s == 4.0 == found.reported_requests_per_s
+    # 20 s cells: 2/s has 40 requests, too few to bound a p95 above (72 needed): it straddles, but
+    # meets the target on its p95, so 4/s (80 requests) still makes the lower bound.
+    assert (found.lower_requests_per_s, found.upper_requests_per_s) == (4.0, 8.0)
+    assert found.straddling_rates == (2.0,)
