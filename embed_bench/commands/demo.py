@@ -5,7 +5,10 @@ What a newcomer runs first (``make demo``): it shows the whole pipeline -- targe
 directories, post-processor -- on the bundled model, on the CPU when there is no GPU, in minutes.
 After the study-style grid, each mode in ``--capacity-modes`` gets a capacity search of one shape
 (``b=1 t=128``, short open-loop steps) against ``--slo-p95-ms``, on the same server; the report then
-costs each capacity at the study's three prices for a sample workload.
+costs each capacity for a sample workload at the price of the hardware it ran on (the cheapest
+entry of the pricing file that pays for this machine: a 2-vCPU instance on a 2-core machine, one
+H200's share on an H200), and lists the Jina API as not measured, with the command that would
+measure it: the demo sends it nothing, so it cannot be the answer.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from pathlib import Path
 from embed_bench.commands.run import RunError, RunPlan, execute, plan_run
 from embed_bench.commands.run import build_parser as run_parser
 from reports.cost.decision import load_workload
+from reports.cost.pricing import hardware_mismatch, load_price_book
 from reports.errors import ReportError
 from target_server.config import BATCHING_MODES
 from target_server.embedder import resolve_device
+from target_server.hardware import describe_hardware
 from target_server.launcher import ServerFailed, free_port, running_target_server
 
 DEFAULT_MODES = ("continuous", "timeout", "none")
@@ -31,7 +36,8 @@ DEFAULT_MODES = ("continuous", "timeout", "none")
 # short steps and the decision table shows it holds no traffic at that target -- the study's point.
 DEFAULT_CAPACITY_MODES = ("continuous", "timeout", "none")
 CAPACITY_SHAPE = ("--batch-size", "1", "--passage-tokens", "128")
-STUDY_PRICES = ("jina_api", "sagemaker_us_east_1", "self_hosted_us_east_1")
+HOSTED_PRICES = ("jina_api",)  # listed as not measured: the demo sends them nothing
+FALLBACK_PRICING = "self_hosted_us_east_1"  # the study's A10G, flagged, when no entry fits this machine
 SAMPLE_WORKLOAD = "tokens-per-day=1e8,peak-requests-per-s=40"
 # Marks a directory as a demo's own, so the next demo may replace it (`make demo` twice in a row).
 DEMO_MARKER = ".embed-bench-demo"
@@ -57,8 +63,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pricing",
-        default="self_hosted_us_east_1",
-        help="pricing entry for the cost figures (default: the study's self-hosted g5.xlarge)",
+        default=None,
+        help="pricing entry for the cost figures (default: the cheapest entry of the pricing file for "
+        "this machine's hardware, e.g. c7i_large on 2 CPU cores)",
     )
     parser.add_argument(
         "--capacity-modes",
@@ -210,8 +217,25 @@ def plan_runs(args: argparse.Namespace, modes: list[str], capacity_modes: list[s
     return plans
 
 
+def pricing_for(device: str) -> str:
+    """The cheapest hourly entry of the default pricing file that pays for the hardware the demo's
+    server runs on (as its /info will describe it), else the study's A10G entry, which the report then
+    flags as a price for other hardware."""
+    hardware = describe_hardware(resolve_device(device)).as_dict()
+    book = load_price_book()
+    fitting = [
+        price
+        for price in book.values()
+        if price.total_usd_per_hour is not None and hardware_mismatch(price, hardware) is None
+    ]
+    return (
+        min(fitting, key=lambda price: price.total_usd_per_hour or 0.0).name if fitting else FALLBACK_PRICING
+    )
+
+
 def report_arguments(args: argparse.Namespace, plans: Sequence[ModePlan], report_dir: Path) -> list[str]:
-    """``embed-bench report`` over every run, opening with the decision table at the study's prices."""
+    """``embed-bench report`` over every run, opening with the decision table at the run's price
+    and the hosted APIs' list prices (not measured)."""
     run_dirs = [str(plan.out) for mode in plans for plan in mode.plans]
     return [
         *run_dirs,
@@ -222,7 +246,7 @@ def report_arguments(args: argparse.Namespace, plans: Sequence[ModePlan], report
         "--workload",
         args.workload,
         "--decision-prices",
-        ",".join(STUDY_PRICES),
+        ",".join((args.pricing, *HOSTED_PRICES)),
     ]
 
 
@@ -231,6 +255,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     try:
         check_demo_dir(args.out, args.force)
         load_workload(args.workload)  # a bad workload fails now, not after the runs
+        args.pricing = args.pricing or pricing_for(args.device)
         capacity_modes = parse_modes(args.capacity_modes, "--capacity-modes", allow_empty=True)
         plans = plan_runs(args, parse_modes(args.modes), capacity_modes)
         env = server_env(args.device, args.cpu_threads)

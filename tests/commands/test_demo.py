@@ -4,6 +4,7 @@ decision table (checked on fixture runs, without a server)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,14 @@ from embed_bench.commands.demo import (
     check_demo_dir,
     parse_modes,
     plan_runs,
+    pricing_for,
     replace_demo_dir,
     report_arguments,
 )
 from embed_bench.commands.run import RunError
 from reports.cli import main as report_main
+from reports.cost.pricing import hardware_mismatch, load_price_book
+from target_server.hardware import describe_hardware
 from tests.reports.record_fixtures import (
     RateRecordCell,
     RateShape,
@@ -81,31 +85,39 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(
     assert parse_modes("", "--capacity-modes", allow_empty=True) == []
 
 
-def test_the_demo_report_opens_with_the_decision_table_at_the_study_prices(
+def test_the_demo_report_opens_with_the_decision_table_at_this_machines_price(
     tmp_path: Path, spawn: None
 ) -> None:
     """The report step of the demo on fixture runs in the demo's layout: a grid run and a capacity
-    search (4/s at p95 <= 300 ms, 512 tokens/s) for mode none. Sample workload: 1e8 tokens a day
-    (1,157.4 tokens/s: 3 instances), peaks of 40/s: ceil(40 / 4) = 10 instances; 3.288 x 730 x 10 =
-    24,002.40 USD self-hosted, 3.908 x 730 x 10 = 28,528.40 USD SageMaker; Jina 1e8 x 30.4 / 1e6 x 0.02
-    = 60.80 USD."""
+    search (4/s at p95 <= 300 ms, 512 tokens/s) for mode none, measured on this machine's CPUs.
+    Sample workload: 1e8 tokens a day (1,157.4 tokens/s: 3 instances), peaks of 40/s:
+    ceil(40 / 4) = 10 instances at the pricing file's entry for this machine (c7i.large on 2 cores:
+    0.08925 x 730 x 10 = 651.53 USD). The Jina API is not measured: listed, never the answer."""
     args = build_parser().parse_args(["--out", str(tmp_path), "--modes", "none", "--capacity-modes", "none"])
+    args.pricing = pricing_for("cpu")
+    price = load_price_book()[args.pricing]
+    this_machine = describe_hardware("cpu").as_dict()
+    assert hardware_mismatch(price, this_machine) is None, f"{args.pricing} does not fit this machine"
     (mode,) = plan_runs(args, ["none"], ["none"])
     write_record_run(mode.grid.out, [RecordCell(1, 128, 2, requests_per_user=5, median_ms=60)], label="none")
     steps = [
-        RateRecordCell(rate, 10, (RateShape(1, 128, median),), sigma=0.05)
+        # 60 s steps: 240 and 480 requests, enough for a p95 whose interval clears the target
+        RateRecordCell(rate, 60, (RateShape(1, 128, median),), sigma=0.05)
         for rate, median in ((4, 200), (8, 900))
     ]
     write_rate_run(mode.capacity.out, steps, label="none capacity", slo={"p95_ms": 300, "success_pct": 99.9})
+    for run in (mode.grid.out, mode.capacity.out):  # what embed-bench run records from the server's /info
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps(info | {"hardware": this_machine}))
     report_dir = tmp_path / "report"
     assert report_main(report_arguments(args, [mode], report_dir)) == 0
     report = (report_dir / "report.md").read_text()
     header, *rows = markdown_table(report, "Monthly cost at the target")
     costs = {(row[0], row[1]): row[header.index("monthly cost (USD)")] for row in rows}
-    assert costs == {
-        ("none", "self_hosted_us_east_1"): "—",  # the grid run: no capacity measured
-        ("none capacity", "sagemaker_us_east_1"): "28,528.40",
-        ("none capacity", "self_hosted_us_east_1"): "24,002.40",
-        ("per-token API", "jina_api"): "60.80",
-    }
+    monthly = price.total_usd_per_hour * 730 * 10
+    assert costs == {("none capacity", args.pricing): f"{monthly:,.2f}"}
+    assert f"Cheapest measured option that meets the target: none capacity at {args.pricing}" in report
+    assert "Not measured: none (" in report  # the grid run: no capacity search
+    assert "Not measured: Jina Embeddings API (jina_api): list price at this workload 60.80 USD" in report
+    assert "JINA_API_KEY=... embed-bench run --backend jina --grid capacity --slo-p95-ms 300" in report
     assert report.index("## Decision") < report.index("## Runs") < report.index("## Capacity at the target")
