@@ -31,11 +31,23 @@ def one_shape(rate: float, median_ms: float, **extra: object) -> RateRecordCell:
     return RateRecordCell(rate, 20, (RateShape(1, 128, median_ms),), sigma=0.05, **extra)
 
 
-def priced(directory: Path, pricing: str) -> Path:
+def priced(directory: Path, pricing: str, hardware: object = None) -> Path:
     info = json.loads((directory / RUN_FILES.run_json).read_text())
     info["pricing"] = pricing
+    if hardware is not None:
+        info["hardware"] = hardware  # what embed-bench run records from the target's /info
     (directory / RUN_FILES.run_json).write_text(json.dumps(info))
     return directory
+
+
+A10G = {
+    "device": "cuda",
+    "gpu": "NVIDIA A10G",
+    "gpus": 1,
+    "cpu": "AMD EPYC 7R32",
+    "cpus": 4,
+    "torch_threads": 4,
+}
 
 
 def sent_rows(frame: pd.DataFrame, cell: str) -> pd.DataFrame:
@@ -116,8 +128,8 @@ def decision_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     write_record_run(base / "jina", closed, label="jina")
     write_record_run(base / "grid", closed, label="grid only")
     return [
-        base / "self",
-        base / "sm",
+        priced(base / "self", "self_hosted_us_east_1", A10G),
+        priced(base / "sm", "sagemaker_us_east_1", "hosted"),
         priced(base / "jina", "jina_api"),
         priced(base / "grid", "self_hosted_us_east_1"),
     ]
@@ -131,8 +143,11 @@ def test_the_report_opens_with_the_hand_checked_decision_table(
     - self-hosted, 3.288 USD/h, 4/s and 512 tokens/s: ceil(10 / 4) = 3 for the peak, ceil(1,157.41 / 512)
       = 3 for the volume: 3.288 x 730 x 3 = 7,200.72 USD, / 3,040 = 2.3687 USD per million.
     - SageMaker, 3.908 USD/h, 8/s and 1,024 tokens/s: 2 and 2: 3.908 x 730 x 2 = 5,705.68 USD, 1.8769.
-    - Jina, 0.02 USD per million, no capacity search: 3,040 x 0.02 = 60.80 USD, the cheapest.
-    - the closed-loop grid priced by the hour: no capacity measured, never guessed.
+    - Jina, 0.02 USD per million, no capacity search: 3,040 x 0.02 = 60.80 USD, not measured: never
+      the answer, listed below the table with the command that measures it.
+    - the closed-loop grid priced by the hour: not measured, never guessed, listed below the table.
+    - SageMaker is cheaper than the self-hosted A10G, but a hosted endpoint does not record its
+      instance, so its A10G price is not matched: the answer is the self-hosted run.
     """
     out = tmp_path / "out"
     argv = [
@@ -147,20 +162,33 @@ def test_the_report_opens_with_the_hand_checked_decision_table(
     assert report.index("## Decision: the cost of this workload") < report.index("## Runs")
     header, *rows = markdown_table(report, "Monthly cost at the target")
     table = {row[0]: dict(zip(header, row, strict=True)) for row in rows}
+    assert set(table) == {"self-hosted", "sagemaker"}  # measured options only
     assert (
         table["self-hosted"]["instances"] == "3" and table["self-hosted"]["monthly cost (USD)"] == "7,200.72"
     )
     assert table["self-hosted"]["effective USD / M tokens"] == "2.3687"
     assert table["sagemaker"]["instances"] == "2" and table["sagemaker"]["monthly cost (USD)"] == "5,705.68"
     assert table["sagemaker"]["effective USD / M tokens"] == "1.8769"
-    assert table["jina"]["monthly cost (USD)"] == "60.80" and table["jina"]["instances"] == "per token"
-    assert table["grid only"]["meets target"] == "no (no capacity measured)"
-    assert table["grid only"]["monthly cost (USD)"] == "—"
-    assert "Cheapest option that meets the target: jina (jina_api), 60.80 USD a month" in report
+    assert (
+        "OTHER HARDWARE: sagemaker_us_east_1 is for 1 x NVIDIA A10G (4 vCPU); the run measured a hosted"
+        in (table["sagemaker"]["meets target"])
+    )
+    assert (
+        "Cheapest measured option that meets the target: self-hosted at self_hosted_us_east_1, 7,200.72 USD a month"
+        in report
+    )
+    assert "Not measured, so not considered: jina (jina_api), grid only (self_hosted_us_east_1)" in report
+    assert (
+        "Not measured: jina (jina_api): list price at this workload 60.80 USD a month (information" in report
+    )
+    assert (
+        "Not measured: grid only (self_hosted_us_east_1): no capacity search in this run; measure it with"
+        in report
+    )
     assert "Target: p95 <= 150 ms and success >= 99.9%" in report
     html = (out / "report.html").read_text()
     assert html.index("Decision: the cost of this workload") < html.index(">Runs<")
-    assert "7,200.72" in html and "never guessed" in html
+    assert "7,200.72" in html and "never an answer" in html
 
 
 def test_a_workload_file_gives_the_same_table(decision_runs: list[Path], tmp_path: Path) -> None:
@@ -202,8 +230,11 @@ def test_decision_prices_cost_each_capacity_at_the_study_prices(
     assert costs == {
         ("self-hosted", "sagemaker_us_east_1"): "8,558.52",
         ("self-hosted", "self_hosted_us_east_1"): "7,200.72",
-        ("per-token API", "jina_api"): "60.80",
     }
+    assert (
+        "Not measured: Jina Embeddings API (jina_api): list price at this workload 60.80 USD"
+        in (out / "report.md").read_text()
+    )
     assert main([str(decision_runs[0]), "--out", str(out), "--decision-prices", prices]) == 2
 
 
