@@ -30,6 +30,13 @@ from typing import Any
 
 from embed_bench.core.validation import positive_number
 from reports.cost.pricing import Price
+from reports.cost.profile import (
+    DailyProfile,
+    ProfileCost,
+    hourly_profile_cost,
+    load_profile,
+    parse_profile_toml,
+)
 from reports.errors import ReportError
 
 HOURS_PER_MONTH = 730.0
@@ -47,6 +54,12 @@ class Workload:
     tokens_per_day: float
     peak_requests_per_s: float
     description: str = ""
+    profile: DailyProfile | None = None  # a day of hourly rates: hourly options then also autoscale
+
+    @classmethod
+    def of_profile(cls, profile: DailyProfile) -> Workload:
+        """The day's volume and its busiest hour, with the profile kept for the autoscaled cost."""
+        return cls(profile.tokens_per_day, profile.peak_requests_per_s, profile.description, profile)
 
     @property
     def mean_tokens_per_s(self) -> float:
@@ -58,6 +71,11 @@ class Workload:
 
     def describe(self) -> str:
         text = f"{self.tokens_per_day:,.0f} tokens a day, peaks of {self.peak_requests_per_s:g} requests/s"
+        if self.profile is not None:
+            text += (
+                f" (a 24-hour profile, busiest at {self.profile.peak_hour}:00; "
+                f"autoscaling {self.profile.autoscaling.describe()})"
+            )
         return f"{self.description}: {text}" if self.description else text
 
 
@@ -126,11 +144,15 @@ def parse_workload_toml(text: str, source: str) -> Workload:
 def load_workload(value: str) -> Workload:
     """``--workload``: a TOML file when the value names one (or ends in .toml), else KEY=VALUE pairs."""
     path = Path(value)
+    if value.lower().endswith(".csv"):
+        return Workload.of_profile(load_profile(path))  # a 24-hour profile
     if path.is_file() or value.endswith(".toml"):
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ReportError(f"--workload {value}: cannot read workload file ({exc.strerror})") from exc
+        if "[profile]" in text:
+            return Workload.of_profile(parse_profile_toml(text, str(path)))
         return parse_workload_toml(text, str(path))
     return parse_workload(value)
 
@@ -177,6 +199,18 @@ class DecisionRow:
     hardware_note: str | None = None  # the price pays for other hardware than the run measured
     capacity_interval_requests_per_s: tuple[float, float] | None = None
     measure_command: str | None = None
+    monthly_cost_autoscaled_usd: float | None = None  # hourly options under a daily profile
+    instances_per_hour: tuple[int, ...] | None = None
+
+    @property
+    def ranked_cost_usd(self) -> float:
+        """What the answer compares: the autoscaled cost where the workload is a day's profile."""
+        cost = (
+            self.monthly_cost_autoscaled_usd
+            if self.monthly_cost_autoscaled_usd is not None
+            else self.monthly_cost_usd
+        )
+        return cost or 0.0
 
 
 @dataclass(frozen=True)
@@ -267,6 +301,11 @@ def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float)
     for_volume = math.ceil(workload.mean_tokens_per_s / tokens_per_s)
     instances = max(for_peak, for_volume)
     monthly = usd_per_hour * HOURS_PER_MONTH * instances
+    autoscaled = (
+        hourly_profile_cost(workload.profile, requests_per_s, tokens_per_s, usd_per_hour)
+        if workload.profile is not None
+        else None
+    )
     return DecisionRow(
         option=option.name,
         price=option.price,
@@ -276,11 +315,23 @@ def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float)
         monthly_cost_usd=monthly,
         effective_usd_per_million_tokens=monthly / workload.tokens_per_month * 1e6,
         utilization_pct=_utilization(workload, instances * tokens_per_s),
-        meets_target=True,
-        note="set by the peak" if for_peak >= for_volume else "set by the daily token volume",
+        meets_target=autoscaled is None or autoscaled.meets_target,
+        note=_hourly_note(for_peak >= for_volume, autoscaled),
         hardware_note=option.hardware_note,
         capacity_interval_requests_per_s=option.capacity_interval_requests_per_s,
+        monthly_cost_autoscaled_usd=autoscaled.monthly_cost_autoscaled_usd if autoscaled else None,
+        instances_per_hour=autoscaled.instances_per_hour if autoscaled else None,
     )
+
+
+def _hourly_note(peak_sets_it: bool, autoscaled: ProfileCost | None) -> str:
+    note = "set by the peak" if peak_sets_it else "set by the daily token volume"
+    if autoscaled is None:
+        return note
+    if autoscaled.shortfall_hours:
+        hours = ", ".join(f"{hour}:00" for hour in autoscaled.shortfall_hours)
+        return f"the autoscaling maximum cannot carry the hours {hours}"
+    return f"{note}; autoscaled {min(autoscaled.instances_per_hour)}-{max(autoscaled.instances_per_hour)} instances"
 
 
 def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -> DecisionTable:
@@ -304,8 +355,8 @@ def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -
     measured = tuple(row for row in rows if row.measured)
     meeting = [row for row in measured if row.meets_target and row.monthly_cost_usd is not None]
     on_its_hardware = [row for row in meeting if row.hardware_note is None]
-    cheapest = min(on_its_hardware, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
-    cheaper_elsewhere = min(meeting, key=lambda row: row.monthly_cost_usd or 0.0, default=None)
+    cheapest = min(on_its_hardware, key=lambda row: row.ranked_cost_usd, default=None)
+    cheaper_elsewhere = min(meeting, key=lambda row: row.ranked_cost_usd, default=None)
     if cheaper_elsewhere is not None and (
         cheaper_elsewhere.hardware_note is None
         or (

@@ -37,13 +37,22 @@ def _verdict(row: DecisionRow) -> str:
     return verdict
 
 
-def _row(row: DecisionRow) -> tuple[str, ...]:
-    return (
+AUTOSCALED = "autoscaled (USD/month)"
+
+
+def _row(row: DecisionRow, autoscaled: bool) -> tuple[str, ...]:
+    cells = [
         row.option,
         row.price.name,
         _capacity(row),
         "per token" if row.price.usd_per_million_tokens is not None else fmt(row.instances, "d"),
         fmt(row.monthly_cost_usd, ",.2f"),
+    ]
+    if autoscaled:  # a per-token API bills the same volume either way
+        per_token = row.price.usd_per_million_tokens is not None
+        cells.append(fmt(row.monthly_cost_usd if per_token else row.monthly_cost_autoscaled_usd, ",.2f"))
+    return (
+        *cells,
         fmt(row.effective_usd_per_million_tokens, ".4f"),
         fmt(row.utilization_pct, ".1f") + ("%" if row.utilization_pct is not None else ""),
         _verdict(row),
@@ -60,6 +69,11 @@ def answer(table: DecisionTable) -> str:
             f"Cheapest measured option that meets the target: {cheapest.option} at {cheapest.price.name}, "
             f"{cheapest.monthly_cost_usd:,.2f} USD a month, "
             f"{cheapest.effective_usd_per_million_tokens:.4f} USD per million tokens"
+            + (
+                f", or {cheapest.monthly_cost_autoscaled_usd:,.2f} USD a month autoscaled over the day's profile"
+                if cheapest.monthly_cost_autoscaled_usd is not None
+                else ""
+            )
             + (
                 f" (provisioned at the lower bound of its capacity interval, {cheapest.capacity_requests_per_s:,.1f} requests/s)."
                 if cheapest.capacity_interval_requests_per_s
@@ -96,6 +110,7 @@ def not_measured_lines(table: DecisionTable) -> tuple[str, ...]:
 def decision_section(table: DecisionTable) -> Section:
     """The report's opening section when a workload is given: the answer, the table, what was not
     measured, the assumptions."""
+    autoscaled = table.workload.profile is not None
     return Section(
         title=DECISION_TITLE,
         text=f"Workload: {table.workload.describe()}. Target: {table.target}. {answer(table)}",
@@ -106,8 +121,8 @@ def decision_section(table: DecisionTable) -> Section:
                 "Monthly cost at the target",
                 "measured options: instances (at the lower bound of the capacity interval where there is one), "
                 "cost and effective price per option and price for this workload",
-                HEADER,
-                tuple(_row(row) for row in table.rows),
+                (*HEADER[:5], AUTOSCALED, *HEADER[5:]) if autoscaled else HEADER,
+                tuple(_row(row, autoscaled) for row in table.rows),
             ),
         ),
     )

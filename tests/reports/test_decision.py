@@ -253,3 +253,41 @@ def test_bad_workload_files(tmp_path: Path, text: str, message: str) -> None:
 def test_a_missing_workload_file_is_named() -> None:
     with pytest.raises(ReportError, match=r"--workload nowhere/workload\.toml: cannot read workload file"):
         load_workload("nowhere/workload.toml")
+
+
+def test_a_daily_profile_costs_autoscaled_beside_peak_provisioned(tmp_path: Path) -> None:
+    """Hand calculation: one instance carries 10 requests/s and 1,000 tokens/s at 2 USD/h; requests
+    carry 10 tokens. Hours 0-7 at 5/s, 8-15 at 15/s, 16-19 at 25/s, 20-23 idle (min 1 instance):
+    instances 1, 2, 3, 1 -> 8 + 16 + 12 + 4 = 40 instance-hours a day -> 40 x 2 x 30.4 = 2,432.00 USD
+    autoscaled. Peak provisioned: ceil(25 / 10) = 3 instances x 2 x 730 = 4,380.00 USD. The volume,
+    9,360,000 tokens a day, bills a per-token API at 0.02 USD per million: 9.36 x 30.4 x 0.02 = 5.69 USD."""
+    hours = [5.0] * 8 + [15.0] * 8 + [25.0] * 4 + [0.0] * 4
+    csv_lines = ["hour,requests_per_s,tokens_per_request"] + [
+        f"{h},{rate},10" for h, rate in enumerate(hours)
+    ]
+    profile_file = tmp_path / "day.csv"
+    profile_file.write_text("\n".join(csv_lines) + "\n")
+    workload = load_workload(str(profile_file))
+    assert workload.tokens_per_day == pytest.approx(9_360_000) and workload.peak_requests_per_s == 25
+    server = Price("server", "", infrastructure_usd_per_hour=2.0, license_usd_per_hour=0.0)
+    api = OptionCapacity("Jina API", JINA_UNLIMITED, 100, 100_000)
+    table = decide(workload, [OptionCapacity("bundled", server, 10, 1_000), api], TARGET)
+    bundled, jina = table.rows
+    assert bundled.instances_per_hour == (1,) * 8 + (2,) * 8 + (3,) * 4 + (1,) * 4
+    assert bundled.monthly_cost_autoscaled_usd == pytest.approx(2432.00)
+    assert bundled.monthly_cost_usd == pytest.approx(4380.00) and bundled.instances == 3
+    assert jina.monthly_cost_usd == pytest.approx(9.36 * 30.4 * 0.02)
+    section = decision_section(table)
+    header, bundled_row = section.tables[0].header, section.tables[0].rows[0]
+    assert dict(zip(header, bundled_row, strict=True))["autoscaled (USD/month)"] == "2,432.00"
+    assert "a 24-hour profile, busiest at 16:00" in section.text
+    assert "Cheapest measured option that meets the target: Jina API" in section.text
+
+
+def test_the_sample_profile_is_a_workload() -> None:
+    workload = load_workload(
+        str(Path(__file__).resolve().parents[2] / "reports" / "data" / "sample_profile.toml")
+    )
+    assert (
+        workload.profile is not None and workload.peak_requests_per_s == workload.profile.peak_requests_per_s
+    )
