@@ -86,6 +86,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--capacity-step-s", type=float, default=6.0, help="seconds per capacity step (default: 6)"
     )
     parser.add_argument(
+        "--capacity-confirm-repeats",
+        type=int,
+        default=2,
+        help="rounds of confirmation steps that give each capacity its interval (default 2; 0: none)",
+    )
+    parser.add_argument(
         "--cpu-threads",
         type=int,
         default=1,
@@ -190,6 +196,8 @@ def capacity_options(args: argparse.Namespace) -> list[str]:
         f"{args.capacity_start_rate:g}",
         "--cell-duration",
         f"{args.capacity_step_s:g}",
+        "--confirm-repeats",
+        str(args.capacity_confirm_repeats),
     ]
 
 

@@ -52,7 +52,13 @@ from pathlib import Path
 from typing import Any
 
 from embed_bench.core.arrivals import parse_mix
-from embed_bench.core.capacity import DEFAULT_SUCCESS_PCT, CapacitySearch, Target, step_duration_s
+from embed_bench.core.capacity import (
+    CONFIRM_REPEATS,
+    DEFAULT_SUCCESS_PCT,
+    CapacitySearch,
+    Target,
+    step_duration_s,
+)
 from embed_bench.core.contract import (
     CELLS_CSV_COLUMNS,
     DEFAULT_MIX_LABEL,
@@ -113,13 +119,18 @@ class CapacitySpec:
     min_step_s: float = 10.0
     max_step_s: float = 60.0
     max_rate: float = float("inf")
+    confirm_repeats: int = CONFIRM_REPEATS  # rounds of confirmation steps (0: a point estimate only)
 
     def search(self) -> CapacitySearch:
         """The search never asks for a rate whose longest step expects fewer than
         ``MIN_STEP_REQUESTS`` requests: a p95 of one or two requests (or of none) decides nothing."""
         floor = min(MIN_STEP_REQUESTS / self.max_step_s, self.start_rate)
         return CapacitySearch(
-            self.target, self.start_rate, max_rate_per_s=self.max_rate, min_rate_per_s=floor
+            self.target,
+            self.start_rate,
+            max_rate_per_s=self.max_rate,
+            min_rate_per_s=floor,
+            confirm_repeats=self.confirm_repeats,
         )
 
     def step(self, rate_per_s: float) -> RateCell:
@@ -144,6 +155,7 @@ class CapacitySpec:
             "label": self.label,
             "arrival": self.arrival,
             "start_rate_per_s": self.start_rate,
+            "confirm_repeats": self.confirm_repeats,
         }
 
 
@@ -214,6 +226,7 @@ _CAPACITY_KEYS = {
     "start_rate",
     "step_duration_s",
     "max_rate",
+    "confirm_repeats",
     "mix",
     "arrival",
     "name",
@@ -276,6 +289,13 @@ def _optional_number(table: Mapping[str, Any], key: str, where: str) -> float | 
     return _as_numbers(table[key], key, where)[0] if key in table else None
 
 
+def _confirm_repeats(table: Mapping[str, Any], where: str) -> int:
+    value = table.get("confirm_repeats", CONFIRM_REPEATS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise GridError(f"{where}: confirm_repeats takes 0 to 10 rounds, found {value!r}")
+    return value
+
+
 def parse_capacity(table: object, where: str) -> CapacitySpec:
     """A grid file's ``[capacity]`` table."""
     if not isinstance(table, dict):
@@ -300,6 +320,7 @@ def parse_capacity(table: object, where: str) -> CapacitySpec:
         arrival=arrival,
         step_duration_s=_optional_number(table, "step_duration_s", where),
         max_rate=_optional_number(table, "max_rate", where) or float("inf"),
+        confirm_repeats=_confirm_repeats(table, where),
     )
     spec.search()  # the start rate against the bounds
     spec.step(spec.start_rate)  # the label and arrival
@@ -369,6 +390,7 @@ def grid_of(options: BenchOptions, concurrency: int) -> Grid:
             start_rate=options.request_rate or 1.0,
             arrival=options.arrival,
             max_step_s=options.cell_duration,
+            confirm_repeats=options.confirm_repeats,
         )
         return Grid(CAPACITY_GRID, (), "capacity search of --batch-size x --passage-tokens", spec)
     if options.grid:

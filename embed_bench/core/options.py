@@ -174,6 +174,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "Capacity search: the share of offered requests that must succeed (dropped ones fail).",
     ),
     OptionSpec(
+        "--confirm-repeats",
+        2,
+        int,
+        "Capacity search: rounds of confirmation steps at 1x, 0.85x and 1.15x of the answer (each long "
+        "enough for 200 requests) that give the capacity its 95% interval; 0: none, a point estimate only.",
+    ),
+    OptionSpec(
         "--run-dir",
         "",
         _text,
@@ -243,6 +250,7 @@ class BenchOptions:
     max_lag: float = 5.0
     slo_p95_ms: float | None = None
     slo_success_pct: float = 99.9
+    confirm_repeats: int = 2
     run_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -251,6 +259,8 @@ class BenchOptions:
                 raise OptionError(f"--{name.replace('_', '-')} must be at least 1")
         if self.warmup_requests < 0:
             raise OptionError("--warmup-requests must not be negative")
+        if not 0 <= self.confirm_repeats <= 10:
+            raise OptionError(f"--confirm-repeats takes 0 to 10 rounds, got {self.confirm_repeats!r}")
         if self.cell_max_seconds <= 0 or self.request_timeout <= 0:
             raise OptionError("--cell-max-seconds and --request-timeout must be positive")
         for name in ("request_rate", "cell_duration", "max_lag", "slo_p95_ms"):

@@ -33,6 +33,7 @@ def test_a_capacity_search_converges_and_its_answer_reaches_run_json(tmp_path: P
                 "--out", str(out), "--grid", "capacity", "--batch-size", "1", "--passage-tokens", "128",
                 "--slo-p95-ms", "1000", "--request-rate", "4", "--cell-duration", "3",
                 "--max-in-flight", "64", "--seed", "7",
+                "--confirm-repeats", "0",  # the search alone: confirmation is tested in tests/core
             ],
             capture_output=True, text=True, timeout=240, env=locust_env(),
         )  # fmt: skip

@@ -278,3 +278,19 @@ def test_a_capacity_search_never_steps_below_a_rate_that_expects_ten_requests_pe
         search.record(StepResult(rate, 1000.0, 100.0, 1.0))
     assert rates == [4.0, 2.0, pytest.approx(10 / 6)] and search.result.capacity_requests_per_s == 0
     assert all(rate * spec.step(rate).duration_s >= 10 - 1e-9 for rate in rates)
+
+
+def test_confirmation_rounds_come_from_the_grid_file_or_the_option() -> None:
+    from embed_bench.core.capacity import CONFIRM_REPEATS
+    from embed_bench.core.cells import grid_of, parse_grid_toml
+    from embed_bench.core.options import OptionError
+
+    base = "[capacity]\nslo_p95_ms = 200\nbatch_size = 1\npassage_tokens = 128\n"
+    assert parse_grid_toml(base).capacity.search().confirm_repeats == CONFIRM_REPEATS == 2
+    assert parse_grid_toml(base + "confirm_repeats = 0\n").capacity.search().confirm_repeats == 0
+    with pytest.raises(GridError, match="confirm_repeats takes 0 to 10 rounds, found 11"):
+        parse_grid_toml(base + "confirm_repeats = 11\n")
+    options = BenchOptions(grid="capacity", slo_p95_ms=200, confirm_repeats=0)
+    assert grid_of(options, 1).capacity.search().confirm_repeats == 0
+    with pytest.raises(OptionError, match="--confirm-repeats takes 0 to 10 rounds"):
+        BenchOptions(confirm_repeats=-1)
