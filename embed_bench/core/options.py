@@ -178,7 +178,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         2,
         int,
         "Capacity search: rounds of confirmation steps at 1x, 0.85x and 1.15x of the answer (each long "
-        "enough for 200 requests) that give the capacity its 95% interval; 0: none, a point estimate only.",
+        "enough for 200 requests) that give the capacity its 95 percent interval; 0: none, a point estimate only.",
     ),
     OptionSpec(
         "--run-dir",

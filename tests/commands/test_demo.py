@@ -68,7 +68,7 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(
     continuous, timeout, none = plan_runs(args, parse_modes(args.modes), ["none"])
     assert continuous.capacity is None and timeout.capacity is None and none.capacity is not None
     assert none.capacity.out == tmp_path / "capacity-none" and none.capacity.grid_spec == "capacity"
-    assert none.capacity.locust_args[-10:] == [
+    assert none.capacity.locust_args[-12:] == [
         "--slo-p95-ms",
         "250",
         "--batch-size",
@@ -79,6 +79,8 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(
         "4",
         "--cell-duration",
         "6",
+        "--confirm-repeats",
+        "1",  # the demo's one round of confirmation steps
     ]
     with pytest.raises(RunError, match="--capacity-modes takes"):
         parse_modes("fast", "--capacity-modes", allow_empty=True)
