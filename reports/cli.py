@@ -81,10 +81,13 @@ def _add_price_options(parser: argparse.ArgumentParser) -> None:
         "in which each run's run.json 'pricing' name is looked up",
     )
     price.add_argument(
+        "--price",
         "--price-per-hour",
+        dest="price_per_hour",
         type=_usd,
         metavar="USD",
-        help="hourly cost (infrastructure + license) for every run",
+        help="your own hourly rate (infrastructure + license) for the hardware each run measured: "
+        "it always matches that hardware",
     )
     price.add_argument(
         "--price-per-million-tokens",

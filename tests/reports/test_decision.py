@@ -291,3 +291,12 @@ def test_the_sample_profile_is_a_workload() -> None:
     assert (
         workload.profile is not None and workload.peak_requests_per_s == workload.profile.peak_requests_per_s
     )
+
+
+def test_your_own_rate_always_matches_the_hardware_measured() -> None:
+    from reports.cost.pricing import choose_prices
+
+    [own] = choose_prices([None], usd_per_hour=0.5)
+    assert own.as_measured and own.total_usd_per_hour == 0.5
+    h200 = {"device": "cuda", "gpu": "NVIDIA H200", "gpus": 1, "cpu": "x", "cpus": 16, "torch_threads": 16}
+    assert hardware_mismatch(own, h200) is None and hardware_mismatch(own, None) is None
