@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.request
 from collections.abc import Callable
 
 import pytest
@@ -193,12 +194,24 @@ def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
     least 15 s), sent by plain greenlets through the dispatcher; a step ends when its last answer is
     in, so the next starts on an idle server.
     """
-    target = Target(p95_latency_ms=200.0)
     factory = PassageFactory(seed=11)
     # One intra-op thread: on two shared cores, torch's default OpenMP threads spin against the load
     # generator and other processes, and a 128-token passage takes seconds instead of milliseconds.
     with running_target_server("--device", "cpu", env={"OMP_NUM_THREADS": "1"}) as url:
         send = http_sender(url, max_in_flight=256, path="/embed")
+        # The knee this test checks (0.9x passes, 1.3x fails, in short steps) needs a lone request
+        # well inside the 200 ms target. CPUs of this machine kind differ up to 4x
+        # (docs/benchmarks/cpu.md): on one where a lone 128-token request takes 150 ms, the steps'
+        # p95 straddles any target by 2x from one step to the next, and no answer holds.
+        lone = sorted(_lone_latency_ms(url, text) for text in factory.passages(9, 128, "calibration"))
+        median_ms = lone[len(lone) // 2]
+        print(f"\nlone b=1 t=128: median {median_ms:.0f} ms")
+        if median_ms > LONE_REQUEST_LIMIT_MS:
+            pytest.skip(
+                f"a lone b=1 t=128 request takes {median_ms:.0f} ms on this machine (over "
+                f"{LONE_REQUEST_LIMIT_MS:g} ms): too slow a CPU for a stable knee at p95 <= 200 ms"
+            )
+        target = Target(p95_latency_ms=200.0)
 
         def measure(rate: float, at_least_s: float = 5.0) -> StepResult:
             duration_s = step_duration_s(
@@ -265,3 +278,17 @@ def test_capacity_of_the_bundled_server_on_cpu_holds_when_confirmed() -> None:
     assert result.capacity_tokens_per_s == passing.goodput_tokens_per_s > 0
     assert below.meets(target), attempts
     assert not above.meets(target), attempts
+
+
+LONE_REQUEST_LIMIT_MS = 60.0
+
+
+def _lone_latency_ms(url: str, text: str) -> float:
+    """One request alone, after the server's warm-up: what a step's latency cannot go below."""
+    body = json.dumps({"texts": [text], "truncate": True}).encode()
+    request = urllib.request.Request(f"{url}/embed", body, {"Content-Type": "application/json"})
+    start = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 200
+        response.read()
+    return (time.perf_counter() - start) * 1000
