@@ -33,7 +33,7 @@ def _capacity(row: DecisionRow) -> str:
 def _verdict(row: DecisionRow) -> str:
     verdict = ("yes" if row.meets_target else "no") + f" ({row.note})"
     if row.hardware_note:
-        verdict += f"; OTHER HARDWARE: {row.hardware_note}"
+        verdict += f"; PRICE NOT MATCHED TO HARDWARE: {row.hardware_note}"
     return verdict
 
 

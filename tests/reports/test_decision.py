@@ -161,7 +161,7 @@ def test_a_price_for_other_hardware_is_flagged_and_never_the_answer() -> None:
     assert table.cheapest is not None and table.cheapest.price.name == "c7i_large"
     assert table.rows[0].hardware_note == note
     section = decision_section(table)
-    assert section.tables[0].rows[0][-1] == f"yes (set by the peak); OTHER HARDWARE: {note}"
+    assert section.tables[0].rows[0][-1] == f"yes (set by the peak); PRICE NOT MATCHED TO HARDWARE: {note}"
     cheaper_elsewhere = decide(
         Workload(1e8, 10), [OptionCapacity("bundled, CPU", a10g, 20, 3_000, hardware_note=note)], TARGET
     )

@@ -170,7 +170,7 @@ def test_the_report_opens_with_the_hand_checked_decision_table(
     assert table["sagemaker"]["instances"] == "2" and table["sagemaker"]["monthly cost (USD)"] == "5,705.68"
     assert table["sagemaker"]["effective USD / M tokens"] == "1.8769"
     assert (
-        "OTHER HARDWARE: sagemaker_us_east_1 is for 1 x NVIDIA A10G (4 vCPU); the run measured a hosted"
+        "PRICE NOT MATCHED TO HARDWARE: sagemaker_us_east_1 is for 1 x NVIDIA A10G (4 vCPU); the run measured a hosted"
         in (table["sagemaker"]["meets target"])
     )
     assert (
