@@ -151,15 +151,16 @@ def has_closed_loop_cells(run: RunData) -> bool:
     return not run.stats.empty
 
 
-def _provisioned(capacity: RateCapacity) -> tuple[float, float, tuple[float, float] | None]:
-    """What the decision provisions: the lower bound of the capacity's interval where the search
-    gave one (requests/s, tokens/s, and the interval to show), else the point estimate."""
-    low = getattr(capacity, "lower_requests_per_s", None)
-    low_tokens = getattr(capacity, "lower_tokens_per_s", None)
-    high = getattr(capacity, "upper_requests_per_s", None)
-    if low is None or low_tokens is None:
-        return capacity.capacity_requests_per_s, capacity.capacity_tokens_per_s, None
-    return low, low_tokens, (low, high if high is not None else capacity.capacity_requests_per_s)
+def _provisioned(capacity: RateCapacity) -> tuple[float, float, tuple[float, float]]:
+    """What the decision provisions: the lower bound of the capacity's interval (requests/s,
+    tokens/s), and the interval to show (its upper end: the lowest failing rate, else the answer)."""
+    high = capacity.upper_requests_per_s
+    low = capacity.lower_requests_per_s
+    return (
+        low,
+        capacity.lower_tokens_per_s,
+        (low, high if high is not None else capacity.capacity_requests_per_s),
+    )
 
 
 def _measure_run_command(run: RunData, target: RateCapacity | None) -> str:
