@@ -24,11 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from embed_bench.commands.preflight import PreflightError, parse_locust_args, wait_reachable
 from embed_bench.core.backends import BACKENDS, BackendError, Hardware, Settings
-from embed_bench.core.cells import CellRecord, Grid, GridError, format_failures, grid_of
+from embed_bench.core.cells import CellRecord, Grid, GridError, format_failures, grid_of, workload_record
 from embed_bench.core.contract import RUN_FILES, Cell
 from embed_bench.core.options import BenchOptions, OptionError, concurrency_option
 from embed_bench.core.payloads import PassageError, load_tokenizer
@@ -67,6 +68,7 @@ class RunPlan:
     requests_per_user: int = 5
     max_failure_pct: float | None = None
     hardware: Hardware = None  # what served the run (the target's /info), recorded in run.json
+    workload: dict[str, Any] = field(default_factory=dict)  # a trace, length distributions (run.json)
 
     @property
     def steps(self) -> int:
@@ -218,6 +220,7 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     options, concurrency = check_locust_options(plan)
     try:
         plan.grid = grid_of(options, concurrency)
+        plan.workload = workload_record(plan.grid, options)
     except GridError as error:
         raise RunError(f"bad grid: {error}") from None
     plan.repeats, plan.requests_per_user = options.repeats, options.requests_per_user
@@ -344,6 +347,7 @@ def write_run_json(
         "hardware": plan.hardware,
         "grid": plan.grid_spec if plan.grid.name == plan.grid_spec else plan.grid.name,
         "cells": [cell.name for cell in plan.grid.cells],
+        **plan.workload,
         "repeats": plan.repeats,
         "workers": plan.workers,
         "started_at": started.isoformat(timespec="seconds"),

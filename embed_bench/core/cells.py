@@ -42,6 +42,7 @@ lists) or a weighted ``mix = [{batch_size, passage_tokens, weight}, ...]`` with 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import os
 import tempfile
@@ -71,7 +72,9 @@ from embed_bench.core.contract import (
     parse_cell_name,
     parse_rate_cell_name,
 )
+from embed_bench.core.lengths import LengthDistribution, parse_lengths
 from embed_bench.core.options import CAPACITY_GRID, BenchOptions
+from embed_bench.core.trace import load_trace, replay_offsets
 
 __all__ = [
     "GRIDS",
@@ -243,22 +246,53 @@ def _as_numbers(value: object, key: str, where: str) -> list[float]:
     return [float(v) for v in values]
 
 
+def _lengths_of(value: object, where: str) -> LengthDistribution | None:
+    """A variable ``passage_tokens`` (a distribution table), else None (an integer or a list)."""
+    return parse_lengths(value, f"{where}: passage_tokens") if isinstance(value, Mapping) else None
+
+
+def _variable_shape(batch_size: int, lengths: LengthDistribution | None, tokens: int, weight: float) -> Shape:
+    if lengths is None or lengths.is_fixed:
+        return Shape(batch_size, tokens if lengths is None else lengths.longest, weight)
+    return Shape(batch_size, lengths.longest, weight, lengths)
+
+
 def _shape_sets(table: Mapping[str, Any], where: str) -> list[tuple[Shape, ...]]:
-    """The shapes of a rate table: one weighted mix, or the product of batch_size x passage_tokens."""
+    """The shapes of a rate table: one weighted mix, or the product of batch_size x passage_tokens.
+    ``passage_tokens`` may be a length distribution (``embed_bench.core.lengths``) in either form."""
     given = [key for key in _SHAPE_KEYS if key in table]
     if "mix" in table:
         if given:
             raise GridError(f"{where}: give either mix or {' and '.join(_SHAPE_KEYS)}, not both")
-        mix = parse_mix(table["mix"], where=f"{where}: mix")
+        entries = table["mix"]
+        lengths: list[LengthDistribution | None] = []
+        if isinstance(entries, list):  # parse_mix checks the rest; a distribution enters as its longest
+            lengths = [
+                _lengths_of(entry.get("passage_tokens"), f"{where}: mix entry {number}")
+                if isinstance(entry, Mapping)
+                else None
+                for number, entry in enumerate(entries, start=1)
+            ]
+            entries = [
+                dict(entry, passage_tokens=dist.longest) if dist is not None else entry
+                for entry, dist in zip(entries, lengths, strict=True)
+            ]
+        mix = parse_mix(entries, where=f"{where}: mix")
         return [
             tuple(
-                Shape(shape.batch_size, shape.passage_tokens, weight)
-                for shape, weight in zip(mix.shapes, mix.probabilities, strict=True)
+                _variable_shape(shape.batch_size, dist, shape.passage_tokens, weight)
+                for shape, weight, dist in zip(
+                    mix.shapes, mix.probabilities, lengths or [None] * len(mix.shapes), strict=True
+                )
             )
         ]
     if len(given) < len(_SHAPE_KEYS):
         raise GridError(f"{where}: needs batch_size and passage_tokens, or a mix")
-    batches, tokens = (_as_ints(table[key], key, where) for key in _SHAPE_KEYS)
+    batches = _as_ints(table["batch_size"], "batch_size", where)
+    dist = _lengths_of(table["passage_tokens"], where)
+    if dist is not None:
+        return [(_variable_shape(b, dist, dist.longest, 1.0),) for b in batches]
+    tokens = _as_ints(table["passage_tokens"], "passage_tokens", where)
     return [(Shape(b, t),) for b, t in itertools.product(batches, tokens)]
 
 
@@ -381,6 +415,8 @@ def grid_of(options: BenchOptions, concurrency: int) -> Grid:
     """The grid the options ask for: ``--grid`` (a name, a file or ``capacity``), else one rate cell
     (``--request-rate``), else one closed-loop cell at ``concurrency`` (Locust's ``--users``)."""
     shape = (Shape(options.batch_size, options.passage_tokens),)
+    if options.trace:
+        return Grid("trace", (trace_cell(options),), f"replay of {options.trace}")
     if options.grid == CAPACITY_GRID:
         if options.slo_p95_ms is None:
             raise GridError("--grid capacity needs --slo-p95-ms")
@@ -404,6 +440,54 @@ def grid_of(options: BenchOptions, concurrency: int) -> Grid:
         )
         return Grid("single", (cell,), "one rate cell from --request-rate and --cell-duration")
     return single_cell_grid(options.batch_size, options.passage_tokens, concurrency)
+
+
+TRACE_LABEL = "trace"
+TRACE_TAIL_S = 1.0  # the replay cell lasts this long past its last request's offset
+
+
+def trace_cell(options: BenchOptions) -> RateCell:
+    """The rate cell of ``--trace``: as long as the replay (plus ``TRACE_TAIL_S``), at the replay's
+    mean rate, named ``r=<rate> mix=trace``; each process reads the file again for its share."""
+    trace = load_trace(options.trace)
+    offsets = replay_offsets(trace, options.trace_speed, options.trace_max_gap)
+    duration = offsets[-1] + TRACE_TAIL_S
+    longest = max(max(request.lengths, default=1) for request in trace.requests)
+    batch = max(request.batch_size for request in trace.requests)
+    return RateCell(
+        request_rate=round_rate(len(offsets) / duration),
+        duration_s=duration,
+        shapes=(Shape(batch, longest),),
+        label=TRACE_LABEL,
+        arrival="constant",  # not drawn: the trace's own times
+        trace=options.trace,
+        trace_rows=len(trace),
+    )
+
+
+def workload_record(grid: Grid, options: BenchOptions) -> dict[str, Any]:
+    """What run.json records of the traffic beyond the cell names: a replayed trace (its file, rows,
+    span, SHA-256 and the replay's speed, gap cut and length) and each variable length distribution."""
+    record: dict[str, Any] = {}
+    lengths = {
+        cell.name: [
+            shape.lengths.describe() if shape.lengths else shape.passage_tokens for shape in cell.shapes
+        ]
+        for cell in grid.cells
+        if isinstance(cell, RateCell) and any(shape.variable for shape in cell.shapes)
+    }
+    if lengths:
+        record["passage_lengths"] = lengths
+    for cell in grid.cells:
+        if isinstance(cell, RateCell) and cell.trace:
+            trace = load_trace(cell.trace)
+            record["trace"] = trace.describe() | {
+                "sha256": hashlib.sha256(Path(cell.trace).expanduser().read_bytes()).hexdigest(),
+                "speed": options.trace_speed,
+                "max_gap_s": options.trace_max_gap,
+                "replay_s": round(cell.duration_s - TRACE_TAIL_S, 3),
+            }
+    return record
 
 
 FAILURES_SHOWN = 3  # failure classes named per cell in cells.csv and on the console

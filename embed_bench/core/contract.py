@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from embed_bench.core.validation import positive_int, positive_number
+
+if TYPE_CHECKING:  # lengths imports this module's GridError
+    from embed_bench.core.lengths import LengthDistribution
 
 WARMUP_PREFIX = "warmup "
 _CELL_NAME = re.compile(r"b=(\d+) t=(\d+) c=(\d+)")
@@ -87,20 +91,36 @@ def _positive_number(value: object, what: str) -> float:
 @dataclass(frozen=True, order=True)
 class Shape:
     """One request shape of a rate cell: ``batch_size`` passages of ``passage_tokens`` tokens, drawn
-    with relative ``weight`` among the cell's shapes."""
+    with relative ``weight`` among the cell's shapes. With ``lengths`` (a variable length
+    distribution, ``embed_bench.core.lengths``) each passage draws its own length and
+    ``passage_tokens`` is the longest a draw can give."""
 
     batch_size: int
     passage_tokens: int
     weight: float = 1.0
+    lengths: LengthDistribution | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _positive_int(self.batch_size, "batch_size")
         _positive_int(self.passage_tokens, "passage_tokens")
         _positive_number(self.weight, "weight")
+        if self.lengths is not None and self.lengths.longest != self.passage_tokens:
+            raise GridError(
+                f"passage_tokens {self.passage_tokens} must be the distribution's longest, {self.lengths.longest}"
+            )
+
+    @property
+    def variable(self) -> bool:
+        return self.lengths is not None and not self.lengths.is_fixed
 
     @property
     def nominal_tokens(self) -> int:
         return self.batch_size * self.passage_tokens
+
+    @property
+    def mean_tokens(self) -> float:
+        """Tokens per request on average: ``batch_size`` x the mean passage length."""
+        return self.batch_size * (self.lengths.mean() if self.variable else self.passage_tokens)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +137,8 @@ class RateCell:
     shapes: tuple[Shape, ...]
     label: str = DEFAULT_MIX_LABEL
     arrival: str = "poisson"
+    trace: str = ""  # a replayed trace file (--trace): its rows, not the shapes, give the requests
+    trace_rows: int = 0  # and how many there are: every row is sent once, none is a warm-up
 
     def __post_init__(self) -> None:
         _positive_number(self.request_rate, "request_rate")
@@ -135,8 +157,9 @@ class RateCell:
 
     @property
     def name(self) -> str:
-        """``r=20 b=1 t=128`` for one shape, ``r=40 mix=<label>`` for a mix."""
-        if len(self.shapes) == 1:
+        """``r=20 b=1 t=128`` for one shape of one length, ``r=40 mix=<label>`` for a mix, a shape of
+        variable lengths or a trace (whose requests carry their own shapes in the records)."""
+        if len(self.shapes) == 1 and not self.shapes[0].variable and not self.trace:
             shape = self.shapes[0]
             return f"r={self.request_rate:g} b={shape.batch_size} t={shape.passage_tokens}"
         return f"r={self.request_rate:g} mix={self.label}"
@@ -148,7 +171,7 @@ class RateCell:
     @property
     def mean_tokens_per_request(self) -> float:
         total = sum(shape.weight for shape in self.shapes)
-        return sum(shape.weight * shape.nominal_tokens for shape in self.shapes) / total
+        return sum(shape.weight * shape.mean_tokens for shape in self.shapes) / total
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -181,6 +181,25 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "enough for 200 requests) that give the capacity its 95 percent interval; 0: none, a point estimate only.",
     ),
     OptionSpec(
+        "--trace",
+        "",
+        _text,
+        "Replay a request log open loop instead of a grid: a CSV or JSONL file, one row per request with "
+        "offset_s (or timestamp) and tokens (per input) or texts. Every row is sent once.",
+    ),
+    OptionSpec(
+        "--trace-speed",
+        1.0,
+        float,
+        "Trace replay: divide every gap between requests by this factor (60: an hour in a minute).",
+    ),
+    OptionSpec(
+        "--trace-max-gap",
+        None,
+        float,
+        "Trace replay: cut any idle gap longer than this many seconds (after --trace-speed) to it.",
+    ),
+    OptionSpec(
         "--run-dir",
         "",
         _text,
@@ -251,6 +270,9 @@ class BenchOptions:
     slo_p95_ms: float | None = None
     slo_success_pct: float = 99.9
     confirm_repeats: int = 2
+    trace: str = ""
+    trace_speed: float = 1.0
+    trace_max_gap: float | None = None
     run_dir: str = ""
 
     def __post_init__(self) -> None:
@@ -263,7 +285,14 @@ class BenchOptions:
             raise OptionError(f"--confirm-repeats takes 0 to 10 rounds, got {self.confirm_repeats!r}")
         if self.cell_max_seconds <= 0 or self.request_timeout <= 0:
             raise OptionError("--cell-max-seconds and --request-timeout must be positive")
-        for name in ("request_rate", "cell_duration", "max_lag", "slo_p95_ms"):
+        for name in (
+            "request_rate",
+            "cell_duration",
+            "max_lag",
+            "slo_p95_ms",
+            "trace_speed",
+            "trace_max_gap",
+        ):
             value = getattr(self, name)
             if value is not None:
                 positive_number(
@@ -281,6 +310,12 @@ class BenchOptions:
             raise OptionError(
                 "--request-rate makes a single rate cell (or the start of --grid capacity); "
                 "give rates in the grid file's request_rate instead"
+            )
+
+        if self.trace and (self.grid or self.request_rate is not None):
+            raise OptionError(
+                "--trace replays the log's own requests at its own times; drop --grid and --request-rate "
+                "(--trace-speed compresses time)"
             )
 
     @classmethod

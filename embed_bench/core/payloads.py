@@ -21,7 +21,7 @@ import importlib.resources
 import random
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -167,11 +167,20 @@ class PassageFactory:
         """``count`` distinct passages of exactly ``tokens`` tokens each."""
         if tokens < 1 or count < 0:
             raise ValueError("tokens must be >= 1 and count >= 0")
-        rngs = [random.Random(f"{self.seed}/{stream}/{index}") for index in range(count)]
-        texts = [" ".join(rng.choices(self.words, k=tokens)) for rng in rngs]
+        return self.passages_of([tokens] * count, stream)
+
+    def passages_of(self, lengths: Sequence[int], stream: str) -> list[str]:
+        """Distinct passages of exactly ``lengths[i]`` tokens each: a request whose passages differ in
+        length (a length distribution, a replayed trace) is as token-exact as a grid cell's."""
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
+            raise ValueError(f"every passage length must be an integer >= 1, got {list(lengths)!r}")
+        rngs = [random.Random(f"{self.seed}/{stream}/{index}") for index in range(len(lengths))]
+        texts = [
+            " ".join(rng.choices(self.words, k=tokens)) for rng, tokens in zip(rngs, lengths, strict=True)
+        ]
         counts = count_tokens(self.tokenizer, texts)
         result = []
-        for rng, text, counted in zip(rngs, texts, counts, strict=True):
+        for rng, text, counted, tokens in zip(rngs, texts, counts, lengths, strict=True):
             draws = 0
             while True:
                 if counted != tokens:

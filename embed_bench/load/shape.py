@@ -381,9 +381,9 @@ class GridWalk:
             # processes report their shares, "planned" is the rate's expectation.
             start = now + START_LEAD_S
             self.tracker.start(self.plan, start)
-            planned = round(cell.request_rate * cell.duration_s) - self.options.warmup_requests * len(
-                self.plan.process_indexes
-            )
+            planned = cell.trace_rows or round(
+                cell.request_rate * cell.duration_s
+            ) - self.options.warmup_requests * len(self.plan.process_indexes)
             record = CellRecord(
                 cell, start=start, repeat=repeat, planned=max(planned, 0), users=self.users(cell)
             )

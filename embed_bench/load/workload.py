@@ -35,6 +35,7 @@ from locust.runners import MasterRunner, Runner, WorkerRunner
 # isort: split
 import logging
 import math
+import random
 import time
 import weakref
 from collections import Counter, deque
@@ -50,8 +51,10 @@ from embed_bench.core.arrivals import Shape as ArrivalShape
 from embed_bench.core.cells import Cell
 from embed_bench.core.checks import RequestFailure
 from embed_bench.core.contract import RateCell, Shape
+from embed_bench.core.lengths import LengthDistribution, parse_lengths
 from embed_bench.core.options import BenchOptions
-from embed_bench.core.payloads import PassageError, PassageFactory
+from embed_bench.core.payloads import PassageError, PassageFactory, count_tokens
+from embed_bench.core.trace import load_trace, replay_offsets, share_rows
 from embed_bench.load.open_loop import Dropped, Due, OpenLoopDispatcher
 from embed_bench.load.recorder import RequestRecorder
 
@@ -97,6 +100,9 @@ class CellPlan:
     shapes: tuple[tuple[int, int, float], ...] = ()  # (batch_size, passage_tokens, weight)
     label: str = "mix"
     process_indexes: dict[str, int] = field(default_factory=dict)  # node id -> its share's index
+    lengths: tuple[dict[str, Any] | None, ...] = ()  # each shape's length distribution (None: fixed)
+    trace: str = ""  # a replayed trace file: each process reads it for its share
+    trace_rows: int = 0
 
     @classmethod
     def of_rate_cell(cls, cell: RateCell, process_indexes: dict[str, int], **fields: Any) -> CellPlan:
@@ -110,6 +116,9 @@ class CellPlan:
             shapes=tuple((s.batch_size, s.passage_tokens, s.weight) for s in cell.shapes),
             label=cell.label,
             process_indexes=process_indexes,
+            lengths=tuple(s.lengths.describe() if s.lengths else None for s in cell.shapes),
+            trace=cell.trace,
+            trace_rows=cell.trace_rows,
             **fields,
         )
 
@@ -119,9 +128,16 @@ class CellPlan:
             return RateCell(
                 request_rate=self.request_rate,
                 duration_s=self.duration_s,
-                shapes=tuple(Shape(int(b), int(t), float(w)) for b, t, w in self.shapes),
+                shapes=tuple(
+                    Shape(int(b), int(t), float(w), parse_lengths(lengths) if lengths else None)
+                    for (b, t, w), lengths in zip(
+                        self.shapes, self.lengths or [None] * len(self.shapes), strict=True
+                    )
+                ),
                 label=self.label,
                 arrival=self.arrival,
+                trace=self.trace,
+                trace_rows=self.trace_rows,
             )
         return Cell(
             concurrency=self.concurrency, batch_size=self.batch_size, passage_tokens=self.passage_tokens
@@ -143,7 +159,15 @@ class PlannedRequest:
     passage_tokens: int
     measured: bool
     repeat: int = 0  # the plan's repeat, for the per-request records
-    index: int = 0  # the request's place in its user's assignment (warm-ups first)
+    index: int = 0  # the request's place in its user's assignment (warm-ups first), or its trace row
+    total_tokens: int = (
+        0  # the request's tokens where passages differ in length (passage_tokens: the longest)
+    )
+
+    @property
+    def tokens(self) -> int:
+        """The tokens the request carries, as the client counted them."""
+        return self.total_tokens or self.inputs * self.passage_tokens
 
 
 @dataclass
@@ -209,7 +233,7 @@ class RateRun:
         if self.exhausted and self.in_flight == 0 and not self.reported and self.dispatcher is not None:
             self.reported = True
             summary = self.dispatcher.summary()
-            warmups = min(self.options.warmup_requests, summary.offered)
+            warmups = 0 if self.plan.trace else min(self.options.warmup_requests, summary.offered)
             logger.info(
                 "rate cell %s: this process offered %d, sent %d, dropped %d, achieved %.2f/s, lag p99 %.1f ms",
                 self.plan.cell.name,
@@ -244,7 +268,6 @@ class RateRun:
         recorder = RequestRecorder.of(environment)
         if recorder is None:
             return
-        inputs, tokens = request.inputs, request.passage_tokens
         recorder.keep(
             (
                 self.plan.cell.name,
@@ -254,9 +277,9 @@ class RateRun:
                 recorder.worker,
                 None,
                 request.index,
-                inputs,
-                tokens,
-                inputs * tokens,
+                request.inputs,
+                request.passage_tokens,
+                request.tokens,
                 None,
                 0,
                 0,
@@ -376,10 +399,15 @@ class Workload:
         index = plan.process_indexes.get(self.node_id)
         if index is None:
             logger.warning("rate cell %s: this process was not given a share; it sends nothing", cell.name)
-        schedule = _share_schedule(plan, cell, index)
         (encoder, *_) = self._encoders()
-        pools = self._body_pools(plan, cell, index, schedule, encoder, options)
-        arrivals = _planned_arrivals(plan, cell, schedule, pools, options.warmup_requests)
+        if cell.trace:
+            factory = self._factory(options.tokenizer, plan.seed)
+            arrivals = _in_thread(_trace_arrivals, plan, cell, index, factory, encoder, options)
+            pools: dict[ArrivalShape, list[Body]] = {}
+        else:
+            schedule = _share_schedule(plan, cell, index)
+            pools = self._body_pools(plan, cell, index, schedule, encoder, options)
+            arrivals = _planned_arrivals(plan, cell, schedule, pools, options.warmup_requests)
         self._replace_rate(RateRun(self, plan, arrivals, encoder.__name__))
         self.plan, self._assignments, self._built = plan, {}, 0
         logger.info(
@@ -388,7 +416,7 @@ class Workload:
             index,
             len(plan.process_indexes),
             len(arrivals),
-            sum(map(len, pools.values())),
+            sum(map(len, pools.values())) if pools else len(arrivals),
             time.perf_counter() - started,
         )
 
@@ -400,15 +428,17 @@ class Workload:
         schedule: Sequence[Arrival],
         encoder: type[RequestEncoder],
         options: BenchOptions,
-    ) -> dict[ArrivalShape, list[bytes]]:
+    ) -> dict[ArrivalShape, list[Body]]:
         """The distinct request bodies of each shape the schedule uses, built on gevent's thread pool.
 
         A body per arrival would make preparation (and memory) grow with the rate times the duration;
         a pool of at most ``POOL_TOKENS`` tokens per shape bounds both, and arrivals reuse its bodies
         in turn. Each body's passages come from their own stream (cell, shape, repeat, share, number),
-        so the shares of two processes and two repeats draw different passages."""
+        so the shares of two processes and two repeats draw different passages. A shape of variable
+        lengths draws each body's passage lengths from that stream too."""
         factory = self._factory(options.tokenizer, plan.seed)
         counts = Counter(arrival.shape for arrival in schedule)
+        lengths = {(shape.batch_size, shape.passage_tokens): shape.lengths for shape in cell.shapes}
         return {
             shape: [
                 _in_thread(
@@ -416,7 +446,7 @@ class Workload:
                     factory,
                     encoder,
                     shape.batch_size,
-                    shape.passage_tokens,
+                    lengths.get((shape.batch_size, shape.passage_tokens)) or shape.passage_tokens,
                     f"{cell.name}/{shape.name}/p{plan.repeat}/w{index}/n{number}",
                     options,
                 )
@@ -471,7 +501,7 @@ class Workload:
             stream = f"{cell.name}/p{plan.repeat}/w{worker}/u{user}/r{number}"
             body = _in_thread(
                 _encode, factory, user_class, cell.batch_size, cell.passage_tokens, stream, options
-            )
+            ).data
             requests.append(
                 PlannedRequest(
                     name=cell.name if measured else cell.warmup_name,
@@ -514,7 +544,7 @@ def _planned_arrivals(
     plan: CellPlan,
     cell: RateCell,
     schedule: Sequence[Arrival],
-    pools: dict[ArrivalShape, list[bytes]],
+    pools: dict[ArrivalShape, list[Body]],
     warmup_requests: int,
 ) -> list[tuple[float, PlannedRequest]]:
     """Each arrival's due offset and request: its shape's pool bodies in turn, the first
@@ -527,28 +557,79 @@ def _planned_arrivals(
         pool = pools[shape]
         body = pool[used[shape] % len(pool)]
         used[shape] += 1
-        request = PlannedRequest(
-            name=cell.name if measured else cell.warmup_name,
-            body=body,
-            inputs=shape.batch_size,
-            passage_tokens=shape.passage_tokens,
-            measured=measured,
-            repeat=plan.repeat,
-            index=number,
-        )
-        arrivals.append((arrival.offset_s, request))
+        arrivals.append((arrival.offset_s, body.request(cell, measured, plan.repeat, number)))
     return arrivals
+
+
+def _trace_arrivals(
+    plan: CellPlan,
+    cell: RateCell,
+    index: int | None,
+    factory: PassageFactory,
+    encoder: type[RequestEncoder],
+    options: BenchOptions,
+) -> list[tuple[float, PlannedRequest]]:
+    """This process's rows of a replayed trace (every N-th), each due at its replay offset, each with
+    its own body: passages token-exact at the row's lengths, or the row's texts verbatim (counted
+    with the run's tokenizer). Every row is measured: ``--warmup-requests`` does not apply to the
+    team's own traffic. The record's index is the row's place in the trace."""
+    if index is None:
+        return []
+    trace = load_trace(cell.trace)
+    offsets = replay_offsets(trace, options.trace_speed, options.trace_max_gap)
+    arrivals = []
+    for row in share_rows(len(trace), max(1, len(plan.process_indexes)), index):
+        request = trace.requests[row]
+        if request.texts:
+            texts = list(request.texts)
+            lengths = count_tokens(factory.tokenizer, texts)
+        else:
+            lengths = list(request.lengths)
+            texts = factory.passages_of(lengths, f"{cell.name}/trace/p{plan.repeat}/row{row}")
+        body = Body(encoder.encode_request(texts, options), len(lengths), max(lengths), sum(lengths))
+        arrivals.append((offsets[row], body.request(cell, True, plan.repeat, row)))
+    return arrivals
+
+
+@dataclass(frozen=True)
+class Body:
+    """A prepared request body and what it carries: ``inputs`` passages, the longest of
+    ``longest`` tokens, ``tokens`` in all."""
+
+    data: bytes
+    inputs: int
+    longest: int
+    tokens: int
+
+    def request(self, cell: RateCell, measured: bool, repeat: int, index: int) -> PlannedRequest:
+        return PlannedRequest(
+            name=cell.name if measured else cell.warmup_name,
+            body=self.data,
+            inputs=self.inputs,
+            passage_tokens=self.longest,
+            measured=measured,
+            repeat=repeat,
+            index=index,
+            total_tokens=self.tokens,
+        )
 
 
 def _encode(
     factory: PassageFactory,
     user_class: type[RequestEncoder],
     batch_size: int,
-    passage_tokens: int,
+    lengths: int | LengthDistribution,
     stream: str,
     options: BenchOptions,
-) -> bytes:
-    return user_class.encode_request(factory.passages(batch_size, passage_tokens, stream), options)
+) -> Body:
+    """A body of ``batch_size`` passages of ``lengths`` tokens each, or of lengths drawn (from the
+    stream's own random stream) from a distribution."""
+    if isinstance(lengths, int):
+        drawn = [lengths] * batch_size
+    else:
+        drawn = list(lengths.draw(random.Random(f"{factory.seed}/{stream}/lengths"), batch_size))
+    data = user_class.encode_request(factory.passages_of(drawn, stream), options)
+    return Body(data, batch_size, max(drawn), sum(drawn))
 
 
 def _in_thread(function: Callable[..., T], *args: Any) -> T:
