@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class RunPlan:
     max_failure_pct: float | None = None
     hardware: Hardware = None  # what served the run (the target's /info), recorded in run.json
     workload: dict[str, Any] = field(default_factory=dict)  # a trace, length distributions (run.json)
+    server_counters: dict[str, float] | None = None  # the bundled server's token counters at the start
 
     @property
     def steps(self) -> int:
@@ -521,9 +523,48 @@ def _reach_target(plan: RunPlan) -> str | None:
         raise RunError(str(error), error.exit_code) from None
     model = target_model(plan)
     plan.hardware = BACKENDS[plan.backend].hardware(settings_of(plan.locust_args, plan.env), plan.host)
+    plan.server_counters = server_counters(plan)
     if model and not settings_of(plan.locust_args, plan.env).get("--model"):
         plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
     return model
+
+
+SERVER_COUNTERS = {"tokens": "embed_tokens_total", "padded_tokens": "embed_batch_padded_tokens_sum"}
+
+
+def server_counters(plan: RunPlan) -> dict[str, float] | None:
+    """The bundled server's token counters from its ``/metrics`` (Prometheus text), or None for other
+    backends or a server that gives none: the real and the padded tokens its forward passes computed."""
+    if plan.backend != "self-hosted":
+        return None
+    try:
+        with urllib.request.urlopen(f"{plan.host.rstrip('/')}/metrics", timeout=5) as response:
+            text = response.read(4_000_000).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        for key, metric in SERVER_COUNTERS.items():
+            if name == metric:
+                values[key] = float(value)
+    return values if len(values) == len(SERVER_COUNTERS) else None
+
+
+def server_padding(plan: RunPlan) -> dict[str, Any] | None:
+    """run.json's ``server_padding``: the tokens the server computed during the run (special tokens
+    included) and how many of them were padding, from its counters before and after. None when
+    either read failed or nothing ran; another client of the same server in the meantime counts too."""
+    if plan.server_counters is None:
+        return None
+    end = server_counters(plan)
+    if end is None:
+        return None
+    tokens = int(end["tokens"] - plan.server_counters["tokens"])
+    padded = int(end["padded_tokens"] - plan.server_counters["padded_tokens"])
+    if padded <= 0:
+        return None
+    return {"tokens": tokens, "padded_tokens": padded, "waste_pct": round(100.0 * (1 - tokens / padded), 2)}
 
 
 def _open_run_directory(plan: RunPlan, model: str | None) -> dt.datetime:
@@ -563,6 +604,9 @@ def _run_locust(
         locust_failed = status.startswith("failed")
         if status == "completed":
             status, error = outcome.status()
+        padding = server_padding(plan)
+        if padding:
+            plan.workload["server_padding"] = padding
         write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

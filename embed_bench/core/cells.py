@@ -486,6 +486,7 @@ def workload_record(grid: Grid, options: BenchOptions) -> dict[str, Any]:
                 "speed": options.trace_speed,
                 "max_gap_s": options.trace_max_gap,
                 "replay_s": round(cell.duration_s - TRACE_TAIL_S, 3),
+                "slo_p95_ms": options.slo_p95_ms,  # the target SLO attainment is measured against
             }
     return record
 

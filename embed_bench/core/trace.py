@@ -107,6 +107,7 @@ class Trace:
         return {
             "file": self.source,
             "rows": len(self.requests),
+            "start_s": self.start_s,
             "span_s": round(self.span_s, 6),
             "inputs": sum(batches),
             "max_batch_size": max(batches),

@@ -46,6 +46,7 @@ from embed_bench.core.contract import RUN_FILES, parse_rate_cell_name
 from reports.errors import ReportError
 from reports.load.runs import RunData
 from reports.metrics.records import LatencyDistribution, latency_distribution
+from reports.metrics.traffic import TrafficFigures, band_label, band_of, traffic_figures, varied_lengths
 
 LATE_LAG_MS = 10.0
 WHOLE_CELL = "all"
@@ -116,6 +117,7 @@ class RateRun:
     shapes: tuple[RateFigures, ...]  # per shape, for mix cells only
     capacity: RateCapacity | None  # None without run.json "slo"
     notes: tuple[str, ...]
+    traffic: TrafficFigures | None = None  # a trace or varied lengths: bands, shapes, SLO over time
 
     @property
     def target(self) -> Target | None:
@@ -276,15 +278,10 @@ def rate_run(run: RunData) -> RateRun | None:
         cells.append(rate_figures(rows, cell=cell, repeat=int(repeat), shape=WHOLE_CELL, start_s=start))
         name = parse_rate_cell_name(cell)
         if name is not None and name.mix_label is not None:
-            for (batch, tokens), part in rows.groupby(["batch_size", "passage_tokens"]):
+            for shape, part in _shape_groups(rows):
                 shapes.append(
                     rate_figures(
-                        part,
-                        cell=cell,
-                        repeat=int(repeat),
-                        shape=f"b={batch} t={tokens}",
-                        start_s=start,
-                        cell_rows=rows,
+                        part, cell=cell, repeat=int(repeat), shape=shape, start_s=start, cell_rows=rows
                     )
                 )
     cells.sort(key=_order)
@@ -326,4 +323,22 @@ def rate_run(run: RunData) -> RateRun | None:
     dropped = sum(cell.dropped for cell in cells)
     if dropped:
         notes.append(f"{dropped} rate-cell request(s) were due but never sent: counted as failures")
-    return RateRun(run.label, str(run.directory), tuple(cells), tuple(shapes), capacity, tuple(notes))
+    traffic = traffic_figures(measured, run.info)
+    return RateRun(
+        run.label, str(run.directory), tuple(cells), tuple(shapes), capacity, tuple(notes), traffic
+    )
+
+
+def _shape_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A mix cell's rows by shape: ``b=1 t=128`` for fixed lengths; where passages vary in length (a
+    distribution, a trace) by batch size and the power-of-two band of the longest passage,
+    ``b=8 t=129-256``, so a trace of a thousand distinct lengths gives a handful of rows."""
+    if not varied_lengths(rows):
+        return [(f"b={b} t={t}", part) for (b, t), part in rows.groupby(["batch_size", "passage_tokens"])]
+    keys = pd.Series(
+        list(zip(rows["batch_size"], rows["passage_tokens"].map(band_of), strict=True)), index=rows.index
+    )
+    return [
+        (f"b={b} t={band_label(band)}", part)
+        for (b, band), part in sorted(rows.groupby(keys), key=lambda g: g[0])
+    ]

@@ -12,6 +12,7 @@ from reports.metrics.rates import LATE_LAG_MS, WHOLE_CELL, RateCapacity, RateFig
 from reports.metrics.records import PERCENTILES, LatencyDistribution, percentile_label
 from reports.tables.base import MISSING, Section, Table, fmt
 from reports.tables.records import THIN, THIN_NOTE
+from reports.tables.traffic import traffic_section
 
 RATE_DEFINITIONS = (
     "asked: the request rate the cell was given (its name, r=...); offered: requests due (sent + dropped) "
@@ -206,6 +207,9 @@ def rate_sections(runs: Sequence[RateRun]) -> tuple[Section, ...]:
             plots=("hockey_stick", "hockey_stick_shapes", "offered_vs_achieved"),
         )
     ]
+    traffic = traffic_section(runs)
+    if traffic is not None:
+        sections.append(traffic)
     table = capacity_table(runs)
     if table is not None:
         sections.append(
