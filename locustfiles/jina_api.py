@@ -5,7 +5,8 @@
         --embeddings-path /embeddings --grid quick        # TEI, vLLM, Infinity, the bundled server
 
 Request ``{"model": ..., "input": [...], "task": ...}`` (``task`` only when ``--task`` is set) to
-``--embeddings-path`` with ``Authorization: Bearer <key>`` when a key is set; response
+``--embeddings-path`` with ``Authorization: Bearer <key>`` when a key is set and the host is the Jina
+API or the one given at start (``embed_bench.load.credentials``); response
 ``{"data": [{"index": i, "embedding": [...]}], "usage": {"total_tokens": n}}``. Error codes of the
 Jina API (``{"code": "RATE_TOKEN_LIMIT_EXCEEDED"}``), of OpenAI-style servers and of the bundled
 server all end up in the failure message, e.g. ``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``.
@@ -31,6 +32,7 @@ __all__ = ["GridShape", "JinaApiUser"]
 
 class JinaApiUser(EmbeddingUser):
     host = JINA_API_URL  # -H / --host points it at any OpenAI-compatible server instead
+    credential_default_host = JINA_API_URL  # the key may always go to the Jina API itself
 
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:

@@ -5,11 +5,13 @@
 
 Each request is signed with SigV4 by botocore's own ``SigV4Auth`` (signing service ``sagemaker``;
 requests-aws4auth signs ``requests`` objects only, and this user runs on FastHttpUser's
-geventhttpclient) with credentials from the standard boto3 chain, refreshed per request. The body is
-the container's ``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per
-item, summed into the record's ``tokens_server``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
-``ThrottlingException``, ...), which names the failure (``embed_bench.core.checks``). A body over SageMaker's 6 MB limit is
-recorded as a failure without being sent.
+geventhttpclient) with credentials from the standard boto3 chain, refreshed per request. It signs
+only for AWS's own runtime or the host given at start: a run the web form points at another host
+goes unsigned (``embed_bench.load.credentials``). The body is the container's
+``{"data": [{"text": ...}], "parameters": {...}}``; its response reports tokens per item, summed
+into the record's ``tokens_server``. Errors carry ``x-amzn-ErrorType`` (``ModelError``,
+``ThrottlingException``, ...), which names the failure (``embed_bench.core.checks``). A body over
+SageMaker's 6 MB limit is recorded as a failure without being sent.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of 
 from embed_bench.core.backends import sagemaker_runtime_url
 from embed_bench.core.checks import Embeddings, embedding_items
 from embed_bench.core.options import BenchOptions
+from embed_bench.load import credentials
 from embed_bench.load.shape import GridShape
 from embed_bench.load.users import EmbeddingUser
 from embed_bench.load.workload import PlannedRequest
@@ -98,6 +101,8 @@ class SageMakerUser(EmbeddingUser):
         self._host_header = host_header(self.host)
         self._url = self.host.rstrip("/") + self._path
         self._credentials = _credentials()
+        # AWS credentials sign only for AWS's runtime or the host given at start, never a form's host.
+        self._sign = credentials.aws_allowed(environment, self._url)
 
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
@@ -116,6 +121,8 @@ class SageMakerUser(EmbeddingUser):
             "Accept": "application/json",
             "Host": self._host_header,
         }
+        if not self._sign:
+            return headers
         aws_request = AWSRequest(method="POST", url=self._url, data=body, headers=headers)
         credentials = self._credentials.get_frozen_credentials()  # refreshes a role's credentials
         SigV4Auth(credentials, SIGNING_SERVICE, self.region).add_auth(aws_request)

@@ -8,21 +8,44 @@ it, and saying what it accepts. The embed-bench options go through ``BenchOption
 same check the grid walk applies to the headless command line, and the grid through ``grid_of``,
 so a form that passes here starts a walk that does not fail on its options.
 
+Form values that name paths are confined (``FormLimits``, fixed when the process starts), because
+whoever reaches the form is not trusted with the machine's files: the run directory must be a folder
+under the runs root, the grid a built-in grid or a file under the grids folder, the tokenizer
+'bundled' or a local tokenizer (a hub download only from the command line). The values given at
+start are always accepted: the form shows them.
+
 Kept free of Locust and Flask imports: it works on plain mappings.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from embed_bench.core.cells import GridError, grid_of
-from embed_bench.core.options import OPTION_SPECS, BenchOptions, OptionError, OptionSpec
+from embed_bench.core.cells import GRIDS, GridError, grid_of
+from embed_bench.core.credentials import KEY_HOST_OPTION
+from embed_bench.core.options import (
+    OPTION_SPECS,
+    BenchOptions,
+    OptionError,
+    OptionSpec,
+    resolve_run_dir,
+)
 
 # Fields Locust's handler converts and checks itself (it answers a clean message for them).
 LOCUST_CHECKED_FIELDS = frozenset({"user_count", "spawn_rate", "host", "user_classes", "run_time", "profile"})
+# Fields the form may not set: what the run's credentials are bound to is decided here, not posted.
+RESERVED_FIELDS = frozenset({KEY_HOST_OPTION})
 _SPECS = {spec.dest: spec for spec in OPTION_SPECS}
 _ACCEPTS = {int: "a whole number", float: "a number"}
+RUNS_ROOT_ENV = "EMBED_BENCH_RUNS_ROOT"
+GRIDS_DIR_ENV = "EMBED_BENCH_GRIDS_DIR"
+DEFAULT_RUNS_ROOT = "runs"
+TOKENIZER_FILE = "tokenizer.json"
+BUNDLED_TOKENIZER = "bundled"
 
 
 def form_label(dest: str) -> str:
@@ -77,16 +100,113 @@ def explain_option_error(error: OptionError) -> str:
     return f"{form_label(spec.dest)}: {message}."
 
 
-def swarm_form_error(form: Mapping[str, str], current: Mapping[str, Any]) -> str | None:
+def _resolved(value: str | Path) -> Path:
+    return Path(value).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class FormLimits:
+    """Where the form's path values may point, fixed when the process starts.
+
+    ``runs_root``: ``EMBED_BENCH_RUNS_ROOT``, else the folder above the run directory given at start
+    (``--run-dir``, else the ``--csv`` prefix's folder), else ``./runs``. ``grids_dir``:
+    ``EMBED_BENCH_GRIDS_DIR``, else the runs root. ``start_*``: the values given at start."""
+
+    runs_root: Path
+    grids_dir: Path
+    start_run_dir: str = ""
+    start_grid: str = ""
+    start_tokenizer: str = ""
+
+    @classmethod
+    def at_start(
+        cls, start: Mapping[str, Any], csv_prefix: str | None, environ: Mapping[str, str] | None = None
+    ) -> FormLimits:
+        """From the parsed options' values at start (before any form) and the environment."""
+        environ = os.environ if environ is None else environ
+        text = {dest: str(start.get(dest) or "").strip() for dest in ("run_dir", "grid", "tokenizer")}
+        root = environ.get(RUNS_ROOT_ENV, "").strip()
+        if not root:
+            try:
+                run_dir = resolve_run_dir(BenchOptions(run_dir=text["run_dir"]), csv_prefix)
+            except OptionError:
+                run_dir = None
+            root = str(_resolved(run_dir).parent) if run_dir is not None else DEFAULT_RUNS_ROOT
+        grids = environ.get(GRIDS_DIR_ENV, "").strip() or root
+        return cls(_resolved(root), _resolved(grids), text["run_dir"], text["grid"], text["tokenizer"])
+
+    def run_dir_error(self, value: str) -> str | None:
+        if not value or value == self.start_run_dir:
+            return None
+        path = _resolved(value)
+        if path != self.runs_root and path.is_relative_to(self.runs_root):
+            return None
+        return (
+            f"{form_label('run_dir')} (--run-dir): {value!r} is not a folder under the runs folder "
+            f"{self.runs_root}; give one there, e.g. {self.runs_root / 'my-run'} (the runs folder is "
+            f"set at start: {RUNS_ROOT_ENV})."
+        )
+
+    def grid_error(self, value: str) -> str | None:
+        if not value or value in GRIDS or value == self.start_grid:
+            return None
+        path = _resolved(value)
+        if path.is_relative_to(self.grids_dir) or (
+            self.start_grid not in GRIDS and self.start_grid and path == _resolved(self.start_grid)
+        ):
+            return None
+        return (
+            f"{form_label('grid')} (--grid): {value!r} is neither a built-in grid ({', '.join(GRIDS)}) "
+            f"nor a file under the grids folder {self.grids_dir} (set at start: {GRIDS_DIR_ENV})."
+        )
+
+    def tokenizer_error(self, value: str) -> str | None:
+        if value in ("", BUNDLED_TOKENIZER) or value == self.start_tokenizer:
+            return None
+        path = Path(value).expanduser()
+        if path.is_file() or (path / TOKENIZER_FILE).is_file():
+            return None
+        return (
+            f"{form_label('tokenizer')} (--tokenizer): {value!r} is not a local tokenizer; the form takes "
+            f"'{BUNDLED_TOKENIZER}' or the path of a {TOKENIZER_FILE} (or its folder) on this machine. "
+            "A Hugging Face hub id is downloaded only when given at start (--tokenizer, LOCUST_TOKENIZER)."
+        )
+
+    def error(self, form: Mapping[str, str]) -> str | None:
+        """The message for the first path value of ``form`` outside its limits; None if all fit."""
+        checks = (
+            ("run_dir", self.run_dir_error),
+            ("grid", self.grid_error),
+            ("tokenizer", self.tokenizer_error),
+        )
+        for dest, check in checks:
+            if dest in form:
+                message = check(str(form[dest]).strip())
+                if message is not None:
+                    return message
+        return None
+
+
+def swarm_form_error(
+    form: Mapping[str, str], current: Mapping[str, Any], limits: FormLimits | None = None
+) -> str | None:
     """The message for a start form Locust or the walk cannot run with; None when it can.
 
-    ``form``: the posted fields; ``current``: the parsed options' values, which the form updates."""
+    ``form``: the posted fields; ``current``: the parsed options' values, which the form updates;
+    ``limits``: where its path values may point (None: anywhere, for callers that are not a form)."""
+    reserved = sorted(RESERVED_FIELDS & set(form))
+    if reserved:
+        return f"{reserved[0]}: not a field of the form; it is set by the process that starts the run."
     for dest, value in form.items():
         if dest in LOCUST_CHECKED_FIELDS or dest not in current:
             continue
         error = _locust_type_error(dest, value, current[dest])
         if error is not None:
             return error
+    if limits is not None:
+        message = limits.error(form)
+        if message is not None:
+            return message
     values = {**current, **{dest: value for dest, value in form.items() if dest in _SPECS}}
     try:
         options = BenchOptions.from_mapping(values)

@@ -16,6 +16,9 @@ to read its response body; everything that makes the numbers comparable lives he
   never credits a server's own count; the server's usage goes into the request record only;
 - records: every request, sent or refused, becomes a ``RequestRecord`` (``embed_bench.core.records``) with
   its exact times, status, failure, bytes and the server's timing headers;
+- credentials: the API key goes only to the backend's own host (``credential_default_host``), the
+  host given at start, or the host a key entered in the web form was entered for
+  (``embed_bench.load.credentials``); any other host gets requests without it;
 - failures are named by class (``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``, ``timeout``, ``connection
   refused``) and recorded once: no retries; after a 429 or a Retry-After the user waits before its
   next request instead of storming the server.
@@ -46,6 +49,7 @@ from embed_bench.core.checks import (
 )
 from embed_bench.core.options import BenchOptions
 from embed_bench.core.records import server_timings
+from embed_bench.load import credentials
 from embed_bench.load.recorder import RequestRecorder
 from embed_bench.load.workload import PlannedRequest, RateRun, UserAssignment, Workload
 
@@ -59,6 +63,8 @@ class EmbeddingUser(FastHttpUser):
 
     abstract = True
     insecure = False  # verify TLS certificates, as HttpUser did (FastHttpUser's default does not)
+    # The backend's own host: its credentials may go there even when no host was given at start.
+    credential_default_host: ClassVar[str | None] = None
 
     # Per run: the dimension of this process's first good response; every later one must match it.
     _dimensions: ClassVar[dict[str, int]] = {}
@@ -95,10 +101,10 @@ class EmbeddingUser(FastHttpUser):
 
     def request_headers(self, body: bytes) -> dict[str, str]:
         """Headers of one request (SageMaker signs each body); the client copies them, so the same
-        dict serves every request of this user."""
+        dict serves every request of this user. The key only where it is bound (module docstring)."""
         if self._headers is None:
             self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            api_key = self.options.effective_api_key()
+            api_key = credentials.api_key_for(self.environment, self.host, self.credential_default_host)
             if api_key:
                 self._headers["Authorization"] = f"Bearer {api_key}"
         return self._headers
@@ -196,7 +202,7 @@ class EmbeddingUser(FastHttpUser):
             received = meta["response_length"]  # Locust's default: the body's length in bytes
             failure, tokens_server = self._outcome(response, request)
             if failure is None:
-                meta["response_length"] = request.inputs * request.passage_tokens
+                meta["response_length"] = request.tokens
                 response.success()
             else:
                 meta["response_length"] = 0
@@ -241,16 +247,15 @@ class EmbeddingUser(FastHttpUser):
             return
         if self.rate is not None:
             index = request.index
-        inputs, tokens = request.inputs, request.passage_tokens
         completed_at = sent_at + latency_ms / 1000.0
         lag_ms = (sent_at - planned_at) * 1000.0
         self.recorder.keep(
             self._record_heads[request.measured]
             + (
                 index,
-                inputs,
-                tokens,
-                inputs * tokens,
+                request.inputs,
+                request.passage_tokens,
+                request.tokens,
                 tokens_server,
                 status,
                 0 if failure else 1,

@@ -13,7 +13,14 @@ master; workers have none), on Locust's extension points (locust ``examples/exte
   ``report/report.html`` (``?download=1`` to save it), built by ``python -m reports`` in a
   subprocess when the grid ends (``POST`` builds it again);
 - a check of the start form before Locust's ``/swarm`` handler (``embed_bench.load.swarm_form``): a wrong
-  value gets a message naming the option and what it accepts, instead of a 500, and nothing starts.
+  value gets a message naming the option and what it accepts, instead of a 500, and nothing starts;
+  paths in the form are confined (run directory, grid file, tokenizer);
+- credentials bound to their host (``embed_bench.load.credentials``): after a start from the form the
+  run's key is bound to the host it may go to; the form's API key field says so, and never shows the
+  key given at start (Locust would put it, masked, into the page);
+- a login with Locust's own ``--web-login`` (``WebLogin``): the user and password come from
+  ``EMBED_BENCH_WEB_USERNAME`` / ``EMBED_BENCH_WEB_PASSWORD``; the login page for a browser, HTTP
+  Basic credentials for scripts, 401 for anything else without them.
 
 Data comes into a ``LiveGrid`` (``embed_bench.load.live_grid``): every per-request record row the master
 (or single process) collects (``embed_bench.load.recorder``, which also ships workers' rows to it), and
@@ -27,18 +34,35 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, Runner
 
 # isort: split
+import hmac
+import ipaddress
 import logging
+import os
+import secrets
 import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import gevent
-from flask import Blueprint, Response, g, jsonify, make_response, request, send_file
+from flask import (
+    Blueprint,
+    Response,
+    g,
+    jsonify,
+    make_response,
+    redirect,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+from flask_login import UserMixin, current_user, login_user
 
 from embed_bench.core.cells import GridError, grid_of
 from embed_bench.core.contract import RUN_FILES
@@ -49,9 +73,9 @@ from embed_bench.core.options import (
     csv_prefix_option,
     resolve_run_dir,
 )
-from embed_bench.load import recorder
+from embed_bench.load import credentials, recorder
 from embed_bench.load.live_grid import CellFigures, LiveGrid
-from embed_bench.load.swarm_form import swarm_form_error
+from embed_bench.load.swarm_form import FormLimits, swarm_form_error
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +103,100 @@ BADGE = (
     "background:#1b5e20;color:#fff;font:600 14px system-ui,sans-serif;text-decoration:none;"
     'box-shadow:0 2px 6px rgba(0,0,0,.3)">embed-bench: cells, tokens/s, report &#8599;</a>'
 )
+
+
+WEB_USERNAME_ENV = "EMBED_BENCH_WEB_USERNAME"
+WEB_PASSWORD_ENV = "EMBED_BENCH_WEB_PASSWORD"
+DEFAULT_WEB_USERNAME = "embed-bench"
+LOGIN_REALM = "embed-bench"
+
+
+class LoginUser(UserMixin):
+    def __init__(self, username: str) -> None:
+        self.id = username
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison: how long it takes says nothing about how much of it matched."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class WebLogin:
+    """The login behind Locust's ``--web-login`` (Locust brings the login page and ``login_required``
+    on every route; the locustfile supplies the rest, as in Locust's ``examples/web_ui_auth``).
+
+    One user, from ``EMBED_BENCH_WEB_USERNAME`` (default ``embed-bench``) and
+    ``EMBED_BENCH_WEB_PASSWORD`` (required), compared in constant time. A browser logs in on the
+    login page (a session cookie, ``SameSite=Lax`` so another site cannot post the start form with
+    it); a script sends the same user and password as HTTP Basic credentials. Without either, a
+    browser's page load is sent to the login page and every other request gets 401."""
+
+    def __init__(self, web_ui: Any, environ: Mapping[str, str]) -> None:
+        self.username = environ.get(WEB_USERNAME_ENV, "").strip() or DEFAULT_WEB_USERNAME
+        self.password = environ.get(WEB_PASSWORD_ENV, "")
+        if not self.password:
+            raise SystemExit(
+                f"error: --web-login needs a password: set {WEB_PASSWORD_ENV} (and {WEB_USERNAME_ENV}, "
+                f"default {DEFAULT_WEB_USERNAME!r}) in the environment of the process with the web UI"
+            )
+        app = web_ui.app
+        app.config.update(
+            SECRET_KEY=secrets.token_hex(32),  # sessions end with the process: log in again after a restart
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+        )
+        manager = web_ui.login_manager
+        manager.user_loader(self._load_user)
+        manager.request_loader(self._basic_user)
+        manager.unauthorized_handler(self._unauthorized)
+        base = getattr(web_ui.environment.parsed_options, "web_base_path", "") or ""
+        web_ui.auth_args = {"username_password_callback": f"{base}/login_submit", "title": "embed-bench"}
+        blueprint = Blueprint("embed_bench_login", __name__, url_prefix=base or None)
+        blueprint.add_url_rule("/login_submit", view_func=self._submit, methods=["POST"])
+        app.register_blueprint(blueprint)
+
+    def check(self, username: str, password: str) -> bool:
+        # Both compared, always: a wrong user name takes as long as a wrong password.
+        return _same(username, self.username) & _same(password, self.password)
+
+    def _load_user(self, user_id: str) -> LoginUser | None:
+        return LoginUser(user_id) if _same(user_id, self.username) else None
+
+    def _basic_user(self, incoming: Any) -> LoginUser | None:
+        auth = incoming.authorization
+        if auth is None or auth.type != "basic" or auth.username is None or auth.password is None:
+            return None
+        return LoginUser(self.username) if self.check(auth.username, auth.password) else None
+
+    def _unauthorized(self) -> Response:
+        if request.method == "GET" and request.accept_mimetypes.accept_html:
+            return redirect(url_for("locust.login"))
+        response = make_response(jsonify({"success": False, "message": "login required"}), 401)
+        response.headers["WWW-Authenticate"] = f'Basic realm="{LOGIN_REALM}"'
+        return response
+
+    def _submit(self) -> Response:
+        username = request.form.get("username", "")
+        password = request.form.get("password", "")
+        if self.check(username, password):
+            login_user(LoginUser(self.username))
+            return redirect(url_for("locust.index"))
+        logger.warning("web UI login refused for user %r from %s", username[:64], request.remote_addr)
+        session["auth_error"] = "Invalid username or password"
+        return redirect(url_for("locust.login"))
+
+
+def listens_beyond_loopback(web_host: str | None) -> bool:
+    """Whether Locust's ``--web-host`` takes connections from other machines ('*': all interfaces)."""
+    host = (web_host or "").strip().strip("[]")
+    if host in ("", "*"):
+        return True
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: whatever it resolves to
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -177,6 +295,10 @@ class EmbedBenchTab:
         self.run_dir: Path | None = None
         self.problem = ""
         self._cells_csv_polled = 0.0
+        namespace = environment.parsed_options
+        self.limits = FormLimits.at_start(
+            vars(namespace) if namespace is not None else {}, csv_prefix_option(namespace)
+        )
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
@@ -268,6 +390,18 @@ class EmbedBenchTab:
             ],
         )
         options = self.environment.parsed_options
+        self.login: WebLogin | None = None
+        if web_ui.web_login:
+            self.login = WebLogin(web_ui, os.environ)
+        elif listens_beyond_loopback(getattr(options, "web_host", None)):
+            logger.warning(
+                "the web UI listens beyond this machine (--web-host %r) without a login: anyone who "
+                "reaches port %s can start runs. Pass --web-host 127.0.0.1, or --web-login with %s set",
+                getattr(options, "web_host", ""),
+                getattr(options, "web_port", ""),
+                WEB_PASSWORD_ENV,
+            )
+        self._wrap_template_args(web_ui)
         blueprint = Blueprint("embed_bench", __name__, url_prefix=getattr(options, "web_base_path", None))
         guard = web_ui.auth_required_if_enabled
 
@@ -301,13 +435,39 @@ class EmbedBenchTab:
         web_ui.app.before_request(self._check_swarm_form)
         web_ui.app.after_request(self._after_request)
 
+    def _wrap_template_args(self, web_ui: Any) -> None:
+        """Locust fills the form's custom fields with the values given at start, secrets included
+        (masked, but in the page's source): blank those, and say where the API key goes."""
+        update = web_ui.update_template_args
+        defaults = [getattr(user, "credential_default_host", None) for user in self.environment.user_classes]
+
+        def update_template_args() -> None:
+            update()
+            extra = web_ui.template_args.get("extra_options") or {}
+            for option in extra.values():
+                if option.get("is_secret"):
+                    option["default_value"] = ""
+            if credentials.API_KEY_FIELD in extra:
+                extra[credentials.API_KEY_FIELD]["help_text"] = credentials.form_note(
+                    self.environment, defaults
+                )
+
+        web_ui.update_template_args = update_template_args
+
+    def _logged_in(self) -> bool:
+        """Without a login the form is open; with one, a request without credentials is left to
+        Locust's handler (401) and must not reach our checks or change the run's credentials."""
+        return self.login is None or bool(current_user.is_authenticated)
+
     def _check_swarm_form(self) -> Response | None:
-        if request.endpoint != "locust.swarm" or request.method != "POST":
+        if request.endpoint != "locust.swarm" or request.method != "POST" or not self._logged_in():
             return None
         namespace = self.environment.parsed_options
-        message = swarm_form_error(request.form, vars(namespace) if namespace is not None else {})
+        current = vars(namespace) if namespace is not None else {}
+        message = swarm_form_error(request.form, current, self.limits)
         if message is not None:
             logger.warning("start form refused: %s", message)
+            g.embed_bench_refused = True
             return jsonify({"success": False, "message": message, "host": self.environment.host})
         runner = self.environment.runner
         # Locust's handler starts a shape test only when none is running (start_shape).
@@ -316,8 +476,16 @@ class EmbedBenchTab:
 
     def _after_request(self, response: Response) -> Response:
         endpoint = request.endpoint
-        if endpoint == "locust.swarm" and g.get("embed_bench_starts_run"):
-            if (response.get_json(silent=True) or {}).get("success"):
+        if (
+            endpoint == "locust.swarm"
+            and request.method == "POST"
+            and not g.get("embed_bench_refused")
+            and self._logged_in()
+        ):
+            started = bool((response.get_json(silent=True) or {}).get("success"))
+            # Before any user of the run exists (the walk starts once this request is answered).
+            credentials.form_submitted(self.environment, request.form, started)
+            if started and g.get("embed_bench_starts_run"):
                 self.begin_run()  # before the walk prepares its first cell: the tab shows it
         elif endpoint == "locust.request_stats" and response.is_json:
             body = response.get_json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -277,21 +278,63 @@ def _answers(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def web_ui_locust(locustfile: str, host: str, run_dir: Path) -> Iterator[WebUi]:
-    """Locust with its web UI on a free loopback port (``--csv`` into ``run_dir``), up and ready for a
-    start form; stopped on exit, with its output kept in ``.output`` for the assertions' messages."""
+def web_ui_locust(
+    locustfile: str,
+    host: str,
+    run_dir: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    workers: int = 0,
+    worker_env: Mapping[str, str] | None = None,
+) -> Iterator[WebUi]:
+    """Locust with its web UI on a free loopback port (``--csv`` into ``run_dir``; ``args`` and
+    ``env`` added), up and ready for a start form; with ``workers``, a master and that many worker
+    processes (``worker_env``, no ``-H``) connected. Stopped on exit, with the web UI's output kept in
+    ``.output`` for the assertions' messages."""
     port = free_port()
+    role: tuple[str, ...] = ()
+    if workers:
+        master_port = str(free_port())
+        role = ("--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", master_port)
     web = WebUi(
         f"http://127.0.0.1:{port}",
         subprocess.Popen(
             locust_command(locustfile, "--web-host", "127.0.0.1", "--web-port", str(port),
-                           "-H", host, "--csv", str(run_dir / "locust")),
-            cwd=REPO, env=locust_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           "-H", host, "--csv", str(run_dir / "locust"), *role, *args),
+            cwd=REPO, env=locust_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         ),
     )  # fmt: skip
+    worker_processes = [
+        subprocess.Popen(
+            locust_command(locustfile, "--worker", "--master-host", "127.0.0.1", "--master-port", master_port),
+            cwd=REPO, env=locust_env(worker_env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]  # fmt: skip
     try:
-        assert wait_for(lambda: _answers(web.url), timeout_s=30), "Locust's web UI did not come up"
+        assert wait_for(lambda: _answers(web.url) or web.process.poll() is not None, timeout_s=30)
+        assert web.process.poll() is None, "Locust's web UI did not come up"
+        if workers:
+            assert wait_for(lambda: _worker_count(web.url) == workers, timeout_s=60), (
+                "workers did not connect"
+            )
         yield web
     finally:
+        for worker in worker_processes:
+            worker.terminate()
         web.process.terminate()
         web.output, _ = web.process.communicate(timeout=30)
+        for worker in worker_processes:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def _worker_count(url: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{url}/worker-count", timeout=2) as response:
+            return int(json.loads(response.read())["worker_count"])
+    except (OSError, ValueError, KeyError):
+        return -1
