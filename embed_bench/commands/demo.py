@@ -1,11 +1,14 @@
-"""``embed-bench demo``: the bundled server in each batching mode, the quick grid, a short capacity
-search, one report that opens with the decision table.
+"""``embed-bench demo``: the bundled server in each batching mode, the quick grid, a replay of the
+sample day of traffic, a short capacity search, one report that opens with the decision table.
 
 What a newcomer runs first (``make demo``): it shows the whole pipeline -- target server, Locust run
 directories, post-processor -- on the bundled model, on the CPU when there is no GPU, in minutes.
 After the study-style grid, each mode in ``--capacity-modes`` gets a capacity search of one shape
-(``b=1 t=128``, short open-loop steps) against ``--slo-p95-ms``, on the same server; the report then
-costs each capacity for a sample workload at the price of the hardware it ran on (the cheapest
+(``b=1 t=128``, short open-loop steps) against ``--slo-p95-ms``, on the same server; each mode in
+``--trace-modes`` first replays the shipped sample trace (a synthetic day: queries and indexing
+bursts of varied lengths, ``embed_bench.core.sample_trace``) at ``--trace-speed``, which gives SLO
+attainment over the day and figures per length band; the report then costs each capacity for that
+day of traffic (the trace's hourly profile) at the price of the hardware it ran on (the cheapest
 entry of the pricing file that pays for this machine: a 2-vCPU instance on a 2-core machine, one
 H200's share on an H200), and lists the Jina API as not measured, with the command that would
 measure it: the demo sends it nothing, so it cannot be the answer.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from embed_bench.commands.run import RunError, RunPlan, execute, plan_run
 from embed_bench.commands.run import build_parser as run_parser
+from embed_bench.core.sample_trace import SAMPLE_TRACE
 from reports.cost.decision import load_workload
 from reports.cost.pricing import hardware_mismatch, load_price_book
 from reports.errors import ReportError
@@ -38,7 +42,9 @@ DEFAULT_CAPACITY_MODES = ("continuous", "timeout", "none")
 CAPACITY_SHAPE = ("--batch-size", "1", "--passage-tokens", "128")
 HOSTED_PRICES = ("jina_api",)  # listed as not measured: the demo sends them nothing
 FALLBACK_PRICING = "self_hosted_us_east_1"  # the study's A10G, flagged, when no entry fits this machine
-SAMPLE_WORKLOAD = "tokens-per-day=1e8,peak-requests-per-s=40"
+SAMPLE_WORKLOAD = str(SAMPLE_TRACE)  # the decision prices the day the demo replays
+DEFAULT_TRACE_MODES = ("continuous",)
+DEFAULT_TRACE_SPEED = 720.0  # the sample day in two minutes
 # Marks a directory as a demo's own, so the next demo may replace it (`make demo` twice in a row).
 DEMO_MARKER = ".embed-bench-demo"
 
@@ -104,7 +110,21 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workload",
         default=SAMPLE_WORKLOAD,
-        help=f"the decision table's workload (default: {SAMPLE_WORKLOAD})",
+        help="the decision table's workload: a trace, a profile or KEY=VALUE pairs (default: the sample trace)",
+    )
+    parser.add_argument(
+        "--trace", default=str(SAMPLE_TRACE), help="the trace to replay (default: the sample day)"
+    )
+    parser.add_argument(
+        "--trace-modes",
+        default=",".join(DEFAULT_TRACE_MODES),
+        help=f"modes that replay --trace after their grid (default: {','.join(DEFAULT_TRACE_MODES)}; empty: none)",
+    )
+    parser.add_argument(
+        "--trace-speed",
+        type=float,
+        default=DEFAULT_TRACE_SPEED,
+        help=f"replay speed-up (default {DEFAULT_TRACE_SPEED:g}: a day in two minutes)",
     )
     parser.add_argument(
         "--force",
@@ -146,16 +166,17 @@ def parse_modes(text: str, option: str = "--modes", allow_empty: bool = False) -
 
 @dataclass(frozen=True)
 class ModePlan:
-    """What the demo runs against one server: the grid, then (maybe) a capacity search."""
+    """What the demo runs against one server: the grid, then (maybe) a trace replay and a capacity search."""
 
     mode: str
     port: int
     grid: RunPlan
     capacity: RunPlan | None
+    trace: RunPlan | None = None
 
     @property
     def plans(self) -> tuple[RunPlan, ...]:
-        return (self.grid, self.capacity) if self.capacity else (self.grid,)
+        return tuple(plan for plan in (self.grid, self.trace, self.capacity) if plan is not None)
 
 
 def _plan(port: int, out: Path, label: str, pricing: str, *options: str) -> RunPlan:
@@ -203,7 +224,21 @@ def capacity_options(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def plan_runs(args: argparse.Namespace, modes: list[str], capacity_modes: list[str]) -> list[ModePlan]:
+def trace_options(args: argparse.Namespace) -> list[str]:
+    """``embed-bench run`` options of the demo's replay: the trace, its speed-up, the demo's target."""
+    return [
+        "--trace",
+        args.trace,
+        "--trace-speed",
+        f"{args.trace_speed:g}",
+        "--slo-p95-ms",
+        f"{args.slo_p95_ms:g}",
+    ]
+
+
+def plan_runs(
+    args: argparse.Namespace, modes: list[str], capacity_modes: list[str], trace_modes: Sequence[str] = ()
+) -> list[ModePlan]:
     """Validate every run before starting anything, so a bad option leaves nothing half-written."""
     plans = []
     for mode in modes:
@@ -223,7 +258,12 @@ def plan_runs(args: argparse.Namespace, modes: list[str], capacity_modes: list[s
             capacity = _plan(
                 port, args.out / f"capacity-{mode}", f"{mode} capacity", args.pricing, *capacity_options(args)
             )
-        plans.append(ModePlan(mode, port, grid, capacity))
+        trace = None
+        if mode in trace_modes:
+            trace = _plan(
+                port, args.out / f"trace-{mode}", f"{mode} trace", args.pricing, *trace_options(args)
+            )
+        plans.append(ModePlan(mode, port, grid, capacity, trace))
     return plans
 
 
@@ -267,7 +307,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         load_workload(args.workload)  # a bad workload fails now, not after the runs
         args.pricing = args.pricing or pricing_for(args.device)
         capacity_modes = parse_modes(args.capacity_modes, "--capacity-modes", allow_empty=True)
-        plans = plan_runs(args, parse_modes(args.modes), capacity_modes)
+        trace_modes = parse_modes(args.trace_modes, "--trace-modes", allow_empty=True)
+        plans = plan_runs(args, parse_modes(args.modes), capacity_modes, trace_modes)
         env = server_env(args.device, args.cpu_threads)
         replace_demo_dir(args.out)
         for mode in plans:

@@ -34,8 +34,10 @@ from reports.cost.profile import (
     DailyProfile,
     ProfileCost,
     hourly_profile_cost,
+    is_trace_file,
     load_profile,
     parse_profile_toml,
+    profile_of_trace,
 )
 from reports.errors import ReportError
 
@@ -142,8 +144,11 @@ def parse_workload_toml(text: str, source: str) -> Workload:
 
 
 def load_workload(value: str) -> Workload:
-    """``--workload``: a TOML file when the value names one (or ends in .toml), else KEY=VALUE pairs."""
+    """``--workload``: a request log (``run --trace``'s CSV or JSONL: its hourly profile), a 24-hour
+    profile (CSV, or TOML with ``[profile]``), a TOML file of two numbers, else KEY=VALUE pairs."""
     path = Path(value)
+    if is_trace_file(path):
+        return Workload.of_profile(profile_of_trace(path))
     if value.lower().endswith(".csv"):
         return Workload.of_profile(load_profile(path))  # a 24-hour profile
     if path.is_file() or value.endswith(".toml"):

@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from embed_bench.core.trace import TIME_KEYS, TraceError, hourly_profile, load_trace
 from embed_bench.core.validation import is_number, positive_number
 from reports.errors import ReportError
 
@@ -326,6 +327,47 @@ def load_profile(path: str | Path) -> DailyProfile:
     except UnicodeDecodeError:
         raise ReportError(f"{path}: a profile file must be UTF-8 text") from None
     return parse_profile_toml(text, str(path)) if suffix == ".toml" else parse_profile_csv(text, str(path))
+
+
+TRACE_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def is_trace_file(path: Path) -> bool:
+    """A request log (``run --trace``'s format) rather than a 24-row profile: JSON lines, or a CSV whose
+    header names ``offset_s`` or ``timestamp``."""
+    if path.suffix.lower() in TRACE_SUFFIXES:
+        return True
+    if path.suffix.lower() != ".csv":
+        return False
+    try:
+        with open(path, encoding="utf-8") as stream:
+            header = stream.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return any(name.strip() in TIME_KEYS for name in header.split(","))
+
+
+def profile_of_trace(path: str | Path) -> DailyProfile:
+    """A trace as a day: each hour's requests per second and tokens per request over the seconds of it
+    the trace covers (``embed_bench.core.trace.hourly_profile``). An hour it never covers is an error
+    that names it: a gap in the log is unknown traffic, not zero traffic."""
+    try:
+        trace = load_trace(path)
+        load = hourly_profile(trace)
+    except TraceError as error:
+        raise ReportError(f"--workload {path}: {error}") from None
+    if load.missing_hours:
+        hours = ", ".join(f"{hour:02d}:00" for hour in load.missing_hours)
+        raise ReportError(
+            f"--workload {path}: the trace does not cover hour(s) {hours}; a daily profile needs all 24 "
+            "(give a day-long trace, or a profile TOML/CSV)"
+        )
+    name = Path(path).name
+    return DailyProfile(
+        requests_per_s=load.requests_per_s,
+        tokens_per_request=load.tokens_per_request,
+        description=f"trace {name} ({len(trace):,} requests; its busiest minute {load.peak_minute_requests_per_s:g} requests/s)",
+    )
 
 
 def load_sample_profile() -> DailyProfile:
