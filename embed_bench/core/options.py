@@ -165,7 +165,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "--slo-p95-ms",
         None,
         float,
-        "Capacity search (--grid capacity): the p95 latency target in ms, from the planned send times.",
+        "Capacity search (--grid capacity) or trace replay (--trace, for SLO attainment): the p95 latency "
+        "target in ms, from the planned send times.",
     ),
     OptionSpec(
         "--slo-success-pct",

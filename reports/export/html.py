@@ -4,6 +4,7 @@ external resource -- so it opens offline and can be mailed or attached to a CI r
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -31,6 +32,15 @@ div.alert { border-left: 5px solid #c0392b; background: #fdecea; padding: 0.5rem
 
 def _anchor(title: str) -> str:
     return "".join(char if char.isalnum() else "-" for char in title.lower())
+
+
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def inline(text: str) -> str:
+    """Escaped text with Markdown's code spans (a command to run) as ``<code>``: the sections are
+    written once, in Markdown's inline syntax, and the HTML must not show the backticks."""
+    return _CODE_SPAN.sub(r"<code>\1</code>", escape(text))
 
 
 def render_table(table: Table, heading: bool = True) -> str:
@@ -74,13 +84,13 @@ def render_html(title: str, intro: str, sections: Sequence[Section], plots: Mapp
     for section in sections:
         body.append('<section class="separate">' if section.separate else "<section>")
         body.append(f'<h2 id="{_anchor(section.title)}">{escape(section.title)}</h2>')
-        body += [f'<div class="alert">⚠ {escape(alert)}</div>' for alert in section.alerts]
+        body += [f'<div class="alert">⚠ {inline(alert)}</div>' for alert in section.alerts]
         if section.text:
-            body.append(f"<p>{escape(section.text)}</p>")
+            body.append(f"<p>{inline(section.text)}</p>")
         body += [render_table(table, heading=table.title != section.title) for table in section.tables]
         if section.bullets:
             body.append(
-                "<ul>" + "".join(f"<li>{escape(bullet)}</li>" for bullet in section.bullets) + "</ul>"
+                "<ul>" + "".join(f"<li>{inline(bullet)}</li>" for bullet in section.bullets) + "</ul>"
             )
         body += [render_plot(plots[key]) for key in section.plots if key in plots]
         body.append("</section>")

@@ -99,3 +99,10 @@ def test_a_trace_that_misses_hours_is_refused_by_name(tmp_path: Path) -> None:
     profile_csv = tmp_path / "profile.csv"
     profile_csv.write_text("hour,requests_per_s,tokens_per_request\n")
     assert not is_trace_file(profile_csv)
+
+
+def test_the_html_report_shows_a_command_as_code_not_backticks() -> None:
+    from reports.export.html import inline
+
+    html = inline("jina_api: not measured; measure it with: `embed-bench run --backend jina-api --grid <g>`")
+    assert "`" not in html and "<code>embed-bench run --backend jina-api --grid &lt;g&gt;</code>" in html
