@@ -13,6 +13,10 @@ replaces itself with Locust (``exec``), so Locust is PID 1 and gets ``docker sto
   SageMaker runtime of ``LOCUST_AWS_REGION`` or the boto3 default region); for the backends that can
   talk to the bundled server, ``EMBED_BENCH_TARGET_URL`` (the compose / Kubernetes service of the
   target).
+- ``EMBED_BENCH_BIND`` (compose passes the address it publishes the web UI on): an address beyond
+  loopback turns on the web UI's login (``LOCUST_WEB_LOGIN=true``) and needs
+  ``EMBED_BENCH_WEB_PASSWORD`` (user: ``EMBED_BENCH_WEB_USERNAME``, default ``embed-bench``); without
+  one the container does not start.
 - Arguments are Locust's; a first argument that is not an option runs as a command instead
   (``docker compose run master bash``).
 """
@@ -24,12 +28,15 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from embed_bench.core.backends import BACKENDS, BackendError, Settings
+from embed_bench.core.credentials import WEB_PASSWORD_ENV, WEB_USERNAME_ENV, is_loopback
 
 BACKEND_ENV = "EMBED_BENCH_BACKEND"
 TARGET_URL_ENV = "EMBED_BENCH_TARGET_URL"
+BIND_ENV = "EMBED_BENCH_BIND"
 DEFAULT_BACKEND = "self-hosted"
-# The variables this script reads, for the tests that check the deployment files name no others.
-READS = (BACKEND_ENV, TARGET_URL_ENV)
+# The variables this script (or the web UI's login it turns on) reads, for the tests that check the
+# deployment files name no others.
+READS = (BACKEND_ENV, TARGET_URL_ENV, BIND_ENV, WEB_USERNAME_ENV, WEB_PASSWORD_ENV)
 
 
 class EntrypointError(ValueError):
@@ -59,6 +66,14 @@ def locust_environment(environ: Mapping[str, str]) -> dict[str, str]:
         env["LOCUST_HOST"] = host
     else:
         env.pop("LOCUST_HOST", None)  # an empty --host would hide a host the user class derives
+    bind = env.get(BIND_ENV, "").strip()
+    if bind and not is_loopback(bind):
+        if not env.get(WEB_PASSWORD_ENV, ""):
+            raise EntrypointError(
+                f"{BIND_ENV}={bind} publishes the web UI beyond this machine: set {WEB_PASSWORD_ENV} "
+                f"(and {WEB_USERNAME_ENV}) in swarm.env for its login, or leave {BIND_ENV} at 127.0.0.1"
+            )
+        env["LOCUST_WEB_LOGIN"] = "true"
     return env
 
 

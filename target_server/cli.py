@@ -9,12 +9,37 @@ from __future__ import annotations
 
 import argparse
 import errno
+import ipaddress
 import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from target_server.config import BATCHING_MODES, DEVICES, DTYPES, ConfigError, resolve_config
+
+LOOPBACK = "127.0.0.1"
+
+
+def faces_a_network(host: str) -> bool:
+    """Whether a bind address takes connections from other machines (0.0.0.0, ::, an interface's
+    address, a host name); 127.0.0.0/8, ::1 and localhost do not."""
+    host = host.strip().strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def exposure_warning(host: str, port: int, api_key: str | None) -> str | None:
+    """The warning for a server that faces a network without a key; None when it does not."""
+    if api_key or not faces_a_network(host):
+        return None
+    return (
+        f"WARNING: serving on {host}:{port} without an API key: anyone who reaches this address can "
+        "send work to the model. Pass --api-key KEY (or set EMBED_BENCH_API_KEY), or --host 127.0.0.1"
+    )
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -70,7 +95,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         metavar="S",
         help="longest wait for a result before 503 (default: 120)",
     )
-    limits.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set EMBED_BENCH_API_KEY)")
+    limits.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' (or set EMBED_BENCH_API_KEY); set it whenever --host "
+        "faces a network",
+    )
     limits.add_argument(
         "--no-warmup",
         dest="warmup",
@@ -79,7 +108,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="skip the full-budget warm-up batch at start",
     )
     http = parser.add_argument_group("http")
-    http.add_argument("--host", default="0.0.0.0", help="bind address (default: 0.0.0.0)")
+    http.add_argument(
+        "--host",
+        "--bind",
+        dest="host",
+        default=LOOPBACK,
+        help="bind address (default: 127.0.0.1, this machine only; 0.0.0.0: every interface, as the "
+        "images pass it)",
+    )
     http.add_argument("--port", type=int, default=8000, help="default: 8000")
     http.add_argument("--threads", type=int, default=64, help="request threads of the worker (default: 64)")
     http.add_argument(
@@ -114,7 +150,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     overrides = config_overrides(args) | {"load_in_background": True}
     try:  # fail here, with the setting named, rather than inside the worker
-        resolve_config(overrides)
+        _, config = resolve_config(overrides)
     except (ConfigError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -122,6 +158,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print("error: --threads must be at least 1", file=sys.stderr)
         return 2
     check_port_free(args.host, args.port)
+    warning = exposure_warning(args.host, args.port, config.api_key)
+    if warning is not None:
+        print(f"[embed-bench serve] {warning}", file=sys.stderr, flush=True)
     from target_server.gunicorn_app import GunicornServer
 
     GunicornServer(

@@ -13,6 +13,7 @@ functions, ``embed_bench.load.credentials`` applies them to a Locust process.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from urllib.parse import urlsplit
 # The parsed-options attribute the process that starts a run (the master, or the only process) sets
 # to the host the run's API key is bound to; Locust ships it to the workers with every spawn message.
 KEY_HOST_OPTION = "embed_bench_key_host"
+
+# The web UI's login (Locust's --web-login; embed_bench.load.web_ui): one user, from the environment
+# of the process that serves it. The password is a secret, like the API keys.
+WEB_USERNAME_ENV = "EMBED_BENCH_WEB_USERNAME"
+WEB_PASSWORD_ENV = "EMBED_BENCH_WEB_PASSWORD"
+DEFAULT_WEB_USERNAME = "embed-bench"
 
 Origin = tuple[str, str, int]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -90,3 +97,15 @@ def aws_allows(url: str | None, start_host: str | None) -> bool:
     """AWS credentials sign requests only to AWS's SageMaker runtime or to the host given at start
     (a SageMaker double, a VPC endpoint): never to a host typed into the web form."""
     return is_sagemaker_runtime(url) or HostScope.of((start_host,)).allows(url)
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a bind address takes connections from this machine only (127.0.0.0/8, ::1,
+    localhost). Empty, '*', 0.0.0.0, :: and host names face a network."""
+    host = (address or "").strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -35,7 +35,6 @@ from locust.runners import LocalRunner, MasterRunner, Runner
 
 # isort: split
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -66,6 +65,12 @@ from flask_login import UserMixin, current_user, login_user
 
 from embed_bench.core.cells import GridError, grid_of
 from embed_bench.core.contract import RUN_FILES
+from embed_bench.core.credentials import (
+    DEFAULT_WEB_USERNAME,
+    WEB_PASSWORD_ENV,
+    WEB_USERNAME_ENV,
+    is_loopback,
+)
 from embed_bench.core.options import (
     BenchOptions,
     OptionError,
@@ -105,9 +110,6 @@ BADGE = (
 )
 
 
-WEB_USERNAME_ENV = "EMBED_BENCH_WEB_USERNAME"
-WEB_PASSWORD_ENV = "EMBED_BENCH_WEB_PASSWORD"
-DEFAULT_WEB_USERNAME = "embed-bench"
 LOGIN_REALM = "embed-bench"
 
 
@@ -169,7 +171,8 @@ class WebLogin:
         return LoginUser(self.username) if self.check(auth.username, auth.password) else None
 
     def _unauthorized(self) -> Response:
-        if request.method == "GET" and request.accept_mimetypes.accept_html:
+        # A browser's page load (its Accept names text/html; fetch() and scripts send */* or none).
+        if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
             return redirect(url_for("locust.login"))
         response = make_response(jsonify({"success": False, "message": "login required"}), 401)
         response.headers["WWW-Authenticate"] = f'Basic realm="{LOGIN_REALM}"'
@@ -188,15 +191,7 @@ class WebLogin:
 
 def listens_beyond_loopback(web_host: str | None) -> bool:
     """Whether Locust's ``--web-host`` takes connections from other machines ('*': all interfaces)."""
-    host = (web_host or "").strip().strip("[]")
-    if host in ("", "*"):
-        return True
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True  # a host name: whatever it resolves to
+    return not is_loopback(web_host)
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -166,10 +166,11 @@ def parse_locust(args: Sequence[str], env: dict[str, str], module: str = "locust
 
 
 def credential_env_vars() -> set[str]:
-    """The secrets a Locust container may get: boto3's credential variables (botocore's own list)
-    and the Jina key (``--api-key``'s env var and its fallback)."""
+    """The secrets a Locust container may get: boto3's credential variables (botocore's own list),
+    the Jina key (``--api-key``'s env var and its fallback) and the web UI login's password."""
     from botocore.credentials import EnvProvider
 
+    from embed_bench.core.credentials import WEB_PASSWORD_ENV
     from embed_bench.core.options import API_KEY_FALLBACK_ENV, OPTION_SPECS
 
     api_key = {spec.env_var for spec in OPTION_SPECS if spec.secret}
@@ -178,6 +179,7 @@ def credential_env_vars() -> set[str]:
         EnvProvider.SECRET_KEY,
         *EnvProvider.TOKENS,
         API_KEY_FALLBACK_ENV,
+        WEB_PASSWORD_ENV,
         *api_key,
     }
 

@@ -259,3 +259,44 @@ def test_docker_compose_accepts_the_file(tmp_path: Path, spawn: None) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def published(service: dict[str, Any]) -> dict[int, str]:
+    """Container port -> the host address compose publishes it on ("" when on every interface)."""
+    found = {}
+    for port in service.get("ports", []):
+        assert isinstance(port, str), "ports in the short form, HOST_IP:HOST_PORT:CONTAINER_PORT"
+        parts = port.rsplit(":", 2)
+        found[int(parts[-1].split("/")[0])] = parts[0] if len(parts) == 3 else ""
+    return found
+
+
+@pytest.mark.parametrize(
+    ("shell", "address"),
+    [
+        ({}, "127.0.0.1"),
+        ({"EMBED_BENCH_BIND": ""}, "127.0.0.1"),
+        ({"EMBED_BENCH_BIND": "0.0.0.0"}, "0.0.0.0"),
+    ],
+    ids=["default", "empty", "exposed"],
+)
+def test_the_web_ui_and_the_target_are_published_on_loopback_unless_told(shell, address) -> None:
+    found = services(shell)
+    assert published(found["target"]) == {8000: address}
+    assert published(found["master"]) == {8089: address}
+    assert published(found["worker"]) == {}  # workers only dial out
+    # The master knows where it is published: beyond loopback, its entrypoint requires the login.
+    assert service_environment(found["master"])["EMBED_BENCH_BIND"] == address
+    assert service_environment(found["master"])["EMBED_BENCH_TARGET_URL"] == "http://target:8000"
+
+
+def test_an_exposed_master_runs_locust_with_its_login(spawn: None) -> None:
+    found = services({"EMBED_BENCH_BIND": "0.0.0.0"})
+    master = found["master"]
+    with pytest.raises(ValueError, match="EMBED_BENCH_WEB_PASSWORD"):
+        locust_env(master)
+    service = {**master, "environment": {**master["environment"], "EMBED_BENCH_WEB_PASSWORD": "pw"}}
+    options = parse_locust(call_of(master).args, locust_env(service))
+    assert options["web_login"] is True
+    default = services()["master"]
+    assert parse_locust(call_of(default).args, locust_env(default))["web_login"] is False

@@ -93,3 +93,17 @@ def test_a_sagemaker_region_in_the_environment_gives_the_runtime_host(entrypoint
         {"EMBED_BENCH_BACKEND": "sagemaker", "LOCUST_AWS_REGION": "eu-central-1"}
     )
     assert env["LOCUST_HOST"] == "https://runtime.sagemaker.eu-central-1.amazonaws.com"
+
+
+def test_a_web_ui_published_beyond_loopback_gets_a_login_or_does_not_start(entrypoint) -> None:
+    base = {"EMBED_BENCH_TARGET_URL": TARGET}
+    for loopback in ("", "127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        env = entrypoint.locust_environment(base | {"EMBED_BENCH_BIND": loopback})
+        assert "LOCUST_WEB_LOGIN" not in env, loopback
+    for exposed in ("0.0.0.0", "192.168.1.20", "::", "*"):
+        with pytest.raises(entrypoint.EntrypointError, match="set EMBED_BENCH_WEB_PASSWORD"):
+            entrypoint.locust_environment(base | {"EMBED_BENCH_BIND": exposed})
+        env = entrypoint.locust_environment(
+            base | {"EMBED_BENCH_BIND": exposed, "EMBED_BENCH_WEB_PASSWORD": "s3cret"}
+        )
+        assert env["LOCUST_WEB_LOGIN"] == "true", exposed

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -273,6 +274,8 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1):
             return True
+    except urllib.error.HTTPError:
+        return True  # it answers (401 behind a login)
     except OSError:
         return False
 
