@@ -140,6 +140,8 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
 def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     grid = tmp_path / "tiny.toml"
     grid.write_text(TINY_GRID)
+    trace = tmp_path / "trace.csv"  # six requests over 12 s of log, replayed in 3 s
+    trace.write_text("offset_s,batch_size,tokens\n0,1,12\n2,1,30\n4,2,8 90\n6,1,5\n9,1,17\n12,1,60\n")
     out = tmp_path / "demo"
     (out / "timeout").mkdir(parents=True)  # what an earlier demo of other modes left
     (out / "timeout" / "run.json").write_text("{}")
@@ -169,6 +171,10 @@ def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
         "2",
         "--capacity-confirm-repeats",
         "0",  # a point estimate: the interval's steps would add minutes (tested in tests/core)
+        "--trace",
+        str(trace),
+        "--trace-speed",
+        "4",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "report" / "report.md").exists() and (out / "report" / "report.html").exists()
@@ -176,6 +182,9 @@ def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     assert report.index("## Decision: the cost of this workload") < report.index("## Capacity at the target")
     capacity = json.loads((out / "capacity-none" / "run.json").read_text())["capacity"]
     assert capacity["requests_per_s"] > 0 and not (out / "capacity-continuous").exists()
+    assert json.loads((out / "trace-continuous" / "run.json").read_text())["trace"]["rows"] == 6
+    assert not (out / "trace-none").exists() and "### SLO attainment over the replay" in report
+    assert "trace sample_trace.csv" in report  # the decision prices the sample day by default
     summary = (out / "report" / "summary.csv").read_text()
     assert "continuous" in summary and "none" in summary and not (out / "timeout").exists()
     assert f"report: {out / 'report' / 'report.md'}" in result.stdout
