@@ -49,7 +49,7 @@ def run_from_form(ui: WebUi, target: RecordingServer, **fields: str) -> list[Rec
 
     def ended() -> bool:
         got = target.received()[before:]
-        done = len([r for r in got if r.path.endswith("/embeddings")]) >= 2
+        done = len([r for r in got if r.method == "POST"]) >= 2
         return done and get_json(f"{ui.url}/embed-bench/state.json")["ended_at"] is not None
 
     assert wait_for(ended, timeout_s=60), ui.process.pid
@@ -130,3 +130,30 @@ def test_a_swarms_workers_send_their_key_only_to_the_masters_start_host(tmp_path
 
         run_from_form(ui, own)  # the worker's key goes to the master's start host
         assert bearer_tokens(own) == {f"Bearer {ENV_KEY}"}
+
+
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIDSTARTFAKE7Q2W",
+    "AWS_SECRET_ACCESS_KEY": "SECRETawsSTARTfakeKq9Zt0xLmN3vB8cR",
+    "AWS_SESSION_TOKEN": "SECRETsessionSTARTfakeTokenP4sT",
+}
+
+
+def test_aws_credentials_sign_only_for_the_start_host(tmp_path):
+    """SageMaker: a form-started run against another host goes unsigned (no access key id, no
+    session token, no signature); the host given at start still gets signed requests."""
+    with (
+        recording_server() as own,
+        recording_server() as stranger,
+        web_ui_locust(
+            "sagemaker.py", own.url, tmp_path / "run", "--sagemaker-endpoint", "jina-v3",
+            "--aws-region", "us-east-1", env=AWS_ENV,
+        ) as ui,
+    ):  # fmt: skip
+        run_from_form(ui, stranger)
+        assert_no_secret(stranger, *AWS_ENV.values())
+        assert not any("X-Amz-Date" in r.headers for r in stranger.received())
+        signed = run_from_form(ui, own)
+        assert {r.headers.get("X-Amz-Security-Token") for r in signed} == {AWS_ENV["AWS_SESSION_TOKEN"]}
+        assert all(AWS_ENV["AWS_ACCESS_KEY_ID"] in r.headers.get("Authorization", "") for r in signed)
+    assert "AWS credentials not sent to " + stranger.url in ui.output
