@@ -227,6 +227,25 @@ class DecisionTable:
     assumptions: tuple[str, ...]
     not_measured: tuple[DecisionRow, ...] = ()  # no capacity: never an answer, listed apart
     cheapest_on_other_hardware: DecisionRow | None = None  # cheaper, but its price is another machine's
+    equal_to_cheapest: tuple[DecisionRow, ...] = ()  # within the measurement's noise of the answer
+
+
+COST_TIE = 0.005  # monthly costs within 0.5% of each other are the same cost
+
+
+def _overlap(first: tuple[float, float] | None, second: tuple[float, float] | None) -> bool:
+    return first is not None and second is not None and max(first[0], second[0]) <= min(first[1], second[1])
+
+
+def within_noise(row: DecisionRow, best: DecisionRow) -> bool:
+    """Whether ``row`` cannot be told from ``best``: the same monthly cost (within ``COST_TIE``), or
+    the same price with capacity intervals that overlap (which of the two holds more is noise, so
+    its lower instance count is too)."""
+    if math.isclose(row.ranked_cost_usd, best.ranked_cost_usd, rel_tol=COST_TIE):
+        return True
+    return row.price.name == best.price.name and _overlap(
+        row.capacity_interval_requests_per_s, best.capacity_interval_requests_per_s
+    )
 
 
 def _rate_limit_excess(price: Price, workload: Workload) -> str | None:
@@ -361,6 +380,11 @@ def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -
     meeting = [row for row in measured if row.meets_target and row.monthly_cost_usd is not None]
     on_its_hardware = [row for row in meeting if row.hardware_note is None]
     cheapest = min(on_its_hardware, key=lambda row: row.ranked_cost_usd, default=None)
+    equals = tuple(
+        row
+        for row in on_its_hardware
+        if cheapest is not None and row is not cheapest and within_noise(row, cheapest)
+    )
     cheaper_elsewhere = min(meeting, key=lambda row: row.ranked_cost_usd, default=None)
     if cheaper_elsewhere is not None and (
         cheaper_elsewhere.hardware_note is None
@@ -378,6 +402,7 @@ def decide(workload: Workload, options: Sequence[OptionCapacity], target: str) -
         _assumptions(target),
         not_measured=tuple(row for row in rows if not row.measured),
         cheapest_on_other_hardware=cheaper_elsewhere,
+        equal_to_cheapest=equals,
     )
 
 
@@ -400,6 +425,8 @@ def _assumptions(target: str) -> tuple[str, ...]:
         "for other hardware is flagged in its row and never chosen as the answer.",
         f"Effective USD per million tokens = monthly cost / (tokens per day x {DAYS_PER_MONTH:g} / 1e6): "
         "the price at this workload's utilization, where the study's cost table assumed full load.",
+        f"Options are equal when their monthly costs are within {COST_TIE:.1%} of each other, or when they run "
+        "at the same price and their capacity intervals overlap: the answer then names them all, not a winner.",
         "Not included: reserved or spot discounts, storage, egress, and the time of the people who run a "
         "deployment.",
     )

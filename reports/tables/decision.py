@@ -30,8 +30,10 @@ def _capacity(row: DecisionRow) -> str:
     return f"{figure} ({low:,.1f}-{high:,.1f})"
 
 
-def _verdict(row: DecisionRow) -> str:
+def _verdict(row: DecisionRow, table: DecisionTable | None = None) -> str:
     verdict = ("yes" if row.meets_target else "no") + f" ({row.note})"
+    if table is not None and (row is table.cheapest or row in table.equal_to_cheapest):
+        verdict = ("THE ANSWER" if not table.equal_to_cheapest else "THE ANSWER, EQUAL WITHIN NOISE") + f": {verdict}"
     if row.hardware_note:
         verdict += f"; PRICE NOT MATCHED TO HARDWARE: {row.hardware_note}"
     return verdict
@@ -40,7 +42,7 @@ def _verdict(row: DecisionRow) -> str:
 AUTOSCALED = "autoscaled (USD/month)"
 
 
-def _row(row: DecisionRow, autoscaled: bool) -> tuple[str, ...]:
+def _row(row: DecisionRow, autoscaled: bool, table: DecisionTable | None = None) -> tuple[str, ...]:
     cells = [
         row.option,
         row.price.name,
@@ -55,7 +57,7 @@ def _row(row: DecisionRow, autoscaled: bool) -> tuple[str, ...]:
         *cells,
         fmt(row.effective_usd_per_million_tokens, ".4f"),
         fmt(row.utilization_pct, ".1f") + ("%" if row.utilization_pct is not None else ""),
-        _verdict(row),
+        _verdict(row, table),
     )
 
 
@@ -80,6 +82,12 @@ def answer(table: DecisionTable) -> str:
                 else "."
             )
         )
+    if table.equal_to_cheapest:
+        names = ", ".join(
+            f"{row.option} at {row.price.name} ({row.monthly_cost_usd:,.2f} USD a month)"
+            for row in table.equal_to_cheapest
+        )
+        text += f" Equal to it within the measurement's noise, so no winner between them: {names}."
     if elsewhere is not None:
         text += (
             f" {elsewhere.option} at {elsewhere.price.name} would cost {elsewhere.monthly_cost_usd:,.2f} USD a "
@@ -122,7 +130,7 @@ def decision_section(table: DecisionTable) -> Section:
                 "measured options: instances (at the lower bound of the capacity interval where there is one), "
                 "cost and effective price per option and price for this workload",
                 (*HEADER[:5], AUTOSCALED, *HEADER[5:]) if autoscaled else HEADER,
-                tuple(_row(row, autoscaled) for row in table.rows),
+                tuple(_row(row, autoscaled, table) for row in table.rows),
             ),
         ),
     )

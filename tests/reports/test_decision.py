@@ -300,3 +300,27 @@ def test_your_own_rate_always_matches_the_hardware_measured() -> None:
     assert own.as_measured and own.total_usd_per_hour == 0.5
     h200 = {"device": "cuda", "gpu": "NVIDIA H200", "gpus": 1, "cpu": "x", "cpus": 16, "torch_threads": 16}
     assert hardware_mismatch(own, h200) is None and hardware_mismatch(own, None) is None
+
+
+def test_options_within_each_others_noise_are_equal_not_a_winner() -> None:
+    """Two servers at the same price whose capacity intervals overlap (10-14 and 12-16 requests/s): at a
+    peak of 26 the first needs ceil(26 / 10) = 3 instances and the second ceil(26 / 12) = 3, the same
+    cost; at a peak of 23 the first needs 3 and the second 2, yet which holds more is noise. Both are
+    the answer. A third whose interval (30-34) lies clear of them is cheaper at a peak of 26 and wins."""
+    price = PRICES["c7i_large"]
+    bundled = OptionCapacity("bundled", price, 10, 1_200, capacity_interval_requests_per_s=(10, 14))
+    infinity = OptionCapacity("infinity", price, 12, 1_400, capacity_interval_requests_per_s=(12, 16))
+    for peak in (26, 23):
+        table = decide(Workload(1e6, peak), [bundled, infinity], TARGET)
+        assert table.cheapest is not None
+        if peak == 23:  # 2 instances against 3: cheaper by count, yet within noise
+            assert table.cheapest.option == "infinity"
+        assert len(table.equal_to_cheapest) == 1
+        section = decision_section(table)
+        assert "Equal to it within the measurement's noise, so no winner between them" in section.text
+        verdicts = [row[-1] for row in section.tables[0].rows]
+        assert all(verdict.startswith("THE ANSWER, EQUAL WITHIN NOISE") for verdict in verdicts)
+    faster = OptionCapacity("faster", price, 30, 3_600, capacity_interval_requests_per_s=(30, 34))
+    table = decide(Workload(1e6, 26), [bundled, faster], TARGET)
+    assert table.cheapest.option == "faster" and table.equal_to_cheapest == ()
+    assert "Equal to it" not in decision_section(table).text
