@@ -30,7 +30,15 @@ from urllib.parse import urlsplit
 
 from embed_bench.commands.preflight import PreflightError, parse_locust_args, wait_reachable
 from embed_bench.core.backends import BACKENDS, BackendError, Hardware, Settings
-from embed_bench.core.cells import CellRecord, Grid, GridError, format_failures, grid_of, workload_record
+from embed_bench.core.cells import (
+    CapacitySpec,
+    CellRecord,
+    Grid,
+    GridError,
+    format_failures,
+    grid_of,
+    workload_record,
+)
 from embed_bench.core.contract import RUN_FILES, Cell
 from embed_bench.core.options import BenchOptions, OptionError, concurrency_option
 from embed_bench.core.payloads import PassageError, load_tokenizer
@@ -377,36 +385,127 @@ def read_cells(path: Path) -> list[CellRecord]:
 
 class Progress:
     """Prints a line when a cell starts and one with its outcome when it ends (from cells.csv), with
-    an ETA from the cells so far."""
+    an ETA from the wall time per cell so far (preparation and the gaps between cells included).
 
-    def __init__(self, plan: RunPlan, write: Callable[[str], None]) -> None:
+    A capacity search's steps (past the grid's cells) show their p95 and whether they met the target,
+    from ``capacity.json``'s ``progress``, which the search rewrites after each step before the
+    step's counts reach cells.csv; confirmation steps are labelled as such."""
+
+    def __init__(
+        self, plan: RunPlan, write: Callable[[str], None], clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = plan.out / RUN_FILES.cells_csv
+        self.capacity_path = plan.out / RUN_FILES.capacity_json
+        self.searching = plan.grid.capacity is not None
         self.total = plan.steps
         self.repeats = plan.repeats
         self.write = write
+        self.clock = clock
+        self.started = clock()
         self.shown: dict[int, bool] = {}  # row number -> whether its outcome was shown
 
-    def poll(self) -> list[CellRecord]:
+    def poll(self, final: bool = False) -> list[CellRecord]:
+        """Show what changed in cells.csv; ``final``: the run is over, show every outcome there is."""
         records = read_cells(self.path)
-        durations = [r.end - r.start for r in records if r.end is not None and r.completed is not None]
+        steps = self._capacity_steps() if self.searching else {}
+        done = sum(
+            1
+            for number, record in enumerate(records, start=1)
+            if number <= self.total and record.completed is not None
+        )
         for number, record in enumerate(records, start=1):
             counted = record.completed is not None
             if self.shown.get(number) == counted:
                 continue
-            self.shown[number] = counted
             # A capacity search adds steps as it goes: past the grid's cells, no total and no ETA.
             searching = number > self.total
-            name = f"[{number}{'' if searching else f'/{self.total}'}] {record.cell.name}"
-            if self.repeats > 1:
+            step = steps.get((record.cell.name, record.repeat)) if searching else None
+            if counted and searching and self.searching and step is None and not final:
+                continue  # its p95 is being computed: show the line once it is in capacity.json
+            self.shown[number] = counted
+            label = "confirmation " if step is not None and step.get("confirmation") else ""
+            name = f"[{number}{'' if searching else f'/{self.total}'}] {label}{record.cell.name}"
+            if self.repeats > 1 or (searching and record.repeat and label):
                 name += f" (repeat {record.repeat + 1})"
             if not counted:
                 self.write(f"{name}: running")
                 continue
-            remaining = max(0, self.total - len(durations))
-            eta = sum(durations) / len(durations) * remaining if durations else 0
             took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
-            self.write(f"{name}: {record.outcome()}{took}" + ("" if searching else f"; ETA {_clock(eta)}"))
+            verdict = f", {step_verdict(step, steps.get('slo'))}" if step is not None else ""
+            eta = "" if searching else f"; ETA {_clock(self.eta(done))}"
+            self.write(f"{name}: {record.outcome()}{took}{verdict}{eta}")
         return records
+
+    def eta(self, done: int) -> float:
+        """Seconds left for the grid's cells: the wall time per cell so far times the cells left."""
+        if not done:
+            return 0.0
+        return (self.clock() - self.started) / done * max(0, self.total - done)
+
+    def _capacity_steps(self) -> dict:
+        """capacity.json's steps by (cell, repeat), and its target under ``"slo"``: the progress while
+        the search runs, the answer's steps and confirmation steps once it is over."""
+        try:
+            found = json.loads(self.capacity_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if "progress" in found:
+            steps, slo = found["progress"].get("steps", []), found["progress"].get("slo")
+        else:
+            capacity = found.get("capacity", {})
+            confirming = [{**step, "confirmation": True} for step in capacity.get("confirmation", [])]
+            steps, slo = [*capacity.get("steps", []), *confirming], found.get("slo")
+        table: dict = {(step["cell"], int(step.get("repeat", 0))): step for step in steps if "cell" in step}
+        table["slo"] = slo
+        return table
+
+
+def step_verdict(step: dict, slo: dict | None) -> str:
+    """``p95 412 ms: met (<= 500 ms)``: a capacity step's p95 and its verdict against the target."""
+    p95 = step.get("p95_latency_ms")
+    figure = "p95 -" if p95 is None else f"p95 {p95:,.0f} ms"
+    if slo is None:
+        return figure
+    target = f"<= {slo['p95_ms']:g} ms"
+    if step.get("meets"):
+        return f"{figure}: met ({target})"
+    success = step.get("success_pct")
+    if success is not None and success < slo["success_pct"]:
+        return f"{figure}: missed ({success:.1f}% ok < {slo['success_pct']:g}%)"
+    return f"{figure}: missed ({target})"
+
+
+def capacity_answer(found: dict[str, Any]) -> str | None:
+    """The console's last word on a capacity search, from run.json's ``capacity`` and ``slo``:
+    ``capacity 26 requests/s (95% interval 24-28), 3,354 tokens/s at p95 <= 500 ms``."""
+    capacity, slo = found.get("capacity"), found.get("slo")
+    if not isinstance(capacity, dict) or not isinstance(slo, dict):
+        return None
+    target = f"p95 <= {slo['p95_ms']:g} ms and >= {slo['success_pct']:g}% ok"
+    rate = capacity.get("requests_per_s") or 0
+    if not rate:
+        steps = capacity.get("steps") or []
+        lowest = min((step["rate_per_s"] for step in steps), default=None)
+        tried = f" (lowest rate tried: {lowest:g} requests/s)" if lowest is not None else ""
+        return f"capacity: no rate tried meets {target}{tried}"
+    bound = "at least " if capacity.get("at_rate_limit") else ""
+    interval = capacity.get("interval")
+    if isinstance(interval, dict):
+        upper = interval.get("upper_requests_per_s")
+        lower = interval["lower_requests_per_s"]
+        span = f"{lower:g}-{upper:g}" if upper is not None else f"at least {lower:g}"
+        spread = f" (95% interval {span})"
+    else:
+        spread = ""
+    note = (
+        ""
+        if capacity.get("converged", True)
+        else f"; not converged in {len(capacity.get('steps', []))} steps"
+    )
+    return (
+        f"capacity {bound}{rate:g} requests/s{spread}, {capacity.get('tokens_per_s', 0):,.0f} tokens/s "
+        f"at {target}{note}"
+    )
 
 
 def _clock(seconds: float) -> str:
@@ -522,10 +621,17 @@ def _reach_target(plan: RunPlan) -> str | None:
     except PreflightError as error:
         raise RunError(str(error), error.exit_code) from None
     model = target_model(plan)
-    plan.hardware = BACKENDS[plan.backend].hardware(settings_of(plan.locust_args, plan.env), plan.host)
+    backend = BACKENDS[plan.backend]
+    settings = settings_of(plan.locust_args, plan.env)
+    try:
+        found = backend.discovered_args(settings, plan.host, model)
+    except BackendError as error:
+        raise RunError(str(error), exit_code=3) from None
+    plan.hardware = backend.hardware(settings, plan.host)
     plan.server_counters = server_counters(plan)
-    if model and not settings_of(plan.locust_args, plan.env).get("--model"):
+    if model and not settings.get("--model"):
         plan.locust_args = [*plan.locust_args, "--model", model]  # send what is recorded
+    plan.locust_args = [*plan.locust_args, *found]
     return model
 
 
@@ -600,7 +706,7 @@ def _run_locust(
         write("interrupted: stopping Locust (it writes its CSV files) ...")
     finally:
         _stop_processes(processes)
-        outcome = Outcome(tuple(progress.poll()), plan.steps)
+        outcome = Outcome(tuple(progress.poll(final=True)), plan.steps)
         locust_failed = status.startswith("failed")
         if status == "completed":
             status, error = outcome.status()
@@ -636,11 +742,21 @@ def _start_and_watch(
 def _run_banner(plan: RunPlan) -> str:
     """The line that opens the console output: target, grid, repeats, processes, run directory."""
     repeats = f" x {plan.repeats} repeats" if plan.repeats > 1 else ""
-    search = ", then a capacity search" if plan.grid.capacity is not None else ""
+    spec = plan.grid.capacity
+    if spec is not None and not plan.grid.cells:
+        what = f"a capacity search ({_search_banner(spec)})"
+    else:
+        search = f", then a capacity search ({_search_banner(spec)})" if spec is not None else ""
+        what = f"grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}{search})"
+    return f"{plan.backend} at {plan.host}: {what}, {plan.workers} Locust process(es) -> {plan.out}"
+
+
+def _search_banner(spec: CapacitySpec) -> str:
+    """``b=1 t=128 at p95 <= 500 ms and >= 99.9% ok, from 4 requests/s, steps <= 60 s``."""
+    shapes = " + ".join(f"b={s.batch_size} t={s.passage_tokens}" for s in spec.shapes)
     return (
-        f"{plan.backend} at {plan.host}: grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}"
-        f"{search}), "
-        f"{plan.workers} Locust process(es) -> {plan.out}"
+        f"{shapes} at p95 <= {spec.target.p95_latency_ms:g} ms and >= {spec.target.success_pct:g}% ok, "
+        f"from {spec.start_rate:g} requests/s"
     )
 
 
@@ -671,6 +787,9 @@ def _conclude(
     (exit 1) when the run measured nothing somewhere or failed beyond --max-failure-pct, else 0."""
     for line in outcome.summary():
         write(line)
+    answer = capacity_answer(capacity_of(plan.out))
+    if answer is not None:
+        write(answer)
     write(f"run directory: {plan.out}  ({status})")
     if status == "interrupted":
         return 130

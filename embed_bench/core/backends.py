@@ -65,14 +65,36 @@ def sagemaker_runtime_url(region: str) -> str:
 
 def get_json(url: str, key: str | None = None, timeout_s: float = 5.0) -> object | None:
     """GET a JSON document, or None when nothing (or no JSON) answers."""
-    request = urllib.request.Request(url)
+    return fetch_json(url, key, timeout_s=timeout_s)[0]
+
+
+def fetch_json(
+    url: str, key: str | None = None, body: object | None = None, timeout_s: float = 5.0
+) -> tuple[object | None, str]:
+    """GET (or, with ``body``, POST as JSON) a URL: its JSON document (None when there is none) and
+    what answered, for a message: ``HTTP 200``, ``HTTP 404 {"detail":"Not Found"}``, ``connection
+    refused``."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if key:
         request.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return json.load(response)
-    except (OSError, ValueError, urllib.error.HTTPError):
-        return None
+            content = response.read(8_000_000)
+            status = response.status
+    except urllib.error.HTTPError as error:
+        snippet = error.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
+        return None, f"HTTP {error.code}" + (f" {snippet[:160]}" if snippet else "")
+    except OSError as error:
+        reason = getattr(error, "reason", error)
+        return None, str(getattr(reason, "strerror", None) or reason)
+    try:
+        return json.loads(content), f"HTTP {status}"
+    except ValueError:
+        return None, f"HTTP {status} (not JSON)"
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,11 @@ class Backend:
         """The model the run measures (recorded in run.json): ``--model`` as sent."""
         return settings.get("--model")
 
+    def discovered_args(self, settings: Settings, host: str, model: str | None) -> list[str]:
+        """Options the pre-run check found on the target (an endpoint path), for the Locust command
+        line; raises BackendError when the target does not answer what the run will send."""
+        return []
+
     def hardware(self, settings: Settings, host: str) -> Hardware:
         """What serves the requests (run.json's ``hardware``): the target's own ``/info`` where it
         describes its hardware (the bundled server does), else None: unknown, and never guessed."""
@@ -116,24 +143,63 @@ class SelfHostedBackend(Backend):
         return info.get("model") if isinstance(info, dict) else None
 
 
+# Where OpenAI-compatible servers list their models and answer embeddings, in the order tried: TEI,
+# vLLM and the bundled server under /v1, Infinity at the root.
+MODELS_PATHS = ("/v1/models", "/models")
+EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
+# Answers that mean "no such path here": the next path is tried. A busy or failing server (429, 5xx)
+# shows the path is there, and the run shows what its requests get; any other answer is the server's
+# verdict on the request itself (a wrong model or key), and the check stops with it.
+ABSENT = ("HTTP 404", "HTTP 405")
+BUSY = ("HTTP 429", "HTTP 5")
+
+
 @dataclass(frozen=True)
 class OpenAIBackend(Backend):
     def model(self, settings: Settings, host: str) -> str | None:
-        """``--model``, else the server's own: ``/v1/models`` (TEI, vLLM, Infinity), else ``/info``."""
+        """``--model``, else the server's own: ``/v1/models`` (TEI, vLLM), ``/models`` (Infinity),
+        else ``/info`` (TEI); the error names every path tried and what it answered."""
         given = settings.get("--model")
         if given:
             return given
         key = settings.api_key()
-        listing = get_json(f"{host}/v1/models", key)
-        data = listing.get("data") if isinstance(listing, dict) else None
-        if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
-            return str(data[0]["id"])
-        info = get_json(f"{host}/info", key)
+        tried = []
+        for path in MODELS_PATHS:
+            listing, answer = fetch_json(f"{host}{path}", key)
+            data = listing.get("data") if isinstance(listing, dict) else None
+            if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
+                return str(data[0]["id"])
+            tried.append(f"GET {path}: {answer if listing is None else answer + ', no model listed'}")
+        info, answer = fetch_json(f"{host}/info", key)
         model = (info.get("model") or info.get("model_id")) if isinstance(info, dict) else None
         if model:
             return str(model)
+        tried.append(f"GET /info: {answer if info is None else answer + ', no model named'}")
+        raise BackendError(f"cannot tell which model {host} serves ({'; '.join(tried)}): pass --model NAME")
+
+    def discovered_args(self, settings: Settings, host: str, model: str | None) -> list[str]:
+        path = self.embeddings_path(settings, host, model)
+        return [] if settings.get("--embeddings-path") else ["--embeddings-path", path]
+
+    def embeddings_path(self, settings: Settings, host: str, model: str | None) -> str:
+        """The path that answers embeddings: ``--embeddings-path`` if given, else the first of
+        ``EMBEDDINGS_PATHS`` that answers a one-input request with a 200 (or a 429 or 5xx: busy, but
+        there); 404, 405 or no answer: not there. Raises BackendError naming each path tried and its
+        answer, also when a path refuses the request itself (a wrong model or key: 400, 401, 422)."""
+        given = settings.get("--embeddings-path")
+        candidates = ["/" + given.lstrip("/")] if given else list(EMBEDDINGS_PATHS)
+        body = {"model": model, "input": ["embed-bench pre-run check"]}
+        tried = []
+        for path in candidates:
+            _, answer = fetch_json(f"{host}{path}", settings.api_key(), body=body, timeout_s=60.0)
+            if answer.startswith(("HTTP 200", *BUSY)):
+                return path
+            tried.append(f"POST {path}: {answer}")
+            if answer.startswith("HTTP ") and not answer.startswith(ABSENT):
+                break  # the path is there and refused the request: fix the request, not the path
+        hint = "" if given else "; pass --embeddings-path PATH if the server uses another"
         raise BackendError(
-            f"cannot tell which model {host} serves (no /v1/models or /info): pass --model NAME"
+            f"{host} answers no embeddings request for model {model!r} ({'; '.join(tried)}){hint}"
         )
 
 

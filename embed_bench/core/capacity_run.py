@@ -16,6 +16,10 @@ the confirmation steps under ``confirmation``, and the interval (``interval``: t
 that straddle the target, each rate's pooled p95 and its 95% bounds) beside them; a run.json written
 before the interval existed simply lacks those keys.
 
+While the search runs, ``capacity.json`` holds only ``progress``: the target and each step measured so
+far (cell, repeat, p95, success, met or missed, confirmation or not), rewritten after every step, so
+``embed-bench run`` can print each step's verdict as it ends; ``finish`` replaces it with the answer.
+
 No Locust import: tests drive it with plain rows.
 """
 
@@ -59,6 +63,7 @@ class CapacityRun:
         self.runs: dict[str, int] = {}  # how many steps ran under each cell name
         self.repeat = 0  # the repeat of the step next_step() proposed last
         self.finished = False
+        self.progress: list[dict] = []  # capacity.json's ``progress`` while the search runs
 
     def step_cell(self, rate: float, confirming: bool) -> RateCell:
         """The rate cell of a step: a search step as the spec sizes it, a confirmation step long
@@ -105,6 +110,7 @@ class CapacityRun:
         )
         confirming = self.search.confirming
         self.search.record(step)
+        self._write_progress(step, name, repeat, confirming)
         low, high = step.p95_bounds_ms
         logger.info(
             "capacity %s %s: p95 %.1f ms (95%% interval %.1f-%.1f ms), %.2f%% ok of %d offered: %s",
@@ -119,13 +125,35 @@ class CapacityRun:
         )
         return True
 
+    def _write_progress(self, step: StepResult, name: str, repeat: int, confirming: bool) -> None:
+        """capacity.json's ``progress`` with this step added (what the console prints per step)."""
+        target = self.search.target
+        self.progress.append(
+            {**self._step(step, repeat), "cell": name, "confirmation": confirming, "offered": step.offered}
+        )
+        self._write(
+            {
+                "progress": {
+                    "slo": {"p95_ms": target.p95_latency_ms, "success_pct": target.success_pct},
+                    "steps": self.progress,
+                }
+            }
+        )
+
+    def _write(self, document: dict) -> None:
+        """Replace capacity.json at once (a reader never sees half a file)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        temporary.replace(self.path)
+
     def finish(self) -> CapacityResult:
         self.finished = True
         result = self.search.result
         logger.info("capacity: %s", result.describe())
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.record(result), indent=2) + "\n", encoding="utf-8")
+        self._write(self.record(result))
         return result
 
     def _step(self, step: StepResult, repeat: int) -> dict:

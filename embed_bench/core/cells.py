@@ -402,7 +402,9 @@ def load_grid(spec: str) -> Grid:
         return GRIDS[spec]
     path = Path(spec).expanduser()
     if not path.is_file():
-        raise GridError(f"unknown grid {spec!r}: choose {', '.join(GRIDS)} or give a grid TOML file")
+        raise GridError(
+            f"unknown grid {spec!r}: choose {', '.join([*GRIDS, CAPACITY_GRID])} or give a grid TOML file"
+        )
     return parse_grid_toml(path.read_text(encoding="utf-8"), name=str(path))
 
 

@@ -61,3 +61,14 @@ def test_a_capacity_search_converges_and_its_answer_reaches_run_json(tmp_path: P
         parsed = parse_rate_cell_name(row["cell"])
         assert parsed is not None and parsed.request_rate == step["rate_per_s"] == float(row["request_rate"])
         assert row["users"] == "64" and row["completed"]
+    # The console says what it searches, each step's p95 and verdict, and ends with the answer.
+    console = result.stdout.splitlines()
+    assert "a capacity search (b=1 t=128 at p95 <= 1000 ms and >= 99.9% ok, from 4 requests/s)" in console[0]
+    outcomes = [line for line in console if line.startswith("[") and not line.endswith(": running")]
+    assert len(outcomes) == len(steps)
+    for line, step in zip(outcomes, steps, strict=True):
+        verdict = "met (<= 1000 ms)" if step["meets"] else "missed"
+        assert f"] {step['cell']}: " in line and f"p95 {step['p95_latency_ms']:,.0f} ms: {verdict}" in line
+    bound = "at least " if capacity["at_rate_limit"] else ""
+    answer = f"capacity {bound}{capacity['requests_per_s']:g} requests/s (95% interval "
+    assert any(line.startswith(answer) and "at p95 <= 1000 ms" in line for line in console), console

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.usefixtures("spawn")
 KEY = "jina_double_key"
 
 
-def run(url: str, out: Path, *args: str, key: str = KEY) -> subprocess.CompletedProcess:
-    command = ["run", "--backend", "openai", "--host", url, "--model", "jina-embeddings-v3"]
+def run(
+    url: str, out: Path, *args: str, key: str = KEY, backend: str = "openai"
+) -> subprocess.CompletedProcess:
+    command = ["run", "--backend", backend, "--host", url, "--model", "jina-embeddings-v3"]
     return subprocess.run(
         [sys.executable, "-m", "embed_bench", *command, "--api-key", key, "--out", str(out), *args],
         capture_output=True,
@@ -44,7 +46,18 @@ def test_a_first_cell_of_client_errors_stops_the_walk_and_fails_the_run(tmp_path
     grid = write_grid(tmp_path / "grid.toml", [(2, 1, 16), (2, 4, 16), (2, 8, 16)])
     out = tmp_path / "run"
     with running_double("jina_api", "--api-key", KEY) as double:
-        result = run(double.url, out, "--grid", str(grid), "--requests-per-user", "3", key="jina_not_the_key")
+        # The jina backend (the double is the Jina API): the openai backend's pre-run check would
+        # refuse the key before the walk.
+        result = run(
+            double.url,
+            out,
+            "--grid",
+            str(grid),
+            "--requests-per-user",
+            "3",
+            key="jina_not_the_key",
+            backend="jina",
+        )
         received = double.ledger()["received"]
     assert result.returncode == 1, result.stderr
     assert "[1/3] b=1 t=16 c=2: 0/6 ok, HTTP 401" in result.stdout

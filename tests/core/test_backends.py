@@ -91,10 +91,14 @@ def test_an_openai_compatible_server_names_its_model(model_server, spawn: None) 
     host, documents = model_server
     openai = BACKENDS["openai"]
     assert openai.model(Settings(("--model", "given"), {}), host) == "given"
-    with pytest.raises(BackendError, match="pass --model NAME"):
+    with pytest.raises(BackendError, match="pass --model NAME") as refused:
         openai.model(Settings((), {}), host)
+    for tried in ("GET /v1/models: HTTP 404", "GET /models: HTTP 404", "GET /info: HTTP 404"):
+        assert tried in str(refused.value)
     documents["/info"] = {"model": "from-info"}
     assert openai.model(Settings((), {}), host) == "from-info"
+    documents["/models"] = {"object": "list", "data": [{"id": "minilm", "object": "model"}]}  # Infinity
+    assert openai.model(Settings((), {}), host) == "minilm"
     documents["/v1/models"] = {
         "object": "list",
         "data": [{"id": "BAAI/bge-small-en-v1.5", "object": "model"}],
