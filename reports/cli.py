@@ -48,10 +48,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
-        required=True,
         type=Path,
+        default=None,
         metavar="DIR",
-        help="where report.md, report.html, cells.csv, summary.csv and the plots go",
+        help="where report.md, report.html, cells.csv, summary.csv and the plots go (default: RUN_DIR/report "
+        "for one run; required for several)",
     )
     _add_price_options(parser)
     parser.add_argument(
@@ -123,6 +124,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help or a usage error already printed by argparse
         return int(exit_.code or 0)
+    if args.out is None:
+        if len(args.run_dirs) != 1:
+            print(
+                f"{parser.prog}: error: with several runs, say where the report goes: --out DIR",
+                file=sys.stderr,
+            )
+            return 2
+        args.out = Path(args.run_dirs[0]) / "report"
     decision_prices = [name.strip() for name in args.decision_prices.split(",") if name.strip()]
     if decision_prices and args.workload is None:
         print(f"{parser.prog}: error: --decision-prices needs --workload", file=sys.stderr)

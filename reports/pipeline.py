@@ -35,6 +35,7 @@ from reports.plots.base import Plot
 from reports.plots.rates import build_rate_plots
 from reports.plots.records import build_record_plots
 from reports.plots.runs import build_plots
+from reports.tables.answer import answer_section
 from reports.tables.base import Section
 from reports.tables.decision import decision_section
 from reports.tables.rates import rate_sections
@@ -92,7 +93,7 @@ def build_report(
         plots += [*build_plots(runs).values(), *build_record_plots(runs)]
     intro = report_intro(loaded, rate_runs, study)
     sections = build_sections(runs, study) if runs else ()
-    opening = ()
+    opening: tuple[Section, ...] = (answer_section(runs, rate_runs),)
     if workload is not None:
         book = load_price_book()
         chosen = [look_up_price(book, name, "--decision-prices") for name in decision_prices]

@@ -51,8 +51,14 @@ of the 0.95 quantile from order statistics (:func:`p95_ranks`: ranks from the bi
 
 The capacity's lower bound is the highest rate that passes confidently with every lower tried rate
 passing (on its pooled p95); its upper bound the lowest rate that fails confidently (else the lowest
-rate any step failed at); the point estimate stays the search's answer (from the search's steps, not
-the confirmations). :meth:`CapacityResult.describe` names the rates that straddle.
+rate any step failed at). The point estimate applies the search's own rule (the highest rate that meets
+the target with every lower rate meeting it) to the pooled steps, confirmations included: an answer
+that its own confirmation steps contradict does not stand. Two identical searches on a 2-core machine
+(``benchmarks/capacity_repeat.py``) showed why: one search's bisection passed 22 requests/s in one
+step, and its two confirmation steps at 22 failed (pooled p95 320 ms [291-344] against 250 ms); the
+search's answer would have been 22, the pooled one is 16. The pooled rule only ever lowers the
+search's answer (a passing step above it is no reason to raise an answer its search bounded); without
+confirmation steps the two rules give the same rate. :meth:`CapacityResult.describe` names the rates that straddle.
 
 What we took from two LLM load generators. GuideLLM's ``sweep`` profile runs constant-rate
 benchmarks between the synchronous and the throughput extremes and reports each rate on its own, and
@@ -273,6 +279,8 @@ class CapacityInterval:
     upper_requests_per_s: float | None  # None when no rate failed
     straddling_rates: tuple[float, ...]
     rates: tuple[RateVerdict, ...]  # by rate
+    estimate_requests_per_s: float = 0.0  # the highest rate meeting the target with all lower, pooled
+    estimate_tokens_per_s: float = 0.0
 
 
 def _pooled(target: Target, rate: float, steps: Sequence[StepResult]) -> RateVerdict:
@@ -317,11 +325,13 @@ def capacity_interval(target: Target, steps: Sequence[StepResult]) -> CapacityIn
     by_rate: dict[float, list[StepResult]] = {}
     for step in steps:
         by_rate.setdefault(_rate_key(step.rate_per_s), []).append(step)
-    rates = tuple(_pooled(target, rate, by_rate[rate]) for rate in sorted(by_rate))
+    rates = tuple(_pooled(target, by_rate[key][0].rate_per_s, by_rate[key]) for key in sorted(by_rate))
     lower: RateVerdict | None = None
+    estimate: RateVerdict | None = None
     for verdict in rates:
         if not verdict.meets:
             break
+        estimate = verdict
         if verdict.verdict == PASS:
             lower = verdict
     confident_fail = next((verdict.rate_per_s for verdict in rates if verdict.verdict == FAIL), None)
@@ -332,6 +342,8 @@ def capacity_interval(target: Target, steps: Sequence[StepResult]) -> CapacityIn
         upper_requests_per_s=confident_fail if confident_fail is not None else any_fail,
         straddling_rates=tuple(verdict.rate_per_s for verdict in rates if verdict.verdict == STRADDLE),
         rates=rates,
+        estimate_requests_per_s=estimate.rate_per_s if estimate else 0.0,
+        estimate_tokens_per_s=estimate.goodput_tokens_per_s if estimate else 0.0,
     )
 
 
@@ -523,20 +535,25 @@ class CapacitySearch:
 
     @property
     def result(self) -> CapacityResult:
-        """The search's answer (from its own steps), with the interval from every step so far."""
+        """The answer, with the interval from every step so far: the search's own (from its steps),
+        lowered to the pooled estimate where confirmation steps contradict it (module docstring)."""
         low, high = self._highest_pass(), self._lowest_fail()
         at_limit = high is None and low is not None and low.rate_per_s >= self.max_rate_per_s
         converged = at_limit or (
             low is not None and high is not None and high.rate_per_s <= low.rate_per_s * (1 + self.precision)
         )
+        interval = capacity_interval(self.target, self.steps) if self.steps else None
+        rate, goodput = (low.rate_per_s, low.goodput_tokens_per_s) if low else (0.0, 0.0)
+        if interval is not None and self.confirmation_steps and interval.estimate_requests_per_s < rate:
+            rate, goodput = interval.estimate_requests_per_s, interval.estimate_tokens_per_s
         return CapacityResult(
             target=self.target,
-            capacity_requests_per_s=low.rate_per_s if low else 0.0,
-            capacity_tokens_per_s=low.goodput_tokens_per_s if low else 0.0,
+            capacity_requests_per_s=rate,
+            capacity_tokens_per_s=goodput,
             lowest_failing_rate_per_s=high.rate_per_s if high else None,
             converged=converged,
             at_rate_limit=at_limit,
             steps=tuple(self.search_steps),
             confirmation_steps=tuple(self.confirmation_steps),
-            interval=capacity_interval(self.target, self.steps) if self.steps else None,
+            interval=interval,
         )

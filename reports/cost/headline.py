@@ -108,7 +108,7 @@ SUMMARY_METRICS: tuple[SummaryMetric, ...] = (
     ),
     SummaryMetric(
         "price_usd_per_million_tokens",
-        "price (USD per million tokens)",
+        "price at mean throughput, the study's way (USD per million tokens)",
         ".4f",
         _cost_at_mean,
         "price_usd_per_million_tokens",
@@ -117,7 +117,7 @@ SUMMARY_METRICS: tuple[SummaryMetric, ...] = (
     ),
     SummaryMetric(
         "price_at_peak_usd_per_million_tokens",
-        "price at peak throughput (USD per million tokens)",
+        "price at peak throughput, the best case (USD per million tokens)",
         ".4f",
         _cost_at_peak,
         None,

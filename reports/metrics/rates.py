@@ -300,6 +300,9 @@ def rate_run(run: RunData) -> RateRun | None:
         search = [cell for cell in searched if (cell.cell, cell.repeat) not in confirming]
         requests_per_s, tokens_per_s, lowest_fail = capacity_at(target, search or searched)
         interval = capacity_interval(target, [cell.step for cell in searched])
+        if len(search) < len(searched) and interval.estimate_requests_per_s < requests_per_s:
+            # confirmation steps contradict the search's answer: the pooled estimate (as the search has it)
+            requests_per_s, tokens_per_s = interval.estimate_requests_per_s, interval.estimate_tokens_per_s
         capacity = RateCapacity(
             target,
             series,

@@ -33,7 +33,9 @@ def _capacity(row: DecisionRow) -> str:
 def _verdict(row: DecisionRow, table: DecisionTable | None = None) -> str:
     verdict = ("yes" if row.meets_target else "no") + f" ({row.note})"
     if table is not None and (row is table.cheapest or row in table.equal_to_cheapest):
-        verdict = ("THE ANSWER" if not table.equal_to_cheapest else "THE ANSWER, EQUAL WITHIN NOISE") + f": {verdict}"
+        verdict = (
+            "THE ANSWER" if not table.equal_to_cheapest else "THE ANSWER, EQUAL WITHIN NOISE"
+        ) + f": {verdict}"
     if row.hardware_note:
         verdict += f"; PRICE NOT MATCHED TO HARDWARE: {row.hardware_note}"
     return verdict

@@ -292,3 +292,27 @@ def _lone_latency_ms(url: str, text: str) -> float:
         assert response.status == 200
         response.read()
     return (time.perf_counter() - start) * 1000
+
+
+def test_an_answer_its_own_confirmation_contradicts_is_lowered_to_the_pooled_estimate() -> None:
+    """As measured on 2 cores (benchmarks/results/cpu2-2026-12-05/capacity-repeat/run-2): the bisection
+    passed 22 requests/s once, and both confirmation rounds at 22 failed. The answer is then the highest
+    rate that meets the target with every lower rate, pooled: here 16, not 22."""
+    seen: dict[float, int] = {}
+
+    def measure(rate: float) -> StepResult:
+        seen[rate] = seen.get(rate, 0) + 1
+        if rate <= 16:
+            p95 = 200.0
+        elif rate <= 22 and seen[rate] == 1:
+            p95 = 240.0  # a first, lucky step between 16 and 22
+        else:
+            p95 = 320.0
+        return StepResult(rate, p95, 100.0, rate * TOKENS_PER_REQUEST)
+
+    result = search(measure, CapacitySearch(Target(250.0), 8.0))
+    assert [step.rate_per_s for step in result.steps] == [8, 16, 32, 24, 20, 22, 23]
+    assert [round(step.rate_per_s, 1) for step in result.confirmation_steps] == [22, 18.7, 25.3] * 2
+    assert result.capacity_requests_per_s == 16.0 and result.lowest_failing_rate_per_s == 23
+    assert result.capacity_tokens_per_s == 16.0 * TOKENS_PER_REQUEST
+    assert result.interval is not None and result.interval.upper_requests_per_s == 18.7

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -214,9 +215,21 @@ def test_bad_input_fails_loudly(
     assert not (out / "report.md").exists()
 
 
-def test_out_is_required(capsys: pytest.CaptureFixture[str], study_runs: dict[str, Path]) -> None:
-    assert main([str(study_runs["sagemaker"])]) == 2
-    assert "--out" in capsys.readouterr().err
+def test_one_run_reports_into_its_own_folder_and_several_need_out(
+    capsys: pytest.CaptureFixture[str], study_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    assert main([str(study_runs["sagemaker"]), str(study_runs["jina_api"])]) == 2
+    assert "with several runs, say where the report goes: --out DIR" in capsys.readouterr().err
+    run = tmp_path / "sagemaker"
+    shutil.copytree(study_runs["sagemaker"], run)
+    assert main([str(run)]) == 0
+    markdown = (run / "report" / "report.md").read_text()
+    # the first section says what can be answered: no cost answer without a workload, then p50/p95 per shape
+    first = markdown.index("## ")
+    assert markdown[first:].startswith("## What this report answers")
+    assert "No cost answer yet: that needs your traffic (--workload" in markdown
+    assert markdown.index("### Latency and success per shape") < markdown.index("## Runs")
+    assert "price at mean throughput, the study's way (USD per million tokens)" in markdown
 
 
 def test_embed_bench_report_dispatches_here(
