@@ -117,6 +117,7 @@ class FormLimits:
     start_run_dir: str = ""
     start_grid: str = ""
     start_tokenizer: str = ""
+    start_trace: str = ""
 
     @classmethod
     def at_start(
@@ -124,7 +125,9 @@ class FormLimits:
     ) -> FormLimits:
         """From the parsed options' values at start (before any form) and the environment."""
         environ = os.environ if environ is None else environ
-        text = {dest: str(start.get(dest) or "").strip() for dest in ("run_dir", "grid", "tokenizer")}
+        text = {
+            dest: str(start.get(dest) or "").strip() for dest in ("run_dir", "grid", "tokenizer", "trace")
+        }
         root = environ.get(RUNS_ROOT_ENV, "").strip()
         if not root:
             try:
@@ -133,7 +136,9 @@ class FormLimits:
                 run_dir = None
             root = str(_resolved(run_dir).parent) if run_dir is not None else DEFAULT_RUNS_ROOT
         grids = environ.get(GRIDS_DIR_ENV, "").strip() or root
-        return cls(_resolved(root), _resolved(grids), text["run_dir"], text["grid"], text["tokenizer"])
+        return cls(
+            _resolved(root), _resolved(grids), text["run_dir"], text["grid"], text["tokenizer"], text["trace"]
+        )
 
     def run_dir_error(self, value: str) -> str | None:
         if not value or value == self.start_run_dir:
@@ -160,6 +165,15 @@ class FormLimits:
             f"nor a file under the grids folder {self.grids_dir} (set at start: {GRIDS_DIR_ENV})."
         )
 
+    def trace_error(self, value: str) -> str | None:
+        """A request log to replay is read like a grid file: only from the grids folder (or as given at start)."""
+        if not value or value == self.start_trace or _resolved(value).is_relative_to(self.grids_dir):
+            return None
+        return (
+            f"{form_label('trace')} (--trace): {value!r} is not a file under the grids folder {self.grids_dir} "
+            f"(set at start: {GRIDS_DIR_ENV}); put the request log there."
+        )
+
     def tokenizer_error(self, value: str) -> str | None:
         if value in ("", BUNDLED_TOKENIZER) or value == self.start_tokenizer:
             return None
@@ -178,6 +192,7 @@ class FormLimits:
             ("run_dir", self.run_dir_error),
             ("grid", self.grid_error),
             ("tokenizer", self.tokenizer_error),
+            ("trace", self.trace_error),
         )
         for dest, check in checks:
             if dest in form:

@@ -101,3 +101,19 @@ def test_the_key_binding_is_not_a_form_field(runs):
 
 def test_without_limits_paths_are_not_confined():
     assert swarm_form_error({"run_dir": "/tmp/anywhere"}, CURRENT) is None
+
+
+def test_a_trace_to_replay_is_read_only_from_the_grids_folder(runs, tmp_path):
+    inside = runs / "log.csv"
+    inside.write_text("offset_s,tokens\n0,5\n")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("offset_s,tokens\n0,5\n")
+    limits = limits_for(runs, trace=str(tmp_path / "start.csv"))
+    assert swarm_form_error({"trace": str(inside)}, CURRENT, limits) is None
+    assert (
+        swarm_form_error({"trace": str(tmp_path / "start.csv")}, CURRENT, limits) is None
+    )  # as given at start
+    message = swarm_form_error({"trace": str(outside)}, CURRENT, limits)
+    assert (
+        message is not None and "is not a file under the grids folder" in message and "(--trace)" in message
+    )
