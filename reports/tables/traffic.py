@@ -83,6 +83,13 @@ def _bullets(run: RateRun) -> list[str]:
             f"{run.label}: replay of {trace['file']} ({trace['rows']:,} requests over {trace['span_s'] / 3600:.2f} h "
             f"of log) at {trace['speed']:g}x{cut}, in {trace['replay_s']:,.1f} s; SHA-256 {trace['sha256'][:12]}"
         )
+        if trace["replay_s"] > 0 and trace["span_s"] > 0:
+            logged, replayed = trace["rows"] / trace["span_s"], trace["rows"] / trace["replay_s"]
+            bullets.append(
+                f"{run.label}: the replay offered {replayed:.3g} requests/s on average, {replayed / logged:,.0f}x the "
+                f"log's {logged:.3g}: compressing time multiplies the load (bursts included), so this is a stress "
+                "test of the traffic's shape (as --workload, the log is priced at its own rate)"
+            )
     if traffic.attainment_pct is not None:
         bullets.append(
             f"{run.label}: {traffic.attainment_pct:.1f}% of the requests succeeded within {traffic.target_ms:g} ms"
