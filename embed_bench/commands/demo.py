@@ -4,7 +4,7 @@ sample day of traffic, a short capacity search, one report that opens with the d
 What a newcomer runs first (``make demo``): it shows the whole pipeline -- target server, Locust run
 directories, post-processor -- on the bundled model, on the CPU when there is no GPU, in minutes.
 After the study-style grid, each mode in ``--capacity-modes`` gets a capacity search of one shape
-(``b=1 t=128``, short open-loop steps) against ``--slo-p95-ms``, on the same server; each mode in
+(``b=1 t=16``: one query of the sample day's typical length, open-loop steps of up to 10 s) against ``--slo-p95-ms``, on the same server; each mode in
 ``--trace-modes`` first replays the shipped sample trace (a synthetic day: queries and indexing
 bursts of varied lengths, ``embed_bench.core.sample_trace``) at ``--trace-speed``, which gives SLO
 attainment over the day and figures per length band; the report then costs each capacity for that
@@ -39,7 +39,9 @@ DEFAULT_MODES = ("continuous", "timeout", "none")
 # meets a p95 of a few hundred ms; its search ramps down to the floor (10 requests per step) in a few
 # short steps and the decision table shows it holds no traffic at that target -- the study's point.
 DEFAULT_CAPACITY_MODES = ("continuous", "timeout", "none")
-CAPACITY_SHAPE = ("--batch-size", "1", "--passage-tokens", "128")
+# The sample day's typical request: one query of about 16 tokens (embed_bench.core.sample_trace). A search
+# of b=1 t=128 met no rate at p95 <= 300 ms on a 2-core machine whose lone 128-token request takes 150 ms.
+CAPACITY_SHAPE = ("--batch-size", "1", "--passage-tokens", "16")
 HOSTED_PRICES = ("jina_api",)  # listed as not measured: the demo sends them nothing
 FALLBACK_PRICING = "self_hosted_us_east_1"  # the study's A10G, flagged, when no entry fits this machine
 SAMPLE_WORKLOAD = str(SAMPLE_TRACE)  # the decision prices the day the demo replays
@@ -76,7 +78,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--capacity-modes",
         default=",".join(DEFAULT_CAPACITY_MODES),
-        help="modes that get a capacity search of b=1 t=128 after their grid (default: "
+        help="modes that get a capacity search of b=1 t=16 after their grid (default: "
         f"{','.join(DEFAULT_CAPACITY_MODES)}; empty: none)",
     )
     parser.add_argument(
@@ -85,11 +87,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--capacity-start-rate",
         type=float,
-        default=4.0,
-        help="the search's first rate, requests/s (default: 4)",
+        default=8.0,
+        help="the search's first rate, requests/s (default: 8)",
     )
     parser.add_argument(
-        "--capacity-step-s", type=float, default=6.0, help="seconds per capacity step (default: 6)"
+        "--capacity-step-s",
+        type=float,
+        default=10.0,
+        help="longest capacity step in seconds (default 10; a step lasts long enough for 200 requests up to "
+        "this: shorter steps overstated the capacity on 2 cores, docs/benchmarks/cpu.md)",
     )
     parser.add_argument(
         "--capacity-confirm-repeats",
@@ -208,7 +214,7 @@ def server_env(device: str, cpu_threads: int) -> dict[str, str]:
 
 
 def capacity_options(args: argparse.Namespace) -> list[str]:
-    """``embed-bench run`` options of the demo's capacity search: b=1 t=128, short steps."""
+    """``embed-bench run`` options of the demo's capacity search: b=1 t=16, steps of up to 10 s."""
     return [
         "--grid",
         "capacity",
