@@ -21,7 +21,7 @@ import json
 from typing import Any
 
 import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
-from embed_bench.core.backends import JINA_API_URL
+from embed_bench.core.backends import JINA_API_URL, STUDY_MODEL
 from embed_bench.core.checks import BadBody, Embeddings, embedding_items
 from embed_bench.core.options import BenchOptions
 from embed_bench.load.shape import GridShape
@@ -36,7 +36,7 @@ class JinaApiUser(EmbeddingUser):
 
     @classmethod
     def encode_request(cls, passages: list[str], options: BenchOptions) -> bytes:
-        body: dict[str, Any] = {"model": options.model, "input": passages}
+        body: dict[str, Any] = {"model": options.model or STUDY_MODEL, "input": passages}
         if options.task:
             body["task"] = options.task
         return json.dumps(body).encode()

@@ -101,9 +101,11 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "--model",
-        "jina-embeddings-v3",
+        "",
         _text,
-        "Model name sent in the request body (Jina API and OpenAI-compatible servers).",
+        "Model name sent in the request body (Jina API and OpenAI-compatible servers). Empty: "
+        "jina-embeddings-v3 (embed-bench run --backend openai asks the server: /v1/models, /models, "
+        "/info); the bundled server's /embed takes none (its /info names the model).",
     ),
     OptionSpec(
         "--task",

@@ -41,7 +41,9 @@ confirmation steps (at and around the answer, twice) run a rate already tried as
 ``cells.csv`` in the run directory is rewritten at every start, end and count, and when the test
 stops (an interrupted cell keeps an empty end and the counts it reached). The shape uses Locust's
 common options: ``--users`` is the concurrency of the single cell run when no ``--grid`` is given, and
-``--run-time`` bounds the whole walk. Works the same on one process, with ``--processes`` and with a
+``--run-time`` bounds the whole walk; without a grid, ``--run-time`` is the single cell's duration
+instead: its users start at ``--spawn-rate`` and each sends its warm-up, then measured requests one
+after another until the time is up (a timed cell: ``planned`` is what they sent). Works the same on one process, with ``--processes`` and with a
 master and workers, because the shape only talks to the processes through Locust's messages.
 """
 
@@ -190,6 +192,16 @@ class GridWalk:
         )
         self.run_id = uuid.uuid4().hex
         self.run_time = run_time_option(namespace)
+        # Plain Locust's -t without a grid: the single closed-loop cell lasts -t, its users ramp up at
+        # -r and send continuously (warm-up first) until then, instead of --requests-per-user each.
+        self.timed = (
+            self.run_time is not None
+            and not self.options.grid
+            and self.grid.capacity is None
+            and len(self.grid.cells) == 1
+            and isinstance(self.grid.cells[0], Cell)
+        )
+        self.spawn_rate = getattr(namespace, "spawn_rate", None)
         run_dir = resolve_run_dir(self.options, csv_prefix_option(namespace))
         self.cells_csv = CellsCsv(run_dir) if run_dir is not None else None
         self.capacity: CapacityRun | None = None
@@ -221,6 +233,23 @@ class GridWalk:
             self.seed,
             f", cells.csv in {run_dir}" if run_dir is not None else " (no run directory: no cells.csv)",
         )
+        if self.timed:
+            logger.info(
+                "no --grid and -t %gs: cell %s runs for %g s; its %d user(s) start at %s user(s)/s and "
+                "each sends %d warm-up(s), then measured requests one after another until the time is up",
+                self.run_time,
+                self.grid.cells[0].name,
+                self.run_time,
+                self.grid.cells[0].concurrency,
+                f"{self.timed_spawn_rate():g}",
+                self.options.warmup_requests,
+            )
+        logger.info(
+            "Locust's statistics: 'Average size (bytes)' (response_length) holds tokens per request "
+            "(batch x passage tokens, 0 for a failure), not bytes; rows named 'warmup ...' are warm-ups, "
+            "and Locust's Aggregated row includes them (embed-bench's cells.csv, records and reports leave "
+            "them out)"
+        )
 
     def _append_capacity_step(self) -> None:
         assert self.capacity is not None
@@ -243,7 +272,17 @@ class GridWalk:
 
     def _spawn(self) -> tuple[int, float]:
         users = self.users(self.cell)
+        if self.timed:
+            return users, self.timed_spawn_rate()
         return users, spawn_rate(users, isinstance(self.cell, RateCell))
+
+    def timed_spawn_rate(self) -> float:
+        """A timed cell's users start at Locust's -r (a ramp is part of what -t covers), else at once."""
+        try:
+            rate = float(self.spawn_rate) if self.spawn_rate not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            rate = 0.0
+        return rate if rate > 0 else spawn_rate(self.users(self.cell))
 
     @property
     def step_label(self) -> str:
@@ -253,7 +292,8 @@ class GridWalk:
 
     def tick(self) -> tuple[int, float] | None:
         now = time.time()
-        if self.run_time is not None and time.monotonic() - self.started > self.run_time:
+        # A timed cell is bounded by its own duration (its users stop); -t bounds any other walk.
+        if not self.timed and self.run_time is not None and time.monotonic() - self.started > self.run_time:
             if self.phase is not Phase.SETTLING:
                 logger.warning("--run-time reached: stopping the grid at cell %d", self.index + 1)
             return None
@@ -323,7 +363,10 @@ class GridWalk:
             indexes = {node: number for number, node in enumerate(sorted(self.expected))}
             self.plan = CellPlan.of_rate_cell(cell, indexes, **common)
         else:
-            self.plan = CellPlan(batch_size=cell.batch_size, passage_tokens=cell.passage_tokens, **common)
+            duration = {"duration_s": self.run_time} if self.timed and self.run_time else {}
+            self.plan = CellPlan(
+                batch_size=cell.batch_size, passage_tokens=cell.passage_tokens, **duration, **common
+            )
         logger.info("%s: preparing payloads", self.step_label)
         self.announced_at = dict.fromkeys(self.expected, now)
         self._enter(Phase.PREPARING, now)
@@ -388,8 +431,10 @@ class GridWalk:
                 cell, start=start, repeat=repeat, planned=max(planned, 0), users=self.users(cell)
             )
         else:
-            planned = cell.concurrency * self.options.requests_per_user
+            planned = 0 if self.timed else cell.concurrency * self.options.requests_per_user
             record = CellRecord(cell, start=now, repeat=repeat, planned=planned)
+            if self.timed:  # every process ends the cell at the same instant: start + -t
+                self.tracker.start(self.plan, now)
         self.records.append(record)
         self.baseline = Tally.of(self.runner.stats, cell.name)
         self._write()
@@ -411,6 +456,8 @@ class GridWalk:
             limit = cell.duration_s + self.options.cell_max_seconds
         else:
             finished, limit = len(done) >= cell.concurrency, self.options.cell_max_seconds
+            if self.timed:
+                limit += self.plan.duration_s
         if finished:
             record.end = max(done)
             if isinstance(cell, RateCell):
@@ -459,6 +506,8 @@ class GridWalk:
             self.uncounted.remove(item)
             record, tally = item.record, Tally.of(self.runner.stats, item.record.cell.name) - item.baseline
             record.completed = tally.requests
+            if self.timed:  # as many as the users sent until the time was up
+                record.planned = max(record.planned, tally.requests)
             record.succeeded = tally.requests - sum(tally.failures.values())
             record.failures = dict(tally.failures)
             log = logger.warning if record.succeeded < record.planned else logger.info

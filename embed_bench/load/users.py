@@ -54,6 +54,7 @@ from embed_bench.load.recorder import RequestRecorder
 from embed_bench.load.workload import PlannedRequest, RateRun, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
+REFILL_BELOW, REFILL_COUNT = 4, 16  # a timed cell: top a user's queue up by 16 when 4 or fewer are left
 PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
 
 
@@ -82,6 +83,8 @@ class EmbeddingUser(FastHttpUser):
         self.number = next(EmbeddingUser._numbers)
         self.recorder = RequestRecorder.of(environment)
         self._pause_s = 0.0
+        self._started_at = 0.0  # on_start: a timed cell without the master's start time ends from here
+        self._refill: gevent.Greenlet | None = None  # a timed cell: more requests being built
         self._sent = 0  # requests of the current assignment sent so far: the record's "index"
         self._record_heads: dict[bool, tuple] = {}  # measured? -> the record's first fields
         self._headers: dict[str, str] | None = None
@@ -140,6 +143,8 @@ class EmbeddingUser(FastHttpUser):
                 "no prepared cell: embed-bench users run under GridShape (embed_bench.load.shape)"
             )
         self._sent = 0
+        self._started_at = time.time()
+        self._refill = None
         if self.recorder is not None:
             plan = self.rate.plan if self.rate is not None else self.assignment.plan  # type: ignore[union-attr]
             repeat = getattr(plan, "repeat", 0)  # CellPlan.repeat arrives with embed-bench run --repeats
@@ -155,12 +160,35 @@ class EmbeddingUser(FastHttpUser):
             return
         if not self.assignment or not self.assignment.requests:
             return
+        if self.assignment.plan.timed and not self._keep_sending(self.assignment):
+            return
         request = self.assignment.requests.popleft()
         self.send(request)
         if request.measured and not self.assignment.requests:
             workload = Workload.of(self.environment)
             if workload is not None:
                 workload.report_done(self.assignment.plan)
+
+    def _keep_sending(self, assignment: UserAssignment) -> bool:
+        """A timed cell (``-t`` without a grid): past its end, the user stops and says it is done;
+        before it, the user's queue is topped up in the background so it never runs dry."""
+        workload = Workload.of(self.environment)
+        plan = assignment.plan
+        ends_at = (workload.ends_at(plan) if workload else None) or self._started_at + plan.duration_s
+        if time.time() >= ends_at:
+            assignment.requests.clear()
+            if workload is not None:
+                workload.report_done(plan)
+            return False
+        if (
+            workload is not None
+            and len(assignment.requests) <= REFILL_BELOW
+            and (self._refill is None or self._refill.dead)
+        ):
+            self._refill = gevent.spawn(workload.extend, assignment, type(self), REFILL_COUNT)
+        if len(assignment.requests) <= 1 and self._refill is not None:
+            self._refill.join()  # the last one queued: wait for more rather than end early
+        return True
 
     def _send_when_due(self, rate: RateRun) -> None:
         """Open loop: wait for the next due request of this process's share and send it."""
@@ -281,7 +309,9 @@ class EmbeddingUser(FastHttpUser):
             # No response, or one whose body broke off: the transport's failure class.
             return classify_exception(error or response.error), None
         if response.status_code != 200:
-            return http_failure(response.status_code, response.headers, response.content), None
+            failure = http_failure(response.status_code, response.headers, response.content)
+            # A 404 is most often a wrong path (or host): name the path it was for.
+            return (f"{failure} at {self.request_path()}" if response.status_code == 404 else failure), None
         try:
             result = self.parse_embeddings(parse_json(response.content), request.inputs)
         except BadBody as exc:

@@ -104,6 +104,12 @@ class CellPlan:
     trace: str = ""  # a replayed trace file: each process reads it for its share
     trace_rows: int = 0
 
+    @property
+    def timed(self) -> bool:
+        """A closed-loop cell that lasts ``duration_s`` (plain Locust's ``-t`` without a grid): each
+        user sends its warm-ups, then measured requests until the cell's time is up."""
+        return self.request_rate is None and self.duration_s > 0
+
     @classmethod
     def of_rate_cell(cls, cell: RateCell, process_indexes: dict[str, int], **fields: Any) -> CellPlan:
         first = cell.shapes[0]
@@ -172,10 +178,13 @@ class PlannedRequest:
 
 @dataclass
 class UserAssignment:
-    """The requests one user sends in one cell: warm-ups first, then the measured ones."""
+    """The requests one user sends in one cell: warm-ups first, then the measured ones. A timed cell
+    (``CellPlan.timed``) gets more measured requests as it goes (``Workload.extend``)."""
 
     plan: CellPlan
     requests: deque[PlannedRequest]
+    user: int = 0  # the user's share number in its process: part of every passage's stream
+    built: int = 0  # requests built so far (warm-ups included): the next one's number
 
 
 class RateRun:
@@ -316,6 +325,7 @@ class Workload:
         self._preparing_key: tuple[str, int] | None = None
         self._error: str | None = None
         self.rate: RateRun | None = None
+        self._ends_at: dict[tuple[str, int], float] = {}  # a timed cell's end, from the master
         runner.register_message(CELL_MESSAGE, self.on_cell)
         runner.register_message(START_MESSAGE, self.on_start_cell)
         Workload._instances[environment] = self
@@ -354,9 +364,21 @@ class Workload:
         self.runner.send_message(READY_MESSAGE, {"run_id": plan.run_id, "index": plan.index, "error": error})
 
     def on_start_cell(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        key = (msg.data["run_id"], msg.data["index"])
         rate = self.rate
-        if rate is not None and rate.plan.key == (msg.data["run_id"], msg.data["index"]):
+        if rate is not None and rate.plan.key == key:
             rate.start(float(msg.data["start_at"]))
+        elif self.plan is not None and self.plan.key == key and self.plan.timed:
+            self._ends_at = {key: float(msg.data["start_at"]) + self.plan.duration_s}
+
+    def ends_at(self, plan: CellPlan) -> float | None:
+        """When a timed cell ends (wall clock), once the master said when it started."""
+        return self._ends_at.get(plan.key)
+
+    def extend(self, assignment: UserAssignment, user_class: type[RequestEncoder], count: int) -> None:
+        """``count`` more measured requests for a user of a timed cell, each with fresh passages from
+        the stream of its number (so the same seed sends the same passages, and none repeats)."""
+        assignment.requests.extend(self._build_requests(assignment, user_class, count))
 
     @property
     def node_id(self) -> str:
@@ -489,16 +511,27 @@ class Workload:
     def _build_assignment(
         self, plan: CellPlan, user_class: type[RequestEncoder], user: int
     ) -> UserAssignment:
+        assignment = UserAssignment(plan, deque(), user=user)
+        options = plan.bench_options()
+        assignment.requests.extend(
+            self._build_requests(assignment, user_class, options.warmup_requests + options.requests_per_user)
+        )
+        return assignment
+
+    def _build_requests(
+        self, assignment: UserAssignment, user_class: type[RequestEncoder], count: int
+    ) -> list[PlannedRequest]:
+        plan = assignment.plan
         options = plan.bench_options()
         factory = self._factory(options.tokenizer, plan.seed)
         cell = plan.cell
         worker = getattr(self.runner, "worker_index", 0)
-        requests: deque[PlannedRequest] = deque()
-        for number in range(options.warmup_requests + options.requests_per_user):
+        requests = []
+        for number in range(assignment.built, assignment.built + count):
             measured = number >= options.warmup_requests
             # The stream names the request's place in the run, so a seed reproduces the same passages
             # and every repeat of the grid gets fresh ones.
-            stream = f"{cell.name}/p{plan.repeat}/w{worker}/u{user}/r{number}"
+            stream = f"{cell.name}/p{plan.repeat}/w{worker}/u{assignment.user}/r{number}"
             body = _in_thread(
                 _encode, factory, user_class, cell.batch_size, cell.passage_tokens, stream, options
             ).data
@@ -513,7 +546,8 @@ class Workload:
                     index=number,
                 )
             )
-        return UserAssignment(plan, requests)
+        assignment.built += count
+        return requests
 
 
 def _share_schedule(plan: CellPlan, cell: RateCell, index: int | None) -> list[Arrival]:
