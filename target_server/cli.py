@@ -58,6 +58,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     model.add_argument("--device", choices=DEVICES, help="default: auto (cuda if available)")
     model.add_argument("--dtype", choices=DTYPES, help="default: auto (bf16/fp16 on cuda, fp32 on cpu)")
+    model.add_argument(
+        "--cpu-threads",
+        type=int,
+        metavar="N",
+        help="torch's intra-op threads (default: torch's, one per core; 0: the same). On 2 shared cores, "
+        "1 keeps the forward pass from contending with the request threads and the load generator",
+    )
     batching = parser.add_argument_group("batching")
     batching.add_argument("--batching", choices=BATCHING_MODES, help="default: continuous")
     batching.add_argument(
@@ -105,7 +112,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         dest="warmup",
         action="store_false",
         default=None,
-        help="skip the full-budget warm-up batch at start",
+        help="skip the warm-up at start (the full-budget batch and the settling passes)",
+    )
+    limits.add_argument(
+        "--warmup-seconds",
+        type=float,
+        metavar="S",
+        help="after the full-budget batch, repeat small batches of common shapes until each one's "
+        "latency settles, for at most S seconds (default: 30; 0: the full-budget batch only); logged",
     )
     http = parser.add_argument_group("http")
     http.add_argument(

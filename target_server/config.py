@@ -43,6 +43,12 @@ class ServerConfig:
     request_timeout_s: float = 120.0
     api_key: str | None = None
     warmup: bool = True
+    # After the full-budget batch, repeat small batches of common shapes until each one's forward pass
+    # takes a steady time, for at most this many seconds (0: the full-budget batch only). A fresh CPU
+    # server's first passes of a shape can take many times their steady time.
+    warmup_seconds: float = 30.0
+    # torch's intra-op threads (torch.set_num_threads); None or 0: torch's default (one per core).
+    cpu_threads: int | None = None
     # Load the model on a background thread so /health answers 503 while loading (readiness probes).
     load_in_background: bool = False
 
@@ -103,6 +109,14 @@ class ServerConfig:
             f"request_timeout_s must be between 0 and 86400 seconds, got {self.request_timeout_s!r}",
         )
         need(self.api_key is None or bool(self.api_key), "api_key must not be empty (leave it unset instead)")
+        need(
+            isinstance(self.warmup_seconds, (int, float)) and 0 <= self.warmup_seconds <= 3600,
+            f"warmup_seconds must be between 0 and 3600, got {self.warmup_seconds!r}",
+        )
+        need(
+            self.cpu_threads is None or (isinstance(self.cpu_threads, int) and self.cpu_threads >= 0),
+            f"cpu_threads must be 0 (torch's default) or more, got {self.cpu_threads!r}",
+        )
 
 
 def resolve_config(overrides: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], ServerConfig]:

@@ -235,6 +235,17 @@ class SentenceTransformerEmbedder:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
+    def settle_batches(self, max_batch_tokens: int) -> list[tuple[str, list[list[int]]]]:
+        """Batches of the shapes traffic commonly sends (``b=1 t=128``, ...), for the settling passes
+        of the warm-up: within the model's input limit and the batch budget."""
+        ids = self.tokenize(["warm up " * self.max_input_tokens])[0]
+        shapes = [(1, 128), (8, 128), (1, 512)]
+        return [
+            (f"b={rows} t={tokens}", [ids[:tokens]] * rows)
+            for rows, tokens in shapes
+            if tokens <= len(ids) and rows * tokens <= max_batch_tokens
+        ]
+
     def warmup_batch(self, max_batch_tokens: int) -> list[list[int]]:
         """A full-budget batch of longest inputs: compiles kernels and proves the budget fits at start."""
         ids = self.tokenize(["warm up " * self.max_input_tokens])[0]

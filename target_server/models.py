@@ -28,6 +28,11 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
     """Load ``config.model`` (bundled, local path, hub id, ``synthetic:NAME`` or ``null:WIDTH``)."""
     from sentence_transformers import SentenceTransformer
 
+    if config.cpu_threads:
+        import torch
+
+        torch.set_num_threads(config.cpu_threads)
+        log.info("torch intra-op threads: %d (--cpu-threads)", config.cpu_threads)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     model_kwargs: dict[str, object] = {}

@@ -69,6 +69,9 @@ class EmbeddingService:
         )
         if self.config.warmup:
             self.batcher.warmup(self.embedder.warmup_batch(self.max_batch_tokens))
+            settle = getattr(self.embedder, "settle_batches", None)
+            if self.config.warmup_seconds > 0 and settle is not None:
+                self.batcher.settle(settle(self.max_batch_tokens), self.config.warmup_seconds)
         self.batcher.start()
         self.state = "ready"
         self._ready.set()

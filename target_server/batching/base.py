@@ -259,6 +259,33 @@ class Batcher(ABC):
             "warm-up: %d x %d tokens in %.2f s", len(batch), len(batch[0]), time.perf_counter() - started
         )
 
+    def settle(self, batches: Sequence[tuple[str, list[list[int]]]], budget_s: float) -> None:
+        """The warm-up's second part: run each batch again and again until its forward pass takes a
+        steady time (``settled``), all within ``budget_s``; log each shape's first and last times."""
+        deadline = time.perf_counter() + budget_s
+        for label, batch in batches:
+
+            def run_once(batch: list[list[int]] = batch) -> float:
+                job = Job(ids=batch, task=None, tokens=sum(map(len, batch)))
+                started = time.perf_counter()
+                self.execute([job.entries()])
+                if job.error is not None:
+                    raise RuntimeError(f"warm-up failed: {job.error}")
+                return time.perf_counter() - started
+
+            times, steady = settled(run_once, deadline)
+            recent = ", ".join(f"{t * 1000:.1f}" for t in times[-SETTLE_RUNS:])
+            log.info(
+                "warm-up %s: %s after %d pass(es): first %.1f ms, last %s ms",
+                label,
+                "latency settled" if steady else f"latency NOT settled within {budget_s:g} s",
+                len(times),
+                times[0] * 1000,
+                recent,
+            )
+            if time.perf_counter() >= deadline:
+                break
+
     # ---- admission --------------------------------------------------------------------------------
     @property
     def in_flight_tokens(self) -> int:
@@ -437,3 +464,24 @@ class ThreadedBatcher(Batcher):
 
     def _process(self, entries: list[Entry]) -> None:
         self.run_in_budget(entries, sort=True)
+
+
+SETTLE_RUNS = 3  # the last this many passes of a shape ...
+SETTLE_RATIO = 1.25  # ... within this factor of each other: its latency has settled
+SETTLE_MAX_PASSES = 40
+
+
+def settled(
+    run_once: Callable[[], float], deadline: float, clock: Callable[[], float] = time.perf_counter
+) -> tuple[list[float], bool]:
+    """Call ``run_once`` (it returns its duration) until the last ``SETTLE_RUNS`` durations lie within
+    ``SETTLE_RATIO`` of each other, ``SETTLE_MAX_PASSES`` passes or the deadline; returns the
+    durations and whether they settled."""
+    times: list[float] = []
+    while True:
+        times.append(run_once())
+        recent = times[-SETTLE_RUNS:]
+        if len(recent) == SETTLE_RUNS and max(recent) <= SETTLE_RATIO * min(recent):
+            return times, True
+        if len(times) >= SETTLE_MAX_PASSES or clock() >= deadline:
+            return times, False
