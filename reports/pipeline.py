@@ -7,6 +7,7 @@ failed command never leaves a half-written or misleading report behind.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -164,6 +165,14 @@ def _provisioned(capacity: RateCapacity) -> tuple[float, float, tuple[float, flo
     )
 
 
+def _shape_options(target: RateCapacity | None) -> str:
+    """The searched shape as options (``b=1 t=16`` -> ``--batch-size 1 --passage-tokens 16``), so the
+    command measures what the other options were measured on; b=1 t=128 without a search to copy."""
+    match = re.fullmatch(r"b=(\d+) t=(\d+)", target.series) if target else None
+    batch, tokens = match.groups() if match else ("1", "128")
+    return f"--batch-size {batch} --passage-tokens {tokens}"
+
+
 def _measure_run_command(run: RunData, target: RateCapacity | None) -> str:
     """The command that gives a run without a capacity search its capacity, at the others' target."""
     backend = run.info.get("backend") or "self-hosted"
@@ -171,8 +180,32 @@ def _measure_run_command(run: RunData, target: RateCapacity | None) -> str:
     slo = f"{target.target.p95_latency_ms:g}" if target else "P95_MS"
     return (
         f"embed-bench run --backend {backend}{host} --grid capacity --slo-p95-ms {slo} "
-        f"--batch-size 1 --passage-tokens 128 --out runs/{run.directory.name}-capacity"
+        f"{_shape_options(target)} --out runs/{run.directory.name}-capacity"
     )
+
+
+def _server(run: RunData) -> tuple[object, ...] | None:
+    """What identifies the deployment a run measured: backend, host, model and hardware (None when
+    run.json names no host: such runs are never taken for one another)."""
+    info = run.info
+    if not info.get("host"):
+        return None
+    return (info.get("backend"), info.get("host"), info.get("model"), repr(info.get("hardware")))
+
+
+def same_server(loaded: Sequence[RunData], rates: Sequence[RateRun | None]) -> dict[str, str]:
+    """Runs without a capacity search -> the run with one of the same deployment (:func:`_server`):
+    a grid run and a capacity run of one server are one option, not two."""
+    searched = {
+        _server(run): run.label
+        for run, rate in zip(loaded, rates, strict=True)
+        if rate is not None and rate.capacity is not None and _server(run) is not None
+    }
+    return {
+        run.label: searched[_server(run)]
+        for run, rate in zip(loaded, rates, strict=True)
+        if (rate is None or rate.capacity is None) and _server(run) in searched
+    }
 
 
 def _measure_api_command(price: Price, target: RateCapacity | None) -> str:
@@ -183,7 +216,7 @@ def _measure_api_command(price: Price, target: RateCapacity | None) -> str:
     slo = f"{target.target.p95_latency_ms:g}" if target else "P95_MS"
     return (
         f"{key}embed-bench run --backend {backend}{host} --grid capacity --slo-p95-ms {slo} "
-        f"--batch-size 1 --passage-tokens 128 --pricing {price.name} --out runs/{price.name}-capacity"
+        f"{_shape_options(target)} --pricing {price.name} --out runs/{price.name}-capacity"
     )
 
 
@@ -202,7 +235,10 @@ def decision_options(
     capacity is its provider's, and only a run against it measures it."""
     options, unpriced = [], []
     searched = next((rate.capacity for rate in rates if rate is not None and rate.capacity), None)
+    grouped = same_server(loaded, rates)
     for run, price, rate in zip(loaded, prices, rates, strict=True):
+        if run.label in grouped:
+            continue  # its server's capacity run is the option
         capacity = rate.capacity if rate is not None else None
         run_prices = [p for p in decision_prices if p.total_usd_per_hour is not None] if capacity else []
         if not run_prices:
@@ -259,6 +295,15 @@ def decision_report(
     else:
         target = "none measured (no run holds a capacity search)"
     section = decision_section(decide(workload, options, target))
+    grouped: dict[str, list[str]] = {}
+    for label, searched_by in same_server(loaded, rates).items():
+        grouped.setdefault(searched_by, []).append(label)
+    together = tuple(
+        f"{', '.join(labels)}: the same deployment as {searched_by} (backend, host, model and hardware), "
+        f"whose search measured its capacity: one option"
+        for searched_by, labels in grouped.items()
+    )
+    section = replace(section, bullets=together + section.bullets)
     alerts = tuple(
         f"{label} has no price (run.json pricing or --pricing): not in the table" for label in unpriced
     )

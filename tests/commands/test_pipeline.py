@@ -185,6 +185,7 @@ def test_demo_on_a_tiny_grid_replaces_the_previous_demo(tmp_path: Path) -> None:
     assert json.loads((out / "trace-continuous" / "run.json").read_text())["trace"]["rows"] == 6
     assert not (out / "trace-none").exists() and "### SLO attainment over the replay" in report
     assert "trace sample_trace.csv" in report  # the decision prices the sample day by default
+    assert "none: the same deployment as none capacity" in report  # one option, not two
     summary = (out / "report" / "summary.csv").read_text()
     assert "continuous" in summary and "none" in summary and not (out / "timeout").exists()
     assert f"report: {out / 'report' / 'report.md'}" in result.stdout

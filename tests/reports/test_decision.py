@@ -324,3 +324,25 @@ def test_options_within_each_others_noise_are_equal_not_a_winner() -> None:
     table = decide(Workload(1e6, 26), [bundled, faster], TARGET)
     assert table.cheapest.option == "faster" and table.equal_to_cheapest == ()
     assert "Equal to it" not in decision_section(table).text
+
+
+def test_runs_of_one_deployment_are_one_option() -> None:
+    """A grid run, a trace replay and a capacity search of the same server (backend, host, model,
+    hardware) are one option: the search's. A run of another host stays an option of its own."""
+    from types import SimpleNamespace
+
+    from reports.pipeline import same_server
+
+    def run(label: str, host: str) -> SimpleNamespace:
+        info = {"backend": "self-hosted", "host": host, "model": "m", "hardware": {"device": "cpu"}}
+        return SimpleNamespace(label=label, info=info)
+
+    searched = SimpleNamespace(capacity=object())
+    loaded = [
+        run("grid", "http://a"),
+        run("trace", "http://a"),
+        run("search", "http://a"),
+        run("other", "http://b"),
+    ]
+    rates = [None, SimpleNamespace(capacity=None), searched, None]
+    assert same_server(loaded, rates) == {"grid": "search", "trace": "search"}
