@@ -311,12 +311,21 @@ def _utilization(workload: Workload, capacity_tokens_per_s: float | None) -> flo
     return 100.0 * workload.mean_tokens_per_s / capacity_tokens_per_s
 
 
+def _no_rate(option: OptionCapacity) -> str:
+    """Why a measured option holds no traffic: no rate met the target, or (with an interval whose upper
+    end is above 0) none met it confidently, so the lower bound it is provisioned at is 0."""
+    interval = option.capacity_interval_requests_per_s
+    if interval is not None and interval[1] > 0:
+        return f"no rate met the target with 95% confidence; the interval is {interval[0]:g}-{interval[1]:g} requests/s"
+    return "no rate met the target"
+
+
 def _hourly_row(option: OptionCapacity, workload: Workload, usd_per_hour: float) -> DecisionRow:
     requests_per_s, tokens_per_s = option.capacity_requests_per_s, option.capacity_tokens_per_s
     if requests_per_s is None or tokens_per_s is None or requests_per_s <= 0 or tokens_per_s <= 0:
         return DecisionRow(
             option.name, option.price, requests_per_s, tokens_per_s, None, None, None, None, False,
-            NOT_MEASURED if not option.measured else "no rate met the target",
+            NOT_MEASURED if not option.measured else _no_rate(option),
             measured=option.measured, hardware_note=option.hardware_note if option.measured else None,
             capacity_interval_requests_per_s=option.capacity_interval_requests_per_s,
             measure_command=option.measure_command,

@@ -346,3 +346,13 @@ def test_runs_of_one_deployment_are_one_option() -> None:
     ]
     rates = [None, SimpleNamespace(capacity=None), searched, None]
     assert same_server(loaded, rates) == {"grid": "search", "trace": "search"}
+
+
+def test_an_option_whose_answer_straddles_says_so_rather_than_that_no_rate_met() -> None:
+    """The search's answer was 8/s, but only on 55 requests: no rate passed confidently, so the lower
+    bound (what is provisioned) is 0 and the interval 0-13."""
+    option = OptionCapacity(
+        "none", PRICES["c7i_large"], 0.0, 0.0, capacity_interval_requests_per_s=(0.0, 13.0)
+    )
+    [row] = decide(Workload(1e6, 1), [option], TARGET).rows
+    assert row.note == "no rate met the target with 95% confidence; the interval is 0-13 requests/s"
