@@ -257,6 +257,7 @@ def decision_options(
                     hardware_note=hardware_mismatch(run_price, run.info.get("hardware")),
                     capacity_interval_requests_per_s=provisioned[2],
                     measure_command=None if capacity else _measure_run_command(run, searched),
+                    point_requests_per_s=capacity.capacity_requests_per_s if capacity else None,
                 )
             )
     for price in decision_prices:

@@ -179,6 +179,9 @@ class OptionCapacity:
     hardware_note: str | None = None
     capacity_interval_requests_per_s: tuple[float, float] | None = None
     measure_command: str | None = None
+    point_requests_per_s: float | None = (
+        None  # the search's answer, where it differs from what is provisioned
+    )
 
     @property
     def measured(self) -> bool:
@@ -312,11 +315,14 @@ def _utilization(workload: Workload, capacity_tokens_per_s: float | None) -> flo
 
 
 def _no_rate(option: OptionCapacity) -> str:
-    """Why a measured option holds no traffic: no rate met the target, or (with an interval whose upper
-    end is above 0) none met it confidently, so the lower bound it is provisioned at is 0."""
-    interval = option.capacity_interval_requests_per_s
-    if interval is not None and interval[1] > 0:
-        return f"no rate met the target with 95% confidence; the interval is {interval[0]:g}-{interval[1]:g} requests/s"
+    """Why a measured option holds no traffic: no rate met the target, or the search's answer met it
+    but no rate did so confidently, so the lower bound it is provisioned at is 0."""
+    interval, point = option.capacity_interval_requests_per_s, option.point_requests_per_s
+    if interval is not None and point:
+        return (
+            f"no rate met the target with 95% confidence: the search's answer, {point:g} requests/s, does not "
+            f"hold at its interval's lower bound ({interval[0]:g}-{interval[1]:g} requests/s)"
+        )
     return "no rate met the target"
 
 

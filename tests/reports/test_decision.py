@@ -352,7 +352,17 @@ def test_an_option_whose_answer_straddles_says_so_rather_than_that_no_rate_met()
     """The search's answer was 8/s, but only on 55 requests: no rate passed confidently, so the lower
     bound (what is provisioned) is 0 and the interval 0-13."""
     option = OptionCapacity(
-        "none", PRICES["c7i_large"], 0.0, 0.0, capacity_interval_requests_per_s=(0.0, 13.0)
+        "none",
+        PRICES["c7i_large"],
+        0.0,
+        0.0,
+        capacity_interval_requests_per_s=(0.0, 13.0),
+        point_requests_per_s=8.0,
     )
     [row] = decide(Workload(1e6, 1), [option], TARGET).rows
-    assert row.note == "no rate met the target with 95% confidence; the interval is 0-13 requests/s"
+    assert row.note == (
+        "no rate met the target with 95% confidence: the search's answer, 8 requests/s, does not hold at its "
+        "interval's lower bound (0-13 requests/s)"
+    )
+    timeout = replace(option, point_requests_per_s=0.0, capacity_interval_requests_per_s=(0.0, 1.0))
+    assert decide(Workload(1e6, 1), [timeout], TARGET).rows[0].note == "no rate met the target"
