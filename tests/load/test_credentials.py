@@ -106,6 +106,7 @@ def test_a_form_started_run_against_another_host_never_receives_the_key(tmp_path
     assert "API key not sent to " + stranger.url in ui.output  # the process says why
 
 
+@pytest.mark.serial  # a master, a worker and two listeners: waits timed out under -n 2 (make test, 2026-12-05)
 def test_a_swarms_workers_send_their_key_only_to_the_masters_start_host(tmp_path):
     """Workers started without a host hold the key (JINA_API_KEY); the master tells them which host
     the run's key is bound to, and a form cannot choose that host without entering a key."""

@@ -54,6 +54,7 @@ def test_a_long_preparation_stops_the_last_cells_users_and_starts_its_own(tmp_pa
     assert announced < stopped < prepared < spawned, "\n".join(lines[announced : spawned + 1])
 
 
+@pytest.mark.serial  # "within seconds": timed; under -n 2 a busy core made it miss (make test, 2026-12-05)
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_during_a_long_preparation_ends_the_run_within_seconds(
     tmp_path: Path, stop_signal: int
