@@ -41,6 +41,10 @@ def run_from_form(ui: WebUi, target: RecordingServer, **fields: str) -> list[Rec
     its grid walk to end (Locust ignores a start while the last walk winds down); the requests
     ``target`` got meanwhile."""
     before = len(target.received())
+    # Locust ignores a start while its runner is still stopping the last run's users: wait until idle.
+    assert wait_for(
+        lambda: get_json(f"{ui.url}/stats/requests").get("state") in ("ready", "stopped"), timeout_s=60
+    )
     form = CELL_FIELDS | {"host": target.url} | fields
     request = urllib.request.Request(f"{ui.url}/swarm", data=urllib.parse.urlencode(form).encode())
     with urllib.request.urlopen(request, timeout=10) as response:
