@@ -8,7 +8,11 @@ Measures, on the bundled model (or --model) and the same passages throughout:
       - tokens/s at --concurrency (10) for each cell of --cells (default batch 1 and batch 32 of
         --passage-tokens; closed loop: each client sends its next request when the last one
         returns, for --duration seconds, then drains),
+      - the share of padding in the passes the server ran for each cell (from its /metrics),
       - p50 latency at concurrency 1, batch 1.
+A cell's passages are all --passage-tokens long (``32``), or of the cell's own length (``32x512``), or
+of lengths drawn from a log-normal (``16xln300x0.8[8-8192]``: median 300, sigma 0.8, 8 to 8192
+tokens): real traffic mixes lengths, and a mix of lengths costs padding that one length never shows.
 Prints a table with ratios (server / offline, latency / `none`), and writes JSON with --json-out.
 With --out DIR: DIR/batching.txt (what it prints), DIR/batching.json (as --json-out, plus each
 cell's raw request count, tokens, seconds and latency percentiles, and the b=1 c=1 latencies) and
@@ -19,12 +23,15 @@ The model is loaded as the server loads it (target_server.models.load_embedder),
     .venv/bin/python benchmarks/batching.py            # ~3 minutes on 2 CPU cores
     .venv/bin/python benchmarks/batching.py --device cuda --model jinaai/jina-embeddings-v3 --trust-remote-code
     .venv/bin/python benchmarks/batching.py --device cuda --model synthetic:jina-embeddings-v3 --cells 32x512,128x128
+    .venv/bin/python benchmarks/batching.py --cells '32,8xln64x0.8[8-254]'   # a variable-length cell on CPU
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
+import re
 import statistics
 import sys
 import time
@@ -35,16 +42,31 @@ import requests
 from http_load import LoopTotals, encode_bodies, run_load
 from raw_out import raw_results
 
-from embed_bench.core.payloads import PassageFactory
+from embed_bench.core.lengths import LengthDistribution, parse_lengths
+from embed_bench.core.payloads import PassageFactory, count_tokens
 from target_server.launcher import running_target_server
 
 OFFLINE_MIN_BATCH = 32
 
 
+# A variable-length cell's passage lengths: ``ln300`` (median 300), ``ln300x0.8`` (and sigma),
+# ``ln300x0.8[8-8192]`` (and the range; defaults: sigma 0.8, 8 to 8192 tokens).
+LOGNORMAL = re.compile(
+    r"ln(?P<median>\d+(?:\.\d+)?)(?:x(?P<sigma>\d+(?:\.\d+)?))?(?:\[(?P<low>\d+)-(?P<high>\d+)\])?"
+)
+
+
 @dataclass(frozen=True)
 class CellShape:
+    """``batch_size`` passages per request, of ``lengths`` tokens each (special tokens excluded)."""
+
     batch_size: int
-    passage_tokens: int
+    lengths: LengthDistribution
+
+    @property
+    def passage_tokens(self) -> int | str:
+        """The fixed length, or the distribution's label (``ln300x0.8[8-8192]``)."""
+        return self.lengths.low if self.lengths.is_fixed else self.lengths.label
 
     @property
     def label(self) -> str:
@@ -54,9 +76,15 @@ class CellShape:
 @dataclass
 class CellResult:
     batch_size: int
-    passage_tokens: int
+    passage_tokens: int | str
     tokens_per_s: float
     vs_offline: float
+    # Of the padded tokens the server's passes ran in this cell, the share that was padding
+    # (from its /metrics: 1 - embed_batch_tokens / embed_batch_padded_tokens); None: not exported.
+    padding_share: float | None = None
+    # What a real token attends over, on average: sum(t^2) / sum(t) of the passages as the server
+    # counts them (special tokens included); the attention term of FLOPs per real token (gpu.py mfu).
+    attention_tokens: float | None = None
 
 
 @dataclass
@@ -140,23 +168,42 @@ def write_json(
     measured: list,
     *,
     complete: bool,
+    attention: dict[CellShape, float],
     raw: dict | None = None,
 ) -> list[ModeResult]:
     """The modes measured so far against ``offline``; written to --json-out (after each mode, then at the end)."""
     results = [
         ModeResult(
             mode,
-            [CellResult(c.batch_size, c.passage_tokens, rates[c], rates[c] / offline[c]) for c in cells],
+            [
+                CellResult(
+                    c.batch_size,
+                    c.passage_tokens,
+                    rates[c],
+                    rates[c] / offline[c],
+                    padding.get(c),
+                    attention.get(c),
+                )
+                for c in cells
+            ],
             p50,
             failures,
         )
-        for mode, rates, p50, failures in measured
+        for mode, rates, p50, failures, padding in measured
     ]
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "complete": complete,  # false: written before the offline limit was measured again
-            "offline_tokens_per_s": [asdict(c) | {"tokens_per_s": offline[c]} for c in cells],
+            "offline_tokens_per_s": [
+                {
+                    "batch_size": c.batch_size,
+                    "passage_tokens": c.passage_tokens,
+                    "attention_tokens": attention.get(c),
+                    "tokens_per_s": offline[c],
+                }
+                for c in cells
+            ],
             "args": vars(args) | {"json_out": str(args.json_out), "out": str(args.out)},
             "modes": [asdict(r) for r in results],
         }
@@ -167,12 +214,61 @@ def write_json(
 
 
 def parse_cells(text: str, passage_tokens: int) -> list[CellShape]:
-    """``1,32`` or ``32x512,128x128``: batch size, optionally x passage tokens (else --passage-tokens)."""
+    """``1,32``, ``32x512,128x128`` or ``16xln300x0.8[8-8192]``: batch size, optionally x passage
+    tokens (else --passage-tokens) or a log-normal length distribution (a variable-length cell)."""
     cells = []
     for item in text.split(","):
         batch, _, tokens = item.strip().partition("x")
-        cells.append(CellShape(int(batch), int(tokens) if tokens else passage_tokens))
+        cells.append(CellShape(int(batch), parse_passage_lengths(tokens or str(passage_tokens))))
     return cells
+
+
+def parse_passage_lengths(text: str) -> LengthDistribution:
+    if text.isdigit():
+        return LengthDistribution.fixed(int(text))
+    match = LOGNORMAL.fullmatch(text)
+    if match is None:
+        raise SystemExit(
+            f"error: passage tokens must be a number or lnMEDIAN[xSIGMA][[MIN-MAX]], got {text!r}"
+        )
+    table = {
+        "distribution": "lognormal",
+        "median": float(match["median"]),
+        "sigma": float(match["sigma"] or 0.8),
+        "min": int(match["low"] or 8),
+        "max": int(match["high"] or 8192),
+    }
+    return parse_lengths(table, where=text)
+
+
+def cell_passages(factory: PassageFactory, cell: CellShape, count: int) -> list[str]:
+    """``count`` distinct passages of the cell's lengths (drawn from a seeded stream per cell)."""
+    stream = f"benchmark-{cell.passage_tokens}"
+    if cell.lengths.is_fixed:
+        return factory.passages(count, cell.lengths.low, stream=stream)
+    lengths = cell.lengths.draw(random.Random(stream), count)
+    return factory.passages_of(list(lengths), stream=stream)
+
+
+def attention_tokens(lengths: list[int]) -> float:
+    """sum(t^2) / sum(t): the sequence length an average real token attends over."""
+    return sum(t * t for t in lengths) / sum(lengths)
+
+
+def scrape_pass_tokens(url: str) -> tuple[float, float] | None:
+    """(real, padded) tokens the server's passes have run so far, from /metrics; None if it does not
+    export both (``embed_batch_tokens`` is newer than ``embed_batch_padded_tokens``)."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    sums = dict(re.findall(r"^(embed_batch_tokens_sum|embed_batch_padded_tokens_sum) (\S+)$", text, re.M))
+    if len(sums) < 2:
+        return None
+    return float(sums["embed_batch_tokens_sum"]), float(sums["embed_batch_padded_tokens_sum"])
+
+
+def padding_share(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 1 - (after[0] - before[0]) / (after[1] - before[1])
 
 
 def main() -> int:
@@ -214,11 +310,9 @@ def measure(args: argparse.Namespace) -> int:
     # (synthetic shapes and the null model use the bundled one).
     tokenizer = args.model if args.model != "bundled" and ":" not in args.model else ""
     factory = PassageFactory(tokenizer, seed=1)
-    passages = {
-        cell: factory.passages(args.passages, cell.passage_tokens, stream=f"benchmark-{cell.passage_tokens}")
-        for cell in cells
-    }
+    passages = {cell: cell_passages(factory, cell, args.passages) for cell in cells}
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
+    attention: dict[CellShape, float] = {}  # per cell, once the model's input limit is known
 
     offline_before = offline_limits(args, passages)
     raw: dict | None = {"offline_before": {}, "offline_after": {}, "modes": {}} if args.out else None
@@ -230,29 +324,42 @@ def measure(args: argparse.Namespace) -> int:
     server_args = ["--device", args.device, "--dtype", args.dtype, "--model", args.model, "--threads", "32"]
     server_args += ["--trust-remote-code"] if args.trust_remote_code else []
     server_args += ["--max-batch-tokens", str(args.max_batch_tokens)] if args.max_batch_tokens else []
-    measured: list[tuple[str, dict[CellShape, float], float, int]] = []
+    measured: list[tuple[str, dict[CellShape, float], float, int, dict[CellShape, float | None]]] = []
     for mode in args.modes.split(","):
         with running_target_server(
             *server_args, "--batching", mode, timeout_s=args.server_start_timeout
         ) as url:
+            if not attention:
+                limit = requests.get(url + "/info", timeout=10).json()["max_input_tokens"]
+                for cell, texts in passages.items():  # as the server counts: special tokens, truncation
+                    lengths = [min(n + 2, limit) for n in count_tokens(factory.tokenizer, texts)]
+                    attention[cell] = attention_tokens(lengths)
             singles_ms: list[float] = []
             p50 = p50_latency_ms(url, singles, 8 if mode == "timeout" else args.latency_requests, singles_ms)
-            rates, failures = {}, 0
+            rates, failures, padding = {}, 0, {}
             raw_cells = {}
             for cell in cells:
+                before = scrape_pass_tokens(url)
                 totals = run_load(
                     url, encode_bodies(passages[cell], cell.batch_size), args.concurrency, args.duration, 1
                 )
+                after = scrape_pass_tokens(url)
                 rates[cell] = totals.tokens_per_s
+                padding[cell] = padding_share(before, after)
                 failures += totals.failures
-                raw_cells[f"{cell.label} c={args.concurrency}"] = raw_totals(totals)
-        measured.append((mode, rates, p50, failures))
+                raw_cells[f"{cell.label} c={args.concurrency}"] = raw_totals(totals) | {
+                    "pass_tokens_before": before,  # (real, padded) summed over the server's passes
+                    "pass_tokens_after": after,
+                    "padding_share": padding[cell],
+                }
+        measured.append((mode, rates, p50, failures, padding))
         if raw is not None:
             raw["modes"][mode] = {"b1_c1_latencies_ms": singles_ms, "cells": raw_cells}
         # a later hang loses nothing
-        write_json(args, cells, offline_before, measured, complete=False, raw=raw)
+        write_json(args, cells, offline_before, measured, complete=False, attention=attention, raw=raw)
         summary = ", ".join(
-            f"{cell.label} c={args.concurrency} {rate:,.0f} tok/s" for cell, rate in rates.items()
+            f"{cell.label} c={args.concurrency} {rate:,.0f} tok/s ({percent(padding[cell])} padding)"
+            for cell, rate in rates.items()
         )
         print(f"{mode}: {summary}, p50 b=1 c=1 {p50:,.1f} ms", flush=True)
 
@@ -260,7 +367,7 @@ def measure(args: argparse.Namespace) -> int:
     offline = {cell: max(offline_before[cell], offline_after[cell]) for cell in cells}
     if raw is not None:
         raw["offline_after"] = {cell.label: rate for cell, rate in offline_after.items()}
-    results = write_json(args, cells, offline, measured, complete=True, raw=raw)
+    results = write_json(args, cells, offline, measured, complete=True, attention=attention, raw=raw)
     none_p50 = next((r.b1_c1_p50_latency_ms for r in results if r.mode == "none"), None)
 
     limits = ", ".join(
@@ -268,14 +375,24 @@ def measure(args: argparse.Namespace) -> int:
         for c in cells
     )
     print(f"\nmodel: {args.model}  device: {args.device}  dtype: {args.dtype}  offline tokens/s: {limits}\n")
-    header = "".join(f" tokens/s {c.label} c={args.concurrency} | x offline |" for c in cells)
+    header = "".join(f" tokens/s {c.label} c={args.concurrency} | x offline | padding |" for c in cells)
     print(f"| mode |{header} p50 ms b=1 c=1 | x none | failures |")
-    print("|---|" + "---:|---:|" * len(cells) + "---:|---:|---:|")
+    print("|---|" + "---:|---:|---:|" * len(cells) + "---:|---:|---:|")
     for r in results:
         vs_none = f"{r.b1_c1_p50_latency_ms / none_p50:.2f}" if none_p50 else "-"
-        row = "".join(f" {c.tokens_per_s:,.0f} | {c.vs_offline:.2f} |" for c in r.cells)
+        row = "".join(
+            f" {c.tokens_per_s:,.0f} | {c.vs_offline:.2f} | {percent(c.padding_share)} |" for c in r.cells
+        )
         print(f"| {r.mode} |{row} {r.b1_c1_p50_latency_ms:,.1f} | {vs_none} | {r.failures} |")
+    print(
+        "\npadding: the share of the padded tokens the server's passes ran in the cell that was padding "
+        "(its /metrics: 1 - embed_batch_tokens / embed_batch_padded_tokens); tokens/s counts real tokens"
+    )
     return 0
+
+
+def percent(share: float | None) -> str:
+    return "not measured" if share is None else f"{100 * share:.1f}%"
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ PLANS = {
         model="synthetic:jina-embeddings-v3",
         device="cuda",
         dtype="bfloat16",
-        cells="32x512,128x128",
+        # and a variable-length mix: log-normal around 300 tokens, up to 8192 (MFU on its real tokens)
+        cells="32x512,128x128,16xln300x0.8[8-8192]",
         concurrency=10,
         duration_s=6.0,
         passages=1280,
@@ -73,13 +74,13 @@ PLANS = {
         oom_rows=256,
         oom_tokens=8192,
         overhead_args=("--client-processes", "4", "--seconds", "4", "--profile-seconds", "5"),
-        limits_s={"batching": 230, "oom": 100, "overhead": 90},
+        limits_s={"batching": 270, "oom": 100, "overhead": 90},
     ),
     "smoke": Plan(
         model="synthetic:bge-small",
         device="cpu",
         dtype="float32",
-        cells="4x32,8x16",
+        cells="4x32,8x16,4xln16x0.8[2-64]",
         concurrency=4,
         duration_s=1.0,
         passages=16,
@@ -218,7 +219,7 @@ def oom_part(plan: Plan, out: Path, headroom_gib: float) -> int:
 
 # ---- mfu ----------------------------------------------------------------------------------------------
 def mfu_figures(plan: Plan, batching_json: Path, peak_tflops: float) -> dict:
-    """MFU = tokens/s x FLOPs per token / peak; FLOPs per token = 2 x layer params + 2 x layers x t x hidden."""
+    """MFU = tokens/s x FLOPs per token / peak; FLOPs per token = 2 x layer params + 4 x layers x t x hidden."""
     from target_server.synthetic import SHAPES
 
     shape = SHAPES[plan.model.removeprefix("synthetic:")]
@@ -226,11 +227,16 @@ def mfu_figures(plan: Plan, batching_json: Path, peak_tflops: float) -> dict:
     rows = []
 
     def row(source: str, cell: dict, tokens_per_s: float) -> dict:
-        flops = shape.forward_flops_per_token(cell["passage_tokens"])
+        # Real tokens only (tokens/s counts no padding), each attending over its own passage:
+        # attention_tokens = sum(t^2) / sum(t); files from before it was recorded give the fixed t.
+        attention = cell.get("attention_tokens") or cell["passage_tokens"]
+        flops = shape.forward_flops_per_token(attention)
         return {
             "source": source,
             "batch_size": cell["batch_size"],
             "passage_tokens": cell["passage_tokens"],
+            "attention_tokens": attention,
+            "padding_share": cell.get("padding_share"),
             "tokens_per_s": tokens_per_s,
             "gflop_per_token": flops / 1e9,
             "achieved_tflops": tokens_per_s * flops / 1e12,
@@ -244,8 +250,9 @@ def mfu_figures(plan: Plan, batching_json: Path, peak_tflops: float) -> dict:
             rows.append(row(f"server {mode['mode']}", cell, cell["tokens_per_s"]))
     formula = (
         f"FLOPs/token = 2 x {shape.layer_parameters():,} encoder-layer parameters + "
-        f"2 x {shape.layers} layers x t x {shape.hidden} (attention); MFU = tokens/s x FLOPs/token / "
-        f"{peak_tflops:g} TFLOP/s (dense bf16 peak)"
+        f"4 x {shape.layers} layers x t x {shape.hidden} (bidirectional attention: QK^T and AV); MFU = tokens/s x FLOPs/token / "
+        f"{peak_tflops:g} TFLOP/s (dense bf16 peak); tokens/s and FLOPs count real tokens only, t is "
+        "the length a real token attends over (sum(t^2) / sum(t) for a variable-length cell)"
     )
     return {"formula": formula, "peak_tflops": peak_tflops, "rows": rows}
 
@@ -259,6 +266,10 @@ def device_name() -> str:
         return f"no GPU ({platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores)"
 
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100 * share:.1f}%"
+
+
 def summary_markdown(device: str, parts: list[PartResult]) -> str:
     lines = [f"# GPU session: {device}", "", "| part | status | seconds |", "|---|---|---:|"]
     lines += [f"| {p.name} | {p.status} | {p.seconds:.0f} |" for p in parts]
@@ -266,12 +277,14 @@ def summary_markdown(device: str, parts: list[PartResult]) -> str:
         if part.name == "mfu" and part.figures.get("rows"):
             lines += ["", "## MFU", "", part.figures["formula"], ""]
             lines += [
-                "| source | b | t | tokens/s | GFLOP/token | TFLOP/s | MFU |",
-                "|---|---:|---:|---:|---:|---:|---:|",
+                "| source | b | t | attention t | padding | tokens/s | GFLOP/token | TFLOP/s | MFU |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             ]
             lines += [
-                f"| {r['source']} | {r['batch_size']} | {r['passage_tokens']} | {r['tokens_per_s']:,.0f} | "
-                f"{r['gflop_per_token']:.3f} | {r['achieved_tflops']:,.1f} | {100 * r['mfu']:.1f}% |"
+                f"| {r['source']} | {r['batch_size']} | {r['passage_tokens']} | {r['attention_tokens']:,.0f} | "
+                f"{_percent(r.get('padding_share'))} | "
+                f"{r['tokens_per_s']:,.0f} | {r['gflop_per_token']:.3f} | {r['achieved_tflops']:,.1f} | "
+                f"{100 * r['mfu']:.1f}% |"
                 for r in part.figures["rows"]
             ]
         elif part.figures:

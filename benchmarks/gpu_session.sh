@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU session as one command (about 9 minutes, no network): wheels from .whl/, the bundled
+# The whole GPU session as one command (about 10 minutes, no network): wheels from .whl/, the bundled
 # tokenizer from .gpu/site/, then benchmarks/gpu.py (batching, OOM, MFU) and benchmarks/gpu_article.sh
 # (the article grid), each under its own time limit, and everything packed into $OUT in 4 files
 # (the device returns at most 8): summary.md, article-report.md, console.txt, gpu-session.tgz.
@@ -26,7 +26,7 @@ work=$(mktemp -d /tmp/gpu-session.XXXX)
     OUT=$work/article GRID=quick MODEL=synthetic:bge-small DEVICE=cpu DTYPE=float32 LIMIT_S=120 \
       bash benchmarks/gpu_article.sh
   else
-    [ -n "${ARTICLE_ONLY:-}" ] || OUT=$work/gpu timeout ${GPU_PARTS_S:-340} python3 benchmarks/gpu.py --parts batching,oom,mfu
+    [ -n "${ARTICLE_ONLY:-}" ] || OUT=$work/gpu timeout ${GPU_PARTS_S:-380} python3 benchmarks/gpu.py --parts batching,oom,mfu
     OUT=$work/article LIMIT_S=${ARTICLE_S:-180} bash benchmarks/gpu_article.sh
   fi
 } 2>&1 | tee "$FINAL/console.txt"

@@ -24,11 +24,14 @@ ms). Figures are printed, never asserted: they depend on the machine.
 The open-loop schedule instead: for each rate, one rate cell (``--request-rate``, Poisson arrivals,
 b=1 t=16, 64 senders) of the real ``locust -f locustfiles/self_hosted.py --headless`` against the
 tiny endpoint, once on one process and once on a master with 2 worker processes, read back from the
-run's ``requests.csv.gz``: arrivals planned, offered rate (planned / cell duration), achieved rate
-(requests sent within the cell / cell duration) and their ratio (goal: within 2%), dropped and failed
-requests, percentiles of the send lag (sent_at - planned_at; goal: a few ms), and a
-Kolmogorov-Smirnov test of the planned inter-arrival times against the exponential of the cell's rate
-(the processes' shares merged: their union is one Poisson stream).
+run's ``requests.csv.gz``, and judged against the rate that was ASKED
+(``embed_bench.core.schedule_accuracy``): the planned arrivals and the requests sent within the cell
+must both fall inside the 99.9% interval of Poisson(rate x duration); nothing dropped or failed; the
+send lag's p99 (sent_at - planned_at) at most 10 ms; and a Kolmogorov-Smirnov test of the planned
+inter-arrival times against the exponential of the asked rate at p >= 0.001 (the processes' shares
+merged: their union is one Poisson stream). Each cell prints PASS or FAIL with its reasons; the exit
+status is 1 when any cell fails. ``--locustfile`` swaps the sender (the tests pass a deliberately
+slow one, which must fail).
 
 With --out DIR either mode also writes its raw results: DIR/loadgen.txt or DIR/schedule.txt (what it
 prints), DIR/loadgen.json or DIR/schedule.json (every measurement), DIR/*-load.json (load averages
@@ -43,6 +46,8 @@ import locust  # first: gevent monkey-patches sockets before anything else loads
 # isort: split
 import argparse
 import asyncio
+import csv
+import gzip
 import json
 import os
 import shutil
@@ -65,6 +70,12 @@ from locust.argument_parser import get_parser  # noqa: E402
 from locust.env import Environment  # noqa: E402
 
 from embed_bench.core.options import BenchOptions  # noqa: E402
+from embed_bench.core.schedule_accuracy import (  # noqa: E402
+    ScheduleAccuracy,
+    ScheduleLimits,
+    check_schedule,
+    nearest_rank,
+)
 from embed_bench.load import recorder  # noqa: E402
 from embed_bench.load.shape import GridShape  # noqa: E402
 from locustfiles.self_hosted import SelfHostedUser  # noqa: E402
@@ -165,7 +176,18 @@ class Measurement:
     failures: int
     requests_per_s: float
     cpu_ms_per_request: float
-    response_bytes: int
+    response_bytes: int | None  # from the request records (None with records off)
+
+
+def recorded_response_bytes(run_dir: Path) -> int | None:
+    """The bytes the last measured request received, from ``requests.csv.gz``: the user reads the
+    body itself (``stream=True``), so Locust's response object no longer holds it."""
+    path = run_dir / "requests.csv.gz"
+    if not path.exists():
+        return None
+    with gzip.open(path, "rt", newline="") as stream:
+        measured = [row["bytes_received"] for row in csv.DictReader(stream) if row["warmup"] == "0"]
+    return int(measured[-1]) if measured else None
 
 
 class RequestClock:
@@ -174,17 +196,13 @@ class RequestClock:
     def __init__(self, environment: Environment) -> None:
         self.marks: list[tuple[float, float]] = []
         self.failures = 0
-        self.response_bytes = 0
         environment.events.request.add_listener(self.on_request)
 
-    def on_request(
-        self, name: str, exception: BaseException | None = None, response: object = None, **_kwargs: object
-    ) -> None:
+    def on_request(self, name: str, exception: BaseException | None = None, **_kwargs: object) -> None:
         if name.startswith("warmup"):
             return
         self.marks.append((time.perf_counter(), time.process_time()))
         self.failures += exception is not None
-        self.response_bytes = len(getattr(response, "content", b"") or b"")
 
 
 def measure(
@@ -215,6 +233,7 @@ def measure(
         environment.events.quit.fire(exit_code=0)  # as locust's shutdown does: the last flush
         environment.events.request.remove_listener(clock.on_request)
         written = (Path(run_dir) / "requests.csv.gz").exists()
+        response_bytes = recorded_response_bytes(Path(run_dir))
         recorder.KEEP_RECORDS = True
         keep_run_files(Path(run_dir), keep)
     if written != records:
@@ -228,7 +247,7 @@ def measure(
         clock.failures,
         intervals / (wall1 - wall0),
         1000.0 * (cpu1 - cpu0) / intervals,
-        clock.response_bytes,
+        response_bytes,
     )
 
 
@@ -247,6 +266,10 @@ def start_endpoint(dimensions: int) -> tuple[subprocess.Popen[str], str]:
     return server, f"http://127.0.0.1:{port}"
 
 
+TOPOLOGIES = {"one process": 0, "master + 2 workers": 2}  # worker processes (0: a local runner)
+LOCUSTFILE = REPO / "locustfiles" / "self_hosted.py"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=8)
@@ -258,6 +281,21 @@ def main() -> None:
     parser.add_argument("--schedule", action="store_true", help="the open-loop schedule's accuracy instead")
     parser.add_argument("--rates", type=float, nargs="+", default=[20.0, 100.0, 400.0], help="--schedule")
     parser.add_argument("--duration", type=float, default=30.0, help="--schedule: seconds per cell")
+    parser.add_argument(
+        "--topology", choices=list(TOPOLOGIES), nargs="+", default=list(TOPOLOGIES), help="--schedule"
+    )
+    parser.add_argument(
+        "--locustfile",
+        type=Path,
+        default=LOCUSTFILE,
+        help="--schedule: the sender (default: locustfiles/self_hosted.py)",
+    )
+    parser.add_argument(
+        "--max-lag-p99-ms",
+        type=float,
+        default=ScheduleLimits.max_lag_p99_ms,
+        help="--schedule: the send lag's p99 bound (default: %(default)g)",
+    )
     parser.add_argument("--out", type=Path, help="raw results into DIR (see above)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dimensions", type=int, default=8, help=argparse.SUPPRESS)
@@ -266,9 +304,16 @@ def main() -> None:
         serve(args.serve, args.dimensions)
         return
     if args.schedule:
+        if min(args.rates) <= 0 or args.duration <= 0 or args.max_lag_p99_ms <= 0:
+            parser.error("--rates, --duration and --max-lag-p99-ms must be positive")
+        if not args.locustfile.is_file():
+            parser.error(f"--locustfile {args.locustfile}: no such file")
+        limits = ScheduleLimits(max_lag_p99_ms=args.max_lag_p99_ms)
         with raw_results(args.out, "schedule"):
-            schedule(args.rates, args.duration, args.out)
-        return
+            status = schedule(
+                args.rates, args.duration, args.out, args.topology, args.locustfile.resolve(), limits
+            )
+        sys.exit(status)
     with raw_results(args.out, "loadgen"):
         ceiling(args)
 
@@ -328,7 +373,8 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], rounds: list[lis
         for m in measurements:
             print(
                 f"{number:<7}{m.scenario.label:<30}{'on' if m.records else 'off':>8}{m.requests:>9}"
-                f"{m.failures:>9}{m.requests_per_s:>9.0f}{m.cpu_ms_per_request:>12.3f}{m.response_bytes:>16,}"
+                f"{m.failures:>9}{m.requests_per_s:>9.0f}{m.cpu_ms_per_request:>12.3f}"
+                f"{'-' if m.response_bytes is None else f'{m.response_bytes:,}':>16}"
             )
     print()
     for scenario in scenarios:
@@ -360,7 +406,6 @@ def report(args: argparse.Namespace, scenarios: list[Scenario], rounds: list[lis
 
 
 # --- the open-loop schedule (loadgen.py --schedule) ----------------------------------------------
-TOPOLOGIES = {"one process": 0, "master + 2 workers": 2}  # worker processes (0: a local runner)
 
 
 @dataclass
@@ -376,17 +421,28 @@ class ScheduleCell:
     ks_p: float
     per_worker: dict[str, int]
 
-    @property
-    def offered_per_s(self) -> float:
-        return self.planned / self.duration_s
-
-    @property
-    def achieved_per_s(self) -> float:
-        return self.sent_in_cell / self.duration_s
+    def accuracy(self, limits: ScheduleLimits) -> ScheduleAccuracy:
+        """This cell judged against its asked rate (not against its own plan)."""
+        return check_schedule(
+            self.rate,
+            self.duration_s,
+            planned=self.planned,
+            sent_in_cell=self.sent_in_cell,
+            dropped=self.dropped,
+            failed=self.failed,
+            lags_ms=self.lags_ms,
+            ks_p=self.ks_p,
+            limits=limits,
+        )
 
 
 def schedule_cell(
-    url: str, rate: float, duration_s: float, topology: str, keep: Path | None = None
+    url: str,
+    rate: float,
+    duration_s: float,
+    topology: str,
+    keep: Path | None = None,
+    locustfile: Path = LOCUSTFILE,
 ) -> ScheduleCell:
     from scipy import stats
 
@@ -401,9 +457,9 @@ def schedule_cell(
         run_dir = Path(directory) / "run"
         workers = TOPOLOGIES[topology]
         if workers:
-            run = run_master_and_workers("self_hosted.py", run_dir, workers, *arguments)
+            run = run_master_and_workers(str(locustfile), run_dir, workers, *arguments)
         else:
-            run = run_headless("self_hosted.py", run_dir, *arguments, timeout_s=duration_s + 120)
+            run = run_headless(str(locustfile), run_dir, *arguments, timeout_s=duration_s + 120)
         if run.returncode != 0:
             if keep is not None:  # what failed, kept with the raw results
                 keep_run_files(run_dir, keep)
@@ -434,55 +490,96 @@ def schedule_cell(
     )
 
 
-def lag_percentile(ordered: list[float], q: float) -> float:
-    return ordered[max(int(q / 100 * len(ordered) + 0.999999) - 1, 0)] if ordered else float("nan")
+LAG_QUANTILES = (50, 90, 99, 99.9, 100)
 
 
-def schedule(rates: list[float], duration_s: float, out: Path | None = None) -> None:
+def schedule(
+    rates: list[float],
+    duration_s: float,
+    out: Path | None = None,
+    topologies: list[str] | None = None,
+    locustfile: Path = LOCUSTFILE,
+    limits: ScheduleLimits | None = None,
+) -> int:
+    """Run and judge every (topology, rate) cell; 0 when all pass, 1 when any fails."""
+    limits = limits or ScheduleLimits()
     server, url = start_endpoint(8)
     cells: list[ScheduleCell] = []
     try:
-        for topology in TOPOLOGIES:
+        for topology in topologies or list(TOPOLOGIES):
             for rate in rates:
                 keep = None
                 if out is not None:
                     keep = out / "runs" / f"{topology.replace(' + ', '-').replace(' ', '-')}-{rate:g}"
-                cells.append(schedule_cell(url, rate, duration_s, topology, keep))
+                cells.append(schedule_cell(url, rate, duration_s, topology, keep, locustfile))
                 print(f"{topology}, {rate:g}/s: done", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=10)
+    judged = [(c, c.accuracy(limits)) for c in cells]
+    sender = "" if locustfile == LOCUSTFILE else f", sender {locustfile.name}"
     print(
-        f"\nPoisson rate cells of {duration_s:g} s, b=1 t=16, 64 senders, the tiny endpoint, "
+        f"\nPoisson rate cells of {duration_s:g} s, b=1 t=16, 64 senders, the tiny endpoint{sender}, "
         f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})"
     )
+    interval_head = f"{limits.confidence:.1%} interval"
     print(
-        f"{'topology':<20}{'rate/s':>7}{'planned':>8}{'offered/s':>10}{'achieved/s':>11}{'ratio':>8}"
-        f"{'dropped':>8}{'failed':>7}{'lag p50':>8}{'p90':>6}{'p99':>6}{'p99.9':>7}{'max':>7}{'KS p':>7}"
+        f"{'topology':<20}{'asked/s':>8}{'planned':>8}{interval_head:>17}{'achieved/s':>11}{'/asked':>8}"
+        f"{'dropped':>8}{'failed':>7}{'lag p50':>8}{'p90':>6}{'p99':>7}{'p99.9':>8}{'max':>8}{'KS p':>7}"
+        "  verdict"
     )
-    for c in cells:
+    for c, a in judged:
         lags = " ".join(
-            f"{lag_percentile(c.lags_ms, q):{width}.2f}"
-            for q, width in ((50, 7), (90, 5), (99, 5), (99.9, 6), (100, 6))
+            f"{nearest_rank(c.lags_ms, q):{width}.2f}"
+            for q, width in zip(LAG_QUANTILES, (7, 5, 6, 7, 7), strict=True)
         )
         print(
-            f"{c.topology:<20}{c.rate:>7g}{c.planned:>8}{c.offered_per_s:>10.2f}{c.achieved_per_s:>11.2f}"
-            f"{c.achieved_per_s / c.offered_per_s:>8.4f}{c.dropped:>8}{c.failed:>7} {lags}{c.ks_p:>7.3f}"
+            f"{c.topology:<20}{c.rate:>8g}{c.planned:>8}{a.interval.text:>17}{a.achieved_per_s:>11.2f}"
+            f"{a.achieved_vs_asked:>8.4f}{c.dropped:>8}{c.failed:>7} {lags}{c.ks_p:>7.3f}"
+            f"  {'PASS' if a.passed else 'FAIL'}"
         )
-    print("lag in ms (sent_at - planned_at); goals: ratio within 0.98-1.02, lag p99 a few ms, KS p > 0.01")
-    for c in cells:
+    print(
+        f"lag in ms (sent_at - planned_at). A cell passes when its planned arrivals and the requests "
+        f"sent within it both fall in the {limits.confidence:.1%} interval of Poisson(asked rate x "
+        f"{duration_s:g} s), nothing is dropped or failed, lag p99 <= {limits.max_lag_p99_ms:g} ms and "
+        f"KS p >= {limits.min_ks_p:g}"
+    )
+    for c, a in judged:
+        for problem in a.problems:
+            print(f"  FAIL {c.topology} at {c.rate:g}/s: {problem}")
         if len(c.per_worker) > 1:
             shares = ", ".join(f"{count}" for _, count in sorted(c.per_worker.items()))
             print(f"  {c.topology} at {c.rate:g}/s: requests per worker {shares}")
+    failed = sum(not a.passed for _, a in judged)
+    print(
+        f"schedule check: {'PASS' if not failed else 'FAIL'} "
+        f"({len(judged) - failed} of {len(judged)} cells passed)"
+    )
     if out is not None:
-        quantiles = (50, 90, 99, 99.9, 100)
         rows = [
             {k: v for k, v in asdict(c).items() if k != "lags_ms"}
-            | {"offered_per_s": c.offered_per_s, "achieved_per_s": c.achieved_per_s}
-            | {"lag_ms": {f"p{q:g}": lag_percentile(c.lags_ms, q) for q in quantiles}}
-            for c in cells
+            | {
+                "achieved_per_s": a.achieved_per_s,
+                "achieved_vs_asked": a.achieved_vs_asked,
+                "interval": asdict(a.interval),
+                "lag_ms": {f"p{q:g}": nearest_rank(c.lags_ms, q) for q in LAG_QUANTILES},
+                "passed": a.passed,
+                "problems": list(a.problems),
+            }
+            for c, a in judged
         ]
-        write_json(out / "schedule.json", {"rates": rates, "duration_s": duration_s, "cells": rows})
+        write_json(
+            out / "schedule.json",
+            {
+                "rates": rates,
+                "duration_s": duration_s,
+                "locustfile": str(locustfile),
+                "limits": asdict(limits),
+                "cells": rows,
+                "passed": not failed,
+            },
+        )
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

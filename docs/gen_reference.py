@@ -50,7 +50,8 @@ RUN_FILE_MEANINGS = {
     "csv_prefix": "prefix of Locust's CSVs: the run passes `--csv <run dir>/locust` (not a file itself)",
     "run_json": "the run's description, written by `embed-bench run`: name, label, backend, host, model, "
     "grid and its cells, repeats, workers, start and end times, status, pricing name, the Locust "
-    "arguments (secrets removed), versions; a capacity search adds `slo` and `capacity`. A swarm "
+    "arguments (secrets removed), versions, `server_metrics` (the endpoint sampled into server_metrics.csv, "
+    "its scrapes and failures, or why nothing was sampled); a capacity search adds `slo` and `capacity`. A swarm "
     "(compose, Kubernetes) writes none",
     "cells_csv": "one row per cell walked and repeat, written by the grid shape on the master (columns below)",
     "stats_csv": "Locust's `--csv` statistics, one row per request name (a cell) and `Aggregated`",
@@ -58,9 +59,18 @@ RUN_FILE_MEANINGS = {
     "failures_csv": "Locust's failures by request name and failure class, with occurrences",
     "exceptions_csv": "Locust's exceptions raised in user code",
     "log": "Locust's log (`--logfile`)",
+    "server_metrics_csv": "the target's Prometheus endpoint sampled about once a second while the run went on "
+    "(`--server-metrics-url`; by default the self-hosted backend's `/metrics`), long format: `time` (epoch "
+    'seconds), `metric`, `labels` (PromQL\'s `name="value"` pairs), `value`; histogram buckets left out; '
+    "each scrape adds `up` (1, or 0 with the error in its labels) and `scrape_duration_seconds`. Absent when "
+    "nothing was sampled; run.json's `server_metrics` says why ([Observability](../guides/observability.md))",
     "worker_log": "the log of local worker processes (`embed-bench run --workers N`)",
     "console_log": "Locust's console output (where its own errors are, when it fails)",
     "requests": "the per-request record: one row per request sent or dropped (see Record columns)",
+    "progress_json": "where the grid walk stands, rewritten by the master about once a second: cell "
+    "`step` of `steps`, its `phase` (preparing, running, finished), `payloads_built` of `payloads_planned`, "
+    "`requests_done` of `requests_planned`, `left_s` (the phase's time left, null where no estimate can be "
+    "made); what `embed-bench run`'s progress line shows ([Running a benchmark](../guides/run.md))",
     "capacity_json": "a capacity search's answer (`requests_per_s`, `tokens_per_s`, `converged`, "
     "`steps`); `embed-bench run` copies it into run.json",
 }
@@ -80,6 +90,8 @@ CELLS_COLUMN_MEANINGS = {
     "failures": "the most frequent failure classes, e.g. `HTTP 429 queue_full (7); timeout (2)`",
     "request_rate": "rate cells: the offered requests/s; empty for closed-loop cells",
     "dropped": "rate cells: requests never sent (no free user within `--max-lag`); empty for closed-loop cells",
+    "workers_lost": "Locust workers that vanished (crashed, killed, cut off) while the cell ran: their users' "
+    "requests are among the unfinished ones and the cell is flagged; empty when none did",
 }
 
 # Record columns the contract lists without a comment of their own.
@@ -160,17 +172,18 @@ def options_page() -> str:
     body = [
         "## Locust options (`embed_bench/core/options.py`, `OPTION_SPECS`)",
         "",
-        'Added to Locust\'s parser by every locustfile, shown in the web UI under "Custom parameters", '
-        "and passed through by `embed-bench run`. Locust prints `--help` before it loads a locustfile, "
+        'Added to Locust\'s parser by every locustfile, shown in the web UI under "Custom parameters" '
+        "with the label below, and passed through by `embed-bench run`. Locust prints `--help` before it loads a locustfile, "
         "so they are listed here and in the web UI, not in `locust --help`. Each also takes its "
         "`LOCUST_...` environment variable.",
         "",
         *table(
-            ("option", "env var", "default", "meaning"),
+            ("option", "env var", "web form label", "default", "meaning"),
             (
                 [
                     code(spec.flag),
                     code(spec.env_var),
+                    escape(spec.form_label),
                     _default(spec.default),
                     escape(spec.help)
                     + (" (secret: masked in the web UI, never written)" if spec.secret else ""),
@@ -529,9 +542,17 @@ def http_api_page() -> str:
         "## `GET /metrics` series",
         "",
         "Kept by `prometheus-client` (`target_server/metrics.py`, `ServerMetrics`), one registry per app, "
-        "open without the API key. The batcher adds two gauges read at scrape time: "
-        "`embed_in_flight_tokens` (tokens admitted and not yet answered, admission control's count) and "
-        "`embed_queue_depth` (inputs waiting for a forward pass).",
+        "open without the API key. The batcher adds gauges read at scrape time: "
+        "`embed_in_flight_tokens` (tokens admitted and not yet answered, admission control's count), "
+        "`embed_queue_depth` (inputs waiting for a forward pass), `embed_requests_in_flight` (requests "
+        "admitted and not yet answered), `embed_queue_requests` and `embed_queue_tokens` (requests, and "
+        "tokens of inputs, that no forward pass has taken yet). prometheus-client's `ProcessCollector` "
+        "adds the serving process's `process_cpu_seconds_total`, `process_resident_memory_bytes` and the "
+        "other `process_*` series. With the model on a GPU and `nvidia-ml-py` able to reach the driver "
+        "(`target_server/gpu_metrics.py`), gauges labelled `gpu` (NVML's index) and `gpu_name`: "
+        "`embed_gpu_utilization_percent`, `embed_gpu_memory_used_bytes`, `embed_gpu_memory_total_bytes`, "
+        "`embed_gpu_power_watts`; on the CPU, or without NVML, none of them. What each one explains: "
+        "[Observability](../guides/observability.md).",
         "",
         *table(
             ("series", "type", "labels", "buckets", "meaning"),

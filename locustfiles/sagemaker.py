@@ -32,6 +32,7 @@ from botocore.awsrequest import AWSRequest
 from locust.env import Environment
 from locust.exception import StopTest
 
+import embed_bench.load.prometheus_exporter  # GET /metrics on the web UI, for Prometheus
 import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
 from embed_bench.core.backends import sagemaker_runtime_url
 from embed_bench.core.checks import Embeddings, embedding_items

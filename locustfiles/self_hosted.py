@@ -17,6 +17,7 @@ import locust  # noqa: F401  (first: gevent monkey-patches sockets and ssl befor
 import json
 from typing import Any
 
+import embed_bench.load.prometheus_exporter  # GET /metrics on the web UI, for Prometheus
 import embed_bench.load.web_ui  # noqa: F401  (registers the embed-bench tab of the web UI)
 from embed_bench.core.checks import BadBody, Embeddings
 from embed_bench.core.options import BenchOptions

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 from reports.cost.decision import WORKLOAD_EXAMPLE, load_workload
@@ -17,10 +18,12 @@ from reports.errors import ReportError
 from reports.export.markdown import render_table
 from reports.metrics.token_counts import CLIENT, COUNTS
 from reports.pipeline import build_report, write_report
-from reports.tables.base import summary_table
+from reports.tables.answer import ANSWER_TITLE
+from reports.tables.base import Section, summary_table
 from reports.tables.decision import DECISION_TITLE
+from reports.tables.rates import rate_alerts
 from reports.tables.records import token_warnings
-from reports.tables.sections import partial_alerts
+from reports.tables.sections import partial_alerts, unreachable_alerts
 
 
 def _usd(text: str) -> float:
@@ -118,6 +121,21 @@ def _add_decision_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def print_opening(opening: Section | None) -> None:
+    """The console opens as the report does: its answer (the decision for ``--workload``, or that
+    none can be given without it, with what the capacity searches found), a cold start if one was
+    seen, then the answer's first table; the ten-figure summary follows for the study's readers."""
+    if opening is None or opening.title not in (DECISION_TITLE, ANSWER_TITLE):
+        return
+    print(f"## {opening.title}\n")
+    if opening.text:
+        print(textwrap.fill(opening.text, width=110) + "\n")
+    for alert in opening.alerts:
+        print(f"warning: {alert}")
+    if opening.tables:
+        print(render_table(opening.tables[0]))
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = build_parser(prog or "embed-bench report")
     try:
@@ -155,11 +173,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except OSError as exc:
         print(f"{parser.prog}: error: cannot write the report to {args.out}: {exc}", file=sys.stderr)
         return 1
-    if report.sections and report.sections[0].title == DECISION_TITLE:
-        print(render_table(report.sections[0].tables[0]))
+    print_opening(report.sections[0] if report.sections else None)
     if report.runs:
         print(render_table(summary_table(report.runs)))
-    for alert in (*partial_alerts(report.runs), *token_warnings(report.runs)):
+    alerts = (
+        *partial_alerts(report.runs),
+        *unreachable_alerts(report.runs),
+        *rate_alerts(report.rate_runs),
+        *token_warnings(report.runs),
+    )
+    for alert in alerts:
         print(f"warning: {alert}")
     print("wrote " + ", ".join(str(path) for path in written))
     return 0

@@ -28,19 +28,25 @@ from reports.export.csv_files import write_cells_csv, write_rate_cells_csv, writ
 from reports.export.html import render_html
 from reports.export.markdown import render_markdown
 from reports.load.runs import RunData, load_run
+from reports.load.server_metrics import load_cell_spans, load_server_samples
+from reports.metrics.cold_start import cold_start_alerts, run_warmth
 from reports.metrics.rates import RateCapacity, RateRun, rate_run
 from reports.metrics.runs import RunMetrics, run_metrics
+from reports.metrics.server import RunTelemetry, measured_requests, run_telemetry
 from reports.metrics.study import load_study
 from reports.metrics.token_counts import CLIENT, SERVER
 from reports.plots.base import Plot
 from reports.plots.rates import build_rate_plots
 from reports.plots.records import build_record_plots
 from reports.plots.runs import build_plots
+from reports.plots.server import build_telemetry_plots
 from reports.tables.answer import answer_section
 from reports.tables.base import Section
+from reports.tables.cold_start import cold_start_section
 from reports.tables.decision import decision_section
 from reports.tables.rates import rate_sections
 from reports.tables.sections import build_sections
+from reports.tables.server import telemetry_section
 
 TITLE = "embed-bench report"
 
@@ -94,19 +100,33 @@ def build_report(
         plots += [*build_plots(runs).values(), *build_record_plots(runs)]
     intro = report_intro(loaded, rate_runs, study)
     sections = build_sections(runs, study) if runs else ()
-    opening: tuple[Section, ...] = (answer_section(runs, rate_runs),)
+    # What the targets said about themselves while the runs went on (server_metrics.csv).
+    telemetry = [telemetry_of(run) for run in loaded]
+    plots += build_telemetry_plots(telemetry)
+    sections = (*sections, *filter(None, [telemetry_section(telemetry)]))
+    opening = answer_section(runs, rate_runs)
     if workload is not None:
         book = load_price_book()
         chosen = [look_up_price(book, name, "--decision-prices") for name in decision_prices]
-        opening = (decision_report(workload, loaded, prices, rates, chosen),)
+        opening = decision_report(workload, loaded, prices, rates, chosen)
+    # A cell measured on a cold server is flagged on the first screen, and listed at the end.
+    warmth = [checked for run in loaded if (checked := run_warmth(run)) is not None]
+    opening = replace(opening, alerts=(*opening.alerts, *cold_start_alerts(warmth)))
+    cold_start = cold_start_section(warmth)
     return Report(
         intro,
         tuple(runs),
         columns,
-        (*opening, *sections, *rate_sections(rate_runs)),
+        (opening, *sections, *rate_sections(rate_runs), *([cold_start] if cold_start else [])),
         {plot.key: plot for plot in plots},
         rate_runs,
     )
+
+
+def telemetry_of(run: RunData) -> RunTelemetry:
+    """What the run's target said about itself while it ran (``server_metrics.csv``), on its cells."""
+    samples = load_server_samples(run.directory, run.info)
+    return run_telemetry(run.label, samples, load_cell_spans(run.directory), measured_requests(run.records))
 
 
 def closed_loop_columns(

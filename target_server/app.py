@@ -13,14 +13,19 @@ from target_server.embedder import SentenceTransformerEmbedder
 from target_server.errors import register_error_handlers
 from target_server.routes import bp
 from target_server.service import EXTENSION, EmbeddingService
+from target_server.tracing import ServerTracing
 
 
 def create_app(
-    overrides: Mapping[str, Any] | None = None, *, embedder: SentenceTransformerEmbedder | None = None
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    embedder: SentenceTransformerEmbedder | None = None,
+    tracing: ServerTracing | None = None,
 ) -> Flask:
     """Build the server. Settings: defaults, then ``EMBED_BENCH_*`` env vars, then ``overrides``.
 
     ``embedder`` lets tests share one loaded model between apps; normally the service loads it.
+    ``tracing`` lets tests keep spans in memory; normally ``--otel`` and OTEL_* decide (tracing.py).
     """
     app = Flask(__name__)
     mapping, config = resolve_config(overrides)
@@ -29,7 +34,7 @@ def create_app(
     logging.getLogger("target_server").setLevel(logging.INFO)
     register_error_handlers(app)
     app.register_blueprint(bp)
-    EmbeddingService(config, embedder).init_app(app)
+    EmbeddingService(config, embedder, tracing).init_app(app)
     return app
 
 

@@ -15,7 +15,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from target_server.config import BATCHING_MODES, DEVICES, DTYPES, ConfigError, resolve_config
+from target_server.config import (
+    BATCHING_MODES,
+    DEVICES,
+    DTYPES,
+    ENGINES,
+    QUANTIZATIONS,
+    ConfigError,
+    resolve_config,
+)
 
 LOOPBACK = "127.0.0.1"
 
@@ -59,10 +67,28 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     model.add_argument("--device", choices=DEVICES, help="default: auto (cuda if available)")
     model.add_argument("--dtype", choices=DTYPES, help="default: auto (bf16/fp16 on cuda, fp32 on cpu)")
     model.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help="what runs the forward pass (default: torch). onnx (ONNX Runtime) and openvino run on the "
+        "CPU a copy of the model exported at start from its local files and cached (--engine-cache)",
+    )
+    model.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="int8: dynamic int8 quantization (int8 weights) with --engine onnx or openvino; default: none",
+    )
+    model.add_argument(
+        "--engine-cache",
+        metavar="DIR",
+        help="where exported models are kept, one folder per model, engine and quantization "
+        "(default: ~/.cache/embed-bench/engines, or under $XDG_CACHE_HOME)",
+    )
+    model.add_argument(
         "--cpu-threads",
         type=int,
         metavar="N",
-        help="torch's intra-op threads (default: torch's, one per core; 0: the same). On 2 shared cores, "
+        help="intra-op threads of the engine: torch's, ONNX Runtime's or OpenVINO's (default: the engine's, "
+        "one per core; 0: the same). On 2 shared cores, "
         "1 keeps the forward pass from contending with the request threads and the load generator",
     )
     batching = parser.add_argument_group("batching")
@@ -133,13 +159,29 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     http.add_argument("--port", type=int, default=8000, help="default: 8000")
     http.add_argument("--threads", type=int, default=64, help="request threads of the worker (default: 64)")
     http.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a second listener for GET /metrics alone, on its own thread, so a scrape never waits behind "
+        "queued requests (default 0: any free port, named in /info; -1: none; /metrics on --port stays)",
+    )
+    http.add_argument(
         "--access-log", action="store_true", help="log every request (off: it costs throughput)"
     )
     http.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    http.add_argument(
+        "--otel",
+        action="store_true",
+        default=None,
+        help="OpenTelemetry traces: continue each request's traceparent, a span per forward pass linking "
+        "its requests; sent over OTLP as the OTEL_* variables say (default endpoint http://localhost:4318). "
+        "An OTEL_EXPORTER_OTLP_ENDPOINT turns them on too. Needs embed-bench[otel]",
+    )
     return parser
 
 
-SERVER_FLAGS = ("host", "port", "threads", "access_log", "log_level")
+SERVER_FLAGS = ("host", "port", "threads", "metrics_port", "access_log", "log_level")
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,6 +202,20 @@ def check_port_free(host: str, port: int) -> None:
             raise SystemExit(f"error: cannot bind {host}:{port}: {error.strerror}") from None
 
 
+def check_tracing(flag: bool) -> str | None:
+    """Why tracing, asked for, cannot work (no SDK, an unknown exporter); None when it can or is off.
+    Checked here so the worker does not fail after the fork with the reason buried in its log."""
+    from target_server.tracing import TracingSetupError, tracer_provider, tracing_requested
+
+    if not tracing_requested(flag):
+        return None
+    try:
+        tracer_provider().shutdown()
+    except TracingSetupError as error:
+        return f"tracing: {error}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     overrides = config_overrides(args) | {"load_in_background": True}
@@ -170,6 +226,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return 2
     if args.threads < 1:
         print("error: --threads must be at least 1", file=sys.stderr)
+        return 2
+    tracing_error = check_tracing(config.otel)
+    if tracing_error is not None:
+        print(f"error: {tracing_error}", file=sys.stderr)
         return 2
     check_port_free(args.host, args.port)
     warning = exposure_warning(args.host, args.port, config.api_key)
@@ -184,6 +244,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             "workers": 1,
             "worker_class": "gthread",
             "threads": args.threads,
+            "metrics_port": args.metrics_port if args.metrics_port >= 0 else None,  # ours, not gunicorn's
             "timeout": 120,
             "graceful_timeout": 30,
             "keepalive": 30,

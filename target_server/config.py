@@ -15,6 +15,10 @@ from typing import Any
 BATCHING_MODES = ("continuous", "timeout", "none")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# The runtime of the forward pass (target_server.engines): torch as loaded, or the model exported to
+# ONNX Runtime or OpenVINO at start (CPU only); QUANTIZATIONS: int8 for those two.
+ENGINES = ("torch", "onnx", "openvino")
+QUANTIZATIONS = ("none", "int8")
 BUNDLED_MODEL = "bundled"
 ENV_PREFIX = "EMBED_BENCH"
 
@@ -31,6 +35,10 @@ class ServerConfig:
     trust_remote_code: bool = False
     device: str = "auto"
     dtype: str = "auto"
+    engine: str = "torch"
+    quantize: str = "none"
+    # Where exported models are kept between starts (None: $XDG_CACHE_HOME or ~/.cache, /embed-bench/engines).
+    engine_cache: str | None = None
     batching: str = "continuous"
     # Padded tokens (longest input x rows) one forward pass may take. None: see batch_token_budget.
     max_batch_tokens: int | None = None
@@ -49,6 +57,8 @@ class ServerConfig:
     warmup_seconds: float = 30.0
     # torch's intra-op threads (torch.set_num_threads); None or 0: torch's default (one per core).
     cpu_threads: int | None = None
+    # OpenTelemetry traces (serve --otel); the standard OTEL_* variables turn them on too (tracing.py).
+    otel: bool = False
     # Load the model on a background thread so /health answers 503 while loading (readiness probes).
     load_in_background: bool = False
 
@@ -70,7 +80,7 @@ class ServerConfig:
         """Build from a Flask-style upper-case mapping; unknown keys are ignored (Flask keeps its own)."""
         values = {f.name: mapping[f.name.upper()] for f in fields(cls) if f.name.upper() in mapping}
         # Prefixed env vars are parsed as JSON, so EMBED_BENCH_API_KEY=123 arrives as a number.
-        for name in ("model", "api_key"):
+        for name in ("model", "api_key", "engine_cache"):
             if values.get(name) is not None:
                 values[name] = str(values[name])
         config = cls(**values)
@@ -92,6 +102,35 @@ class ServerConfig:
         need(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
         need(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         need(isinstance(self.model, str) and bool(self.model), "model must be a local path or a hub id")
+        need(self.engine in ENGINES, f"engine must be one of {ENGINES}, got {self.engine!r}")
+        need(
+            self.quantize in QUANTIZATIONS, f"quantize must be one of {QUANTIZATIONS}, got {self.quantize!r}"
+        )
+        need(
+            not (self.engine == "torch" and self.quantize != "none"),
+            f"--quantize {self.quantize} needs --engine onnx or openvino: torch's own dynamic int8 "
+            "(torch.ao, deprecated) kept a cosine of only 0.76 with fp32 on the bundled model",
+        )
+        if self.engine != "torch" or self.quantize != "none":
+            what = f"--engine {self.engine}" + (
+                f" --quantize {self.quantize}" if self.quantize != "none" else ""
+            )
+            need(
+                self.device in ("auto", "cpu"),
+                f"{what} runs on the CPU; use --device cpu (or auto), or --engine torch without --quantize on cuda",
+            )
+            need(
+                self.dtype in ("auto", "float32"),
+                f"{what} runs in float32 (int8 weights with --quantize int8); drop --dtype {self.dtype}",
+            )
+            need(
+                not (self.model == "null" or self.model.startswith("null:")),
+                f"{what}: the null model has no forward pass to run elsewhere; use --engine torch",
+            )
+        need(
+            self.engine_cache is None or bool(self.engine_cache),
+            "engine_cache must be a directory (leave it unset for the default)",
+        )
         for name in ("max_queue_tokens", "max_inputs_per_request", "max_body_bytes"):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")

@@ -89,6 +89,11 @@ class ModelInfo:
     # Random weights or no model at all: the vectors mean nothing; `note` says what it is instead.
     synthetic: bool = False
     note: str | None = None
+    # What runs the forward pass (--engine) and how its weights are quantized (--quantize; None: not).
+    engine: str = "torch"
+    quantization: str | None = None
+    # The runtime, its version and the exported file it runs (None for torch as loaded).
+    engine_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,17 +194,10 @@ class SentenceTransformerEmbedder:
 
     def stage(self, batch: Sequence[Sequence[int]]) -> dict[str, object]:
         """Pad a batch into the model's features, on the device (queued from pinned memory on CUDA)."""
-        lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
-        input_ids = np.full((len(batch), int(lengths.max())), self.pad_id, dtype=np.int64)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-        attention_mask = (np.arange(input_ids.shape[1]) < lengths[:, None]).astype(np.int64)
         features = {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention_mask),
+            name: torch.from_numpy(array)
+            for name, array in pad_batch(batch, self.pad_id, self._wants_token_type_ids).items()
         }
-        if self._wants_token_type_ids:
-            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         if self.asynchronous:
             features = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in features.items()}
         return features | self._extra_features
@@ -250,6 +248,22 @@ class SentenceTransformerEmbedder:
         """A full-budget batch of longest inputs: compiles kernels and proves the budget fits at start."""
         ids = self.tokenize(["warm up " * self.max_input_tokens])[0]
         return [ids] * max(1, max_batch_tokens // len(ids))
+
+
+def pad_batch(batch: Sequence[Sequence[int]], pad_id: int, token_type_ids: bool) -> dict[str, np.ndarray]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (and zero ``token_type_ids``), int64, as the
+    tokenizer's own padding would give them: the features of every engine."""
+    lengths = np.fromiter(map(len, batch), dtype=np.int64, count=len(batch))
+    input_ids = np.full((len(batch), int(lengths.max())), pad_id, dtype=np.int64)
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = ids
+    features = {
+        "input_ids": input_ids,
+        "attention_mask": (np.arange(input_ids.shape[1]) < lengths[:, None]).astype(np.int64),
+    }
+    if token_type_ids:
+        features["token_type_ids"] = np.zeros_like(input_ids)
+    return features
 
 
 def _embedding_dimension(model) -> int:

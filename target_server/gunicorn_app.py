@@ -26,6 +26,20 @@ class GunicornServer(BaseApplication):
             level=self.options.get("loglevel", "info").upper(),
             format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
         )
-        from target_server.app import create_app
+        from target_server.app import create_app, service_of
 
-        return create_app(self.overrides)
+        app = create_app(self.overrides)
+        port = self.options.get("metrics_port")
+        if port is not None:
+            self._serve_metrics(service_of(app), port)
+        return app
+
+    def _serve_metrics(self, service: Any, port: int) -> None:
+        """``/metrics`` on a listener of its own (prometheus-client's, a daemon thread of this worker):
+        the request threads may all be busy with queued work exactly when a scrape matters most."""
+        from prometheus_client import start_wsgi_server
+
+        host = self.options["bind"].rsplit(":", 1)[0].strip("[]")
+        server, _thread = start_wsgi_server(port, addr=host, registry=service.metrics.registry)
+        service.metrics_port = server.server_port
+        logging.getLogger("target_server").info("metrics also on %s:%d/metrics", host, service.metrics_port)

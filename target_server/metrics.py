@@ -3,14 +3,28 @@
 Each app gets its own :class:`~prometheus_client.CollectorRegistry` (never the process-wide default),
 so several apps in one process -- tests, one per GPU -- keep separate counts and never clash.
 Gauges are callbacks read at scrape time, so they cannot drift from the batcher's real state.
+
+What explains a saturated server is here: how much waits (``embed_queue_requests``,
+``embed_queue_tokens``, ``embed_queue_depth``), how full each forward pass is (inputs, requests, real
+and padded tokens per pass) and how long it takes, how busy the process is (``process_*``: CPU
+seconds, memory, from prometheus-client's ``ProcessCollector``) and, on a GPU, how busy the device is
+(``embed_gpu_*``, ``target_server.gpu_metrics``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
 # The text format generate_latest writes (newer clients call it CONTENT_TYPE_PLAIN_0_0_4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -34,6 +48,9 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        # process_cpu_seconds_total, process_resident_memory_bytes, ...: of the process that serves
+        # this registry, the gunicorn worker that holds the model (read from /proc at scrape time).
+        ProcessCollector(registry=registry)
         self.requests = Counter(
             "embed_requests_total", "HTTP requests answered", ("endpoint", "status"), registry=registry
         )
@@ -63,6 +80,18 @@ class ServerMetrics:
             buckets=_powers_of_two(1 << 20),
             registry=registry,
         )
+        self.batch_real_tokens = Histogram(
+            "embed_batch_tokens",
+            "Real tokens per forward pass (padding excluded)",
+            buckets=_powers_of_two(1 << 20),
+            registry=registry,
+        )
+        self.batch_requests = Histogram(
+            "embed_batch_requests",
+            "Requests with inputs in a forward pass",
+            buckets=_powers_of_two(4096),
+            registry=registry,
+        )
         self.batch_seconds = Histogram(
             "embed_batch_seconds", "Forward pass time", buckets=_milliseconds_doubling(17), registry=registry
         )
@@ -76,6 +105,10 @@ class ServerMetrics:
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
         """A gauge whose value is ``read()`` at scrape time."""
         Gauge(name, help_, registry=self.registry).set_function(read)
+
+    def collector(self, collector: Collector) -> None:
+        """A collector read at scrape time (the GPU's, ``target_server.gpu_metrics``)."""
+        self.registry.register(collector)
 
     def value(self, name: str, **labels: str) -> float:
         """One sample's current value (0 before its first update), e.g. ``value("embed_oom_splits_total")``."""

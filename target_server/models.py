@@ -7,6 +7,7 @@ putting it in the base module made the three import each other.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -18,14 +19,18 @@ from target_server.embedder import (
     resolve_device,
     resolve_dtype,
 )
+from target_server.engines import engine_embedder
+from target_server.engines.cache import model_fingerprint
 from target_server.null_model import NullEmbedder, is_null
-from target_server.synthetic import SYNTHETIC_PREFIX, build_synthetic
+from target_server.synthetic import SEED as SYNTHETIC_SEED
+from target_server.synthetic import SHAPES, SYNTHETIC_PREFIX, build_synthetic
 
 log = logging.getLogger(__name__)
 
 
 def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
-    """Load ``config.model`` (bundled, local path, hub id, ``synthetic:NAME`` or ``null:WIDTH``)."""
+    """Load ``config.model`` (bundled, local path, hub id, ``synthetic:NAME`` or ``null:WIDTH``), served
+    by ``config.engine`` (torch as loaded, or exported to ONNX Runtime or OpenVINO: target_server.engines)."""
     from sentence_transformers import SentenceTransformer
 
     if config.cpu_threads:
@@ -33,8 +38,10 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
 
         torch.set_num_threads(config.cpu_threads)
         log.info("torch intra-op threads: %d (--cpu-threads)", config.cpu_threads)
-    device = resolve_device(config.device)
-    dtype = resolve_dtype(config.dtype, device)
+    exported = config.engine != "torch" or config.quantize != "none"
+    # Other engines and int8 run on the CPU in float32 (ServerConfig.validate refused anything else).
+    device = "cpu" if exported else resolve_device(config.device)
+    dtype = resolve_dtype("float32" if exported else config.dtype, device)
     model_kwargs: dict[str, object] = {}
     if device == "cuda":
         model_kwargs["attn_implementation"] = "sdpa"
@@ -42,6 +49,10 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
         return NullEmbedder.from_spec(config.model)
     if config.model.startswith(SYNTHETIC_PREFIX):
         model, note = build_synthetic(config.model.removeprefix(SYNTHETIC_PREFIX), device, model_kwargs)
+        if exported:  # random weights from a fixed seed: the shape and the seed identify them
+            shape = SHAPES[config.model.removeprefix(SYNTHETIC_PREFIX)]
+            key = {"source": config.model, "seed": SYNTHETIC_SEED, "shape": dataclasses.asdict(shape)}
+            return engine_embedder(model.eval(), config.model, config, key=key, synthetic=True, note=note)
         return SentenceTransformerEmbedder(
             model.to(dtype).eval(),
             config.model,
@@ -66,4 +77,6 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
         model = SentenceTransformer(source, device=device, trust_remote_code=config.trust_remote_code)
     model = model.to(dtype)
     model.eval()
+    if exported:
+        return engine_embedder(model, name, config, key=model_fingerprint(source))
     return SentenceTransformerEmbedder(model, name)

@@ -126,6 +126,18 @@ def _schemas(config: ServerConfig, dimensions: int | None) -> dict[str, Any]:
                 "device": {"type": "string"},
                 "dtype": {"type": "string"},
                 "tasks": _nullable({"type": "array", "items": {"type": "string"}}),
+                "engine": {
+                    "type": "string",
+                    "enum": ["torch", "onnx", "openvino"],
+                    "description": "what runs the forward pass (--engine)",
+                },
+                "quantization": _nullable({"type": "string", "enum": ["int8"]}),
+                "engine_detail": _nullable(
+                    {
+                        "type": "string",
+                        "description": "the runtime, its version and the exported file it runs",
+                    }
+                ),
                 "hardware": {
                     "type": "object",
                     "description": "what serves the model; run.json records it, and prices are matched to it",
@@ -140,6 +152,11 @@ def _schemas(config: ServerConfig, dimensions: int | None) -> dict[str, Any]:
                     },
                 },
                 "batching": {"type": "object"},
+                "metrics": {
+                    "type": "object",
+                    "description": "GET /metrics: its path, and the port of its own listener (serve "
+                    "--metrics-port; null: none), which answers while every request thread is busy",
+                },
                 "limits": {"type": "object"},
             },
         },

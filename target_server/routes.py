@@ -14,12 +14,14 @@ from target_server.parsing import parse_embed, parse_openai, read_json_object
 from target_server.responses import json_response as _json
 from target_server.responses import vector_rows
 from target_server.service import EmbedResult, current_service
+from target_server.tracing import step
 
 bp = Blueprint("embed", __name__)
 
 # Probes and scrapers must work without the key (Kubernetes readiness, Prometheus).
 # The API description is open too: it holds no secret and clients read it before they have a key.
 OPEN_ENDPOINTS = frozenset({"embed.health", "embed.metrics", "embed.openapi"})
+TRACED_ENDPOINTS = frozenset({"embed.embed", "embed.openai_embeddings"})  # with tracing on: a span each
 
 
 def _timing_headers(result: EmbedResult) -> dict[str, str]:
@@ -34,6 +36,10 @@ def _timing_headers(result: EmbedResult) -> dict[str, str]:
 @bp.before_request
 def _authenticate() -> None:
     g.started = time.perf_counter()
+    tracing = current_service().tracing
+    g.trace = None
+    if tracing is not None and request.endpoint in TRACED_ENDPOINTS:
+        g.trace = tracing.begin(request.headers, request.method, request.path)
     key = current_service().config.api_key
     if key is None or request.endpoint in OPEN_ENDPOINTS:
         return
@@ -49,6 +55,9 @@ def _authenticate() -> None:
 def _count(response: Response) -> Response:
     endpoint = (request.endpoint or "unknown").removeprefix("embed.")
     current_service().metrics.requests.labels(endpoint, str(response.status_code)).inc()
+    trace = g.get("trace")
+    if trace is not None:
+        trace.finish(response.status_code)
     return response
 
 
@@ -82,14 +91,17 @@ def openapi() -> Response:
 def embed() -> Response:
     service = current_service()
     model = service.require_ready().info.name
-    parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
-    result = service.embed(parsed)
-    body = {
-        "embeddings": vector_rows(result.vectors, "float"),
-        "usage": {"total_tokens": result.tokens},
-        "model": model,
-    }
-    return _json(body, headers=_timing_headers(result))
+    trace = g.trace
+    with step(trace, "parse"):
+        parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
+    result = service.embed(parsed, trace)
+    with step(trace, "encode"):
+        body = {
+            "embeddings": vector_rows(result.vectors, "float"),
+            "usage": {"total_tokens": result.tokens},
+            "model": model,
+        }
+        return _json(body, headers=_timing_headers(result))
 
 
 @bp.post("/v1/embeddings")
@@ -97,16 +109,21 @@ def embed() -> Response:
 def openai_embeddings() -> Response:
     service = current_service()
     info = service.require_ready().info
-    parsed = parse_openai(read_json_object(request), service.config.max_inputs_per_request, info.dimensions)
-    result = service.embed(parsed)
-    data = [
-        {"object": "embedding", "index": index, "embedding": vector}
-        for index, vector in enumerate(vector_rows(result.vectors, parsed.encoding))
-    ]
-    body = {
-        "object": "list",
-        "model": info.name,
-        "data": data,
-        "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
-    }
-    return _json(body, headers=_timing_headers(result))
+    trace = g.trace
+    with step(trace, "parse"):
+        parsed = parse_openai(
+            read_json_object(request), service.config.max_inputs_per_request, info.dimensions
+        )
+    result = service.embed(parsed, trace)
+    with step(trace, "encode"):
+        data = [
+            {"object": "embedding", "index": index, "embedding": vector}
+            for index, vector in enumerate(vector_rows(result.vectors, parsed.encoding))
+        ]
+        body = {
+            "object": "list",
+            "model": info.name,
+            "data": data,
+            "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
+        }
+        return _json(body, headers=_timing_headers(result))

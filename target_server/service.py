@@ -14,14 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 from flask import Flask, current_app
 
-from target_server.batching import BATCHERS, Batcher
+from target_server.batching import BATCHERS, Batcher, Job
 from target_server.config import ServerConfig
 from target_server.domain_errors import NotReady
 from target_server.embedder import SentenceTransformerEmbedder
+from target_server.gpu_metrics import gpu_collector
 from target_server.hardware import describe_hardware
 from target_server.metrics import ServerMetrics
 from target_server.models import load_embedder
 from target_server.parsing import EmbedRequest
+from target_server.tracing import RequestTrace, ServerTracing, step
 
 log = logging.getLogger(__name__)
 EXTENSION = "embed_bench"
@@ -36,14 +38,22 @@ class EmbedResult:
 
 
 class EmbeddingService:
-    def __init__(self, config: ServerConfig, embedder: SentenceTransformerEmbedder | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        embedder: SentenceTransformerEmbedder | None = None,
+        tracing: ServerTracing | None = None,
+    ) -> None:
         self.config = config
+        # Traces (tracing.py): given (tests), or from --otel and the OTEL_* variables; None: off.
+        self.tracing = tracing if tracing is not None else ServerTracing.configured(self.config.otel)
         self.metrics = ServerMetrics()
         self.embedder = embedder
         self.batcher: Batcher | None = None
         self.max_batch_tokens: int | None = None  # set at load, once the device is known
         self.state = "loading"
         self._ready = threading.Event()
+        self.metrics_port: int | None = None  # a listener for /metrics alone (serve --metrics-port)
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
@@ -67,11 +77,15 @@ class EmbeddingService:
             batch_timeout_s=self.config.batch_timeout_s,
             request_timeout_s=self.config.request_timeout_s,
         )
+        self.batcher.tracing = self.tracing
         if self.config.warmup:
             self.batcher.warmup(self.embedder.warmup_batch(self.max_batch_tokens))
             settle = getattr(self.embedder, "settle_batches", None)
             if self.config.warmup_seconds > 0 and settle is not None:
                 self.batcher.settle(settle(self.max_batch_tokens), self.config.warmup_seconds)
+        gpu = gpu_collector(self.embedder.info.device)
+        if gpu is not None:
+            self.metrics.collector(gpu)
         self.batcher.start()
         self.state = "ready"
         self._ready.set()
@@ -100,6 +114,8 @@ class EmbeddingService:
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.stop()
+        if self.tracing is not None:
+            self.tracing.close()
 
     @property
     def healthy(self) -> bool:
@@ -114,6 +130,7 @@ class EmbeddingService:
                 "batch_timeout_s": self.config.batch_timeout_s if self.config.batching == "timeout" else None,
                 "max_queue_tokens": self.config.max_queue_tokens,
             },
+            "metrics": {"path": "/metrics", "port": self.metrics_port},
             "limits": {
                 "max_inputs_per_request": self.config.max_inputs_per_request,
                 "max_body_bytes": self.config.max_body_bytes,
@@ -131,6 +148,9 @@ class EmbeddingService:
                 "tasks": list(info.tasks) if info.tasks else None,
                 "parameters": info.parameters,
                 "synthetic": info.synthetic,
+                "engine": info.engine,
+                "quantization": info.quantization,
+                "engine_detail": info.engine_detail,
                 "hardware": describe_hardware(info.device).as_dict(),
             }
             if info.note:
@@ -144,23 +164,38 @@ class EmbeddingService:
             raise NotReady.because(self.state)
         return self.embedder
 
-    def embed(self, request: EmbedRequest) -> EmbedResult:
+    def embed(self, request: EmbedRequest, trace: RequestTrace | None = None) -> EmbedResult:
+        """The request's embeddings; ``trace`` (tracing on) gains its tokenize, queue and pass spans."""
         self.require_ready()
         # InputTooLong and UnknownTask pass up to the HTTP layer, which answers 422 and 400.
-        ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
+        with step(trace, "tokenize"):
+            ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
         # Plain models ignore the task (beyond its prompt), so it must not split their batches.
-        job = self.batcher.submit(ids, request.task if self.embedder.info.tasks else None)
+        job = self.batcher.submit(ids, request.task if self.embedder.info.tasks else None, trace)
         try:
             vectors = job.wait(self.config.request_timeout_s)
         finally:
             self.batcher.release(job)
             self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
+            if trace is not None:
+                self._trace_job(trace, job)
         if request.dimensions is not None:
             vectors = vectors[:, : request.dimensions]
         if request.normalized:  # as torch.nn.functional.normalize: v / max(||v||, 1e-12)
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         queue_ms, inference_ms = job.timings_ms()
         return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
+
+    @staticmethod
+    def _trace_job(trace: RequestTrace, job: Job) -> None:
+        """The queue wait and the passes, as the batcher measured them (a job cut short by its timeout
+        has only the part it lived through)."""
+        trace.span.set_attribute("embed.inputs", len(job.ids))
+        trace.span.set_attribute("embed.tokens", job.tokens)
+        started = job.started_at
+        trace.interval("queue wait", job.enqueued_at, started if started is not None else time.perf_counter())
+        if started is not None:
+            trace.interval("forward pass", started, job.finished_at or time.perf_counter(), trace.passes)
 
 
 def current_service() -> EmbeddingService:

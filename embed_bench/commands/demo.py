@@ -100,10 +100,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--capacity-confirm-repeats",
         type=int,
-        default=1,
+        default=2,
         help="rounds of confirmation steps (1x, 0.85x, 1.15x of the answer, 200 requests each) that give "
-        "each capacity its interval (default 1, so the demo stays short: the answer's rate is then measured "
-        "twice, by the search and by the round; embed-bench run's default is 2; 0: none)",
+        "each capacity its interval (default 2, as embed-bench run: with one round each rate near the knee "
+        "is measured once or twice, too few to show the step-to-step noise; 0: none)",
     )
     parser.add_argument(
         "--cpu-threads",

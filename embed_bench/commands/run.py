@@ -4,7 +4,9 @@ Everything that can be wrong is checked before anything is written or started (b
 the whole Locust command line with Locust's own parser, tokenizer, keys, credentials, output
 directory, the target's name and reachability), so a failed start leaves nothing half-written. Then
 ``locust --headless`` runs (one process, or a master with N local workers), each cell's outcome is
-shown as it ends (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``, from ``cells.csv``) with an ETA, and
+shown as it ends (``b=1 t=128 c=1: 0/5 ok, HTTP 404 (5)``, from ``cells.csv``) with an ETA where
+one can be made, a long preparation or cell shows its progress (``progress.json``, written by the
+master; a live line on a terminal, a plain line every 10 s elsewhere), and
 ``run.json`` records what ran -- never a secret. The run ends with a summary and an exit code that
 says whether it measured anything. Ctrl-C stops Locust gracefully, so the directory stays reportable.
 """
@@ -20,6 +22,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -29,6 +32,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from embed_bench.commands.preflight import PreflightError, parse_locust_args, wait_reachable
+from embed_bench.commands.progress_view import PLAIN_INTERVAL_S, ProgressView
+from embed_bench.commands.telemetry import Telemetry, TelemetryError, TelemetryPlan, plan_telemetry
+from embed_bench.commands.telemetry import add_arguments as add_telemetry_arguments
 from embed_bench.core.backends import BACKENDS, BackendError, Hardware, Settings
 from embed_bench.core.cells import (
     CapacitySpec,
@@ -42,6 +48,8 @@ from embed_bench.core.cells import (
 from embed_bench.core.contract import RUN_FILES, Cell
 from embed_bench.core.options import BenchOptions, OptionError, concurrency_option
 from embed_bench.core.payloads import PassageError, load_tokenizer
+from embed_bench.core.progress import clock, grid_left_s, read_progress
+from embed_bench.core.records import RecordFileError, count_measured_records
 from target_server.launcher import free_port, stop
 
 # Options whose values are secrets: moved from the command line into the environment of the Locust
@@ -79,6 +87,8 @@ class RunPlan:
     hardware: Hardware = None  # what served the run (the target's /info), recorded in run.json
     workload: dict[str, Any] = field(default_factory=dict)  # a trace, length distributions (run.json)
     server_counters: dict[str, float] | None = None  # the bundled server's token counters at the start
+    telemetry: TelemetryPlan | None = None  # the target's Prometheus endpoint to sample (None: none)
+    progress_interval_s: float = PLAIN_INTERVAL_S  # plain progress lines, when not on a terminal
 
     @property
     def steps(self) -> int:
@@ -136,6 +146,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "failures alone never change the exit code, but a run with no successful request exits 1",
     )
     parser.add_argument("--force", action="store_true", help="reuse a run directory that holds a run")
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=PLAIN_INTERVAL_S,
+        metavar="S",
+        help="when the output is not a terminal (CI, a pipe, a log): a plain progress line every S "
+        "seconds while a cell is prepared or run longer than that (payloads built, requests done, time, "
+        "an estimate where one can be made); a terminal gets a live line instead",
+    )
+    add_telemetry_arguments(parser)
     return parser
 
 
@@ -192,6 +212,21 @@ def check_out_dir(out: Path, force: bool) -> None:
         raise RunError(f"{out} already holds a run; choose another --out or pass --force")
 
 
+def check_writable(out: Path) -> None:
+    """Write (and remove) a probe file where the run directory is or will be created, so a directory
+    that cannot be written stops the run before a single request is sent; nothing is created."""
+    existing = next(candidate for candidate in (out, *out.parents) if candidate.exists())
+    if not existing.is_dir():
+        raise RunError(f"--out {out}: the run directory cannot be created, {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".embed-bench-probe-"):
+            pass
+    except OSError as error:
+        raise RunError(
+            f"--out {out}: the run directory cannot be written ({existing}: {error.strerror or error})"
+        ) from None
+
+
 def clear_run_files(out: Path) -> None:
     """``--force``: remove an earlier run's files, so nothing of it mixes into the new run or report."""
     for pattern in RUN_FILES.written_by_a_run:
@@ -203,6 +238,8 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     """Validate everything that does not need the network; raises RunError with what to fix."""
     if args.workers < 1:
         raise RunError("--workers must be at least 1")
+    if not args.progress_interval > 0:
+        raise RunError("--progress-interval takes a number of seconds above 0")
     if args.max_failure_pct is not None and not 0 <= args.max_failure_pct <= 100:
         raise RunError("--max-failure-pct takes a percentage from 0 to 100")
     locust_args, env = split_secrets(passthrough)
@@ -226,6 +263,7 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
         env=env,
         ready_timeout_s=args.ready_timeout,
         max_failure_pct=args.max_failure_pct,
+        progress_interval_s=args.progress_interval,
     )
     options, concurrency = check_locust_options(plan)
     try:
@@ -234,7 +272,13 @@ def plan_run(args: argparse.Namespace, passthrough: Sequence[str]) -> RunPlan:
     except GridError as error:
         raise RunError(f"bad grid: {error}") from None
     plan.repeats, plan.requests_per_user = options.repeats, options.requests_per_user
+    try:
+        plan.telemetry = plan_telemetry(args, plan.backend, host)
+    except TelemetryError as error:
+        raise RunError(str(error)) from None
+    plan.workload["server_metrics"] = plan.telemetry.record()
     check_out_dir(out, args.force)
+    check_writable(out)
     return plan
 
 
@@ -337,17 +381,31 @@ def target_model(plan: RunPlan) -> str | None:
 
 def capacity_of(out: Path) -> dict[str, object]:
     """run.json's ``slo`` and ``capacity`` keys, from the capacity search's ``capacity.json``
-    (written by the grid walk when a search ran; nothing otherwise)."""
+    (written by the grid walk when a search ran; nothing when it is absent). A capacity.json that
+    cannot be read is a RunError naming it: an answer must never quietly vanish from run.json."""
+    path = out / RUN_FILES.capacity_json
     try:
-        found = json.loads((out / RUN_FILES.capacity_json).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return {}
+    except (OSError, UnicodeDecodeError) as error:
+        raise RunError(f"{path}: cannot be read ({error})", exit_code=1) from None
+    except ValueError as error:
+        raise RunError(f"{path}: not valid JSON ({error})", exit_code=1) from None
+    if not isinstance(found, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(found).__name__}", exit_code=1)
     return {key: found[key] for key in ("slo", "capacity") if key in found}
 
 
 def write_run_json(
-    plan: RunPlan, started: dt.datetime, ended: dt.datetime | None, model: str | None, status: str
+    plan: RunPlan,
+    started: dt.datetime,
+    ended: dt.datetime | None,
+    model: str | None,
+    status: str,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """run.json; ``extra``: what the end of the run adds (the capacity answer, what was lost)."""
     record = {
         "name": plan.out.name,
         "label": plan.label,
@@ -366,7 +424,7 @@ def write_run_json(
         "pricing": plan.pricing,
         "locust_args": plan.locust_args,  # secrets were moved out (split_secrets)
         "versions": versions(),
-        **capacity_of(plan.out),
+        **(extra or {}),
     }
     temporary = plan.out / f".{RUN_FILES.run_json}.tmp"
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -374,26 +432,48 @@ def write_run_json(
 
 
 def read_cells(path: Path) -> list[CellRecord]:
-    """The rows of ``cells.csv`` so far (none before the first cell starts)."""
+    """The rows of ``cells.csv`` so far (none before the first cell starts). The grid walk rewrites
+    it atomically, so a file that cannot be read is broken: a RunError naming it and the row."""
     try:
         with open(path, newline="", encoding="utf-8") as stream:
             rows = list(csv.DictReader(stream))
-    except OSError:
+    except FileNotFoundError:
         return []
-    return [record for record in map(CellRecord.from_row, rows) if record is not None]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RunError(f"{path}: cannot be read ({error})", exit_code=1) from None
+    records = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            record = CellRecord.from_row(row)
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunError(f"{path}, line {line}: not a cells.csv row ({error!r})", exit_code=1) from None
+        if record is not None:
+            records.append(record)
+    return records
 
 
 class Progress:
     """Prints a line when a cell starts and one with its outcome when it ends (from cells.csv), with
-    an ETA from the wall time per cell so far (preparation and the gaps between cells included).
+    an ETA where one can be made: from each cell's wall time (its preparation and the gap before it
+    included) in an earlier repeat. A first walk has none -- cells differ in cost by orders of
+    magnitude, and spreading the first cells' time over the rest once said "ETA 0:13" with 45 s
+    left -- so it says how many cells are left. The live progress of the current cell (payloads
+    built, requests done, from the master's ``progress.json``) goes to ``view``.
 
     A capacity search's steps (past the grid's cells) show their p95 and whether they met the target,
     from ``capacity.json``'s ``progress``, which the search rewrites after each step before the
     step's counts reach cells.csv; confirmation steps are labelled as such."""
 
     def __init__(
-        self, plan: RunPlan, write: Callable[[str], None], clock: Callable[[], float] = time.time
+        self,
+        plan: RunPlan,
+        write: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+        view: ProgressView | None = None,
     ) -> None:
+        self.out = plan.out
+        self.view = view
+        self.step_names = [(cell.name, repeat) for repeat in range(plan.repeats) for cell in plan.grid.cells]
         self.path = plan.out / RUN_FILES.cells_csv
         self.capacity_path = plan.out / RUN_FILES.capacity_json
         self.searching = plan.grid.capacity is not None
@@ -403,11 +483,23 @@ class Progress:
         self.clock = clock
         self.started = clock()
         self.shown: dict[int, bool] = {}  # row number -> whether its outcome was shown
+        self.warned: set[str] = set()  # run files found unreadable, said once each
 
     def poll(self, final: bool = False) -> list[CellRecord]:
-        """Show what changed in cells.csv; ``final``: the run is over, show every outcome there is."""
-        records = read_cells(self.path)
-        steps = self._capacity_steps() if self.searching else {}
+        """Show what changed in cells.csv; ``final``: the run is over, show every outcome there is.
+        A run file that cannot be read is said once while the run goes on, and raises at the end."""
+        if self.view is not None and not final:
+            self.view.update(read_progress(self.out))
+        try:
+            records = read_cells(self.path)
+            steps = self._capacity_steps() if self.searching else {}
+        except RunError as error:
+            if final:
+                raise
+            if str(error) not in self.warned:
+                self.warned.add(str(error))
+                self.write(f"warning: {error}")
+            return []
         done = sum(
             1
             for number, record in enumerate(records, start=1)
@@ -432,23 +524,39 @@ class Progress:
                 continue
             took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
             verdict = f", {step_verdict(step, steps.get('slo'))}" if step is not None else ""
-            eta = "" if searching else f"; ETA {_clock(self.eta(done))}"
+            eta = "" if searching else self.eta(records, done)
             self.write(f"{name}: {record.outcome()}{took}{verdict}{eta}")
         return records
 
-    def eta(self, done: int) -> float:
-        """Seconds left for the grid's cells: the wall time per cell so far times the cells left."""
-        if not done:
-            return 0.0
-        return (self.clock() - self.started) / done * max(0, self.total - done)
+    def eta(self, records: Sequence[CellRecord], done: int) -> str:
+        """``; ETA 1:10`` from the cells left's twins in an earlier repeat, else ``; 7 cells left``."""
+        left = max(0, self.total - done)
+        if not left:
+            return ""
+        measured: dict[tuple[str, int], float] = {}
+        since = self.started
+        for record in records[: self.total]:
+            if record.end is None:
+                break
+            measured[(record.cell.name, record.repeat)] = record.end - since
+            since = record.end
+        seconds = grid_left_s(self.step_names[: self.total], done, measured)
+        if seconds is None:
+            return f"; {left} cell{'s' if left > 1 else ''} left"
+        return f"; ETA {clock(max(0.0, seconds - (self.clock() - since)))}"
 
     def _capacity_steps(self) -> dict:
         """capacity.json's steps by (cell, repeat), and its target under ``"slo"``: the progress while
         the search runs, the answer's steps and confirmation steps once it is over."""
+        path = self.capacity_path
         try:
-            found = json.loads(self.capacity_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}  # the search writes it after its first step
+        except (OSError, ValueError) as error:
+            raise RunError(f"{path}: cannot be read as JSON ({error})", exit_code=1) from None
+        if not isinstance(found, dict):
+            raise RunError(f"{path}: expected a JSON object, found {type(found).__name__}", exit_code=1)
         if "progress" in found:
             steps, slo = found["progress"].get("steps", []), found["progress"].get("slo")
         else:
@@ -484,9 +592,10 @@ def capacity_answer(found: dict[str, Any]) -> str | None:
     target = f"p95 <= {slo['p95_ms']:g} ms and >= {slo['success_pct']:g}% ok"
     rate = capacity.get("requests_per_s") or 0
     if not rate:
-        steps = capacity.get("steps") or []
+        # The confirmation steps count: they may go below every search step.
+        steps = (capacity.get("steps") or []) + (capacity.get("confirmation") or [])
         lowest = min((step["rate_per_s"] for step in steps), default=None)
-        tried = f" (lowest rate tried: {lowest:g} requests/s)" if lowest is not None else ""
+        tried = f" (lowest rate tried: {lowest:.4g} requests/s)" if lowest is not None else ""
         return f"capacity: no rate tried meets {target}{tried}"
     bound = "at least " if capacity.get("at_rate_limit") else ""
     interval = capacity.get("interval")
@@ -508,17 +617,16 @@ def capacity_answer(found: dict[str, Any]) -> str | None:
     )
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}:{secs:02d}"
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What a run measured, from its cells.csv: the console summary, run.json's status, the exit code."""
 
     records: tuple[CellRecord, ...]
     steps: int  # cells planned over all repeats
+    # Completed measured requests without a row in requests.csv.gz, by cell (see missing_records),
+    # and the error of a record file that cannot be read at all.
+    missing_records: dict[str, int] = field(default_factory=dict)
+    records_error: str | None = None
 
     @property
     def planned(self) -> int:
@@ -555,6 +663,28 @@ class Outcome:
         return [record for record in self.records if record.completed and record.unfinished]
 
     @property
+    def records_lost(self) -> int:
+        return sum(self.missing_records.values())
+
+    @property
+    def workers_lost(self) -> dict[str, int]:
+        """Cells in which Locust workers vanished, and how many."""
+        return {record.cell.name: record.workers_lost for record in self.records if record.workers_lost}
+
+    def losses(self) -> dict[str, Any]:
+        """run.json's account of what the run lost (nothing when it lost nothing)."""
+        found: dict[str, Any] = {}
+        if self.missing_records:
+            found["records_lost"] = self.records_lost
+            found["records_lost_by_cell"] = dict(self.missing_records)
+        if self.records_error:
+            found["records_error"] = self.records_error
+        if self.workers_lost:
+            found["workers_lost"] = sum(self.workers_lost.values())
+            found["workers_lost_by_cell"] = self.workers_lost
+        return found
+
+    @property
     def not_walked(self) -> int:
         """Cells of the grid never started (a capacity search's steps come on top of the grid's)."""
         return max(0, self.steps - len(self.records))
@@ -577,6 +707,17 @@ class Outcome:
                 lines.append(f"{len(records)} cell(s) {label}: {listed}")
         if self.not_walked:
             lines.append(f"{self.not_walked} cell(s) not walked")
+        if self.workers_lost:
+            listed = "; ".join(f"{cell} ({count})" for cell, count in self.workers_lost.items())
+            lines.append(f"Locust worker(s) lost mid-cell, their users' requests with them: {listed}")
+        if self.missing_records:
+            listed = "; ".join(f"{cell}: {count}" for cell, count in self.missing_records.items())
+            lines.append(
+                f"request records LOST: {self.records_lost:,} completed measured request(s) have no row in "
+                f"{RUN_FILES.requests} ({listed}); {RUN_FILES.log} says why"
+            )
+        if self.records_error:
+            lines.append(f"request records unreadable: {self.records_error}")
         return lines
 
     def status(self) -> tuple[str, str | None]:
@@ -593,8 +734,17 @@ class Outcome:
         if self.empty or self.not_walked:
             count = len(self.empty) + self.not_walked
             return f"incomplete ({count} cell(s) measured nothing)", f"{count} cell(s) measured nothing"
+        reasons = []
         if self.cut_short:
-            return f"partial ({len(self.cut_short)} cell(s) cut short)", None
+            reasons.append(f"{len(self.cut_short)} cell(s) cut short")
+        if self.workers_lost:
+            reasons.append(f"{sum(self.workers_lost.values())} Locust worker(s) lost")
+        if self.missing_records:
+            reasons.append(f"{self.records_lost} request record(s) lost")
+        if self.records_error:
+            reasons.append(f"{RUN_FILES.requests} unreadable")
+        if reasons:
+            return f"partial ({'; '.join(reasons)})", None
         return "completed", None
 
 
@@ -608,8 +758,8 @@ def execute(plan: RunPlan, write: Callable[[str], None] = print) -> int:
     """
     model = _reach_target(plan)
     started = _open_run_directory(plan, model)
-    status, error, outcome = _run_locust(plan, model, started, write)
-    return _conclude(plan, status, error, outcome, write)
+    status, error, outcome, capacity = _run_locust(plan, model, started, write)
+    return _conclude(plan, status, error, outcome, capacity, write)
 
 
 def _reach_target(plan: RunPlan) -> str | None:
@@ -677,18 +827,23 @@ def _open_run_directory(plan: RunPlan, model: str | None) -> dt.datetime:
     """Create the run directory, clear an earlier run's files out of it (``--force``) and mark it
     ``running`` in run.json, so a directory is reportable (or visibly unfinished) from the start.
     Returns the start time run.json records."""
-    plan.out.mkdir(parents=True, exist_ok=True)
-    clear_run_files(plan.out)
     started = dt.datetime.now(dt.UTC)
-    write_run_json(plan, started, None, model, "running")
+    try:
+        plan.out.mkdir(parents=True, exist_ok=True)
+        clear_run_files(plan.out)
+        write_run_json(plan, started, None, model, "running")
+    except OSError as error:  # it was writable when the plan was checked
+        raise RunError(f"--out {plan.out}: the run directory cannot be written ({error})") from None
     return started
 
 
 def _run_locust(
     plan: RunPlan, model: str | None, started: dt.datetime, write: Callable[[str], None]
-) -> tuple[str, str | None, Outcome]:
+) -> tuple[str, str | None, Outcome, dict[str, Any]]:
     """Start Locust and follow it to its end with signals routed to a graceful stop; returns the
-    final status, the error that makes the exit code 1 (or None) and the outcome read from cells.csv.
+    final status, the error that makes the exit code 1 (or None), the outcome read from cells.csv
+    and the request records, and run.json's capacity keys. A run file that cannot be read at the
+    end (cells.csv, capacity.json) fails the run with an error that names it.
 
     The ``finally`` is the point of this function: whatever ends the run (the master exiting, a
     signal, a crashed worker, an error of our own), the processes are stopped, run.json gets its
@@ -697,28 +852,78 @@ def _run_locust(
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}
     processes: list[subprocess.Popen] = []
     status = "failed (embed-bench error)"
-    progress = Progress(plan, write)
+    # The console's own output goes to a terminal through the view; a caller's write, as it is.
+    interval = plan.progress_interval_s
+    view = (
+        ProgressView(interval_s=interval)
+        if write is print
+        else ProgressView(tty=False, interval_s=interval, plain_write=write)
+    )
+    write = view.write
+    progress = Progress(plan, write, view=view)
     error: str | None = None
+    telemetry = Telemetry(plan.telemetry or TelemetryPlan(None, 1.0, "not planned"), plan.out, write)
     try:
+        telemetry.start()  # from before Locust starts to after it stops: the whole run is sampled
         status = _start_and_watch(plan, processes, progress, write)
     except KeyboardInterrupt:
         status = "interrupted"
         write("interrupted: stopping Locust (it writes its CSV files) ...")
     finally:
+        view.close()
         _stop_processes(processes)
-        outcome = Outcome(tuple(progress.poll(final=True)), plan.steps)
+        plan.workload["server_metrics"] = telemetry.finish()
+        outcome, capacity, broken = _final_outcome(plan, progress)
         locust_failed = status.startswith("failed")
-        if status == "completed":
+        if broken is not None and not locust_failed:
+            status, error = f"failed (unreadable run file: {broken})", broken
+        elif status == "completed":
             status, error = outcome.status()
         padding = server_padding(plan)
         if padding:
             plan.workload["server_padding"] = padding
-        write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status)
+        extra = {**capacity, **outcome.losses()}
+        write_run_json(plan, started, dt.datetime.now(dt.UTC), model, status, extra)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if locust_failed:
         raise _locust_failure(plan, status)
-    return status, error, outcome
+    return status, error, outcome, capacity
+
+
+def _final_outcome(plan: RunPlan, progress: Progress) -> tuple[Outcome, dict[str, Any], str | None]:
+    """Once Locust is stopped: the outcome (cells.csv, checked against the request records), the
+    capacity answer, and what made a run file unreadable (None when nothing did)."""
+    broken = None
+    try:
+        cells = tuple(progress.poll(final=True))
+    except RunError as error:
+        cells, broken = (), str(error)
+    try:
+        capacity = capacity_of(plan.out)
+    except RunError as error:
+        capacity, broken = {}, broken or str(error)
+    missing, records_error = missing_records(plan.out, cells)
+    return Outcome(cells, plan.steps, missing, records_error), capacity, broken
+
+
+def missing_records(out: Path, cells: Sequence[CellRecord]) -> tuple[dict[str, int], str | None]:
+    """Completed measured requests of each counted cell that have no row in ``requests.csv.gz``
+    (rows the recorder could not write, a record file cut short), by cell; and the error of a
+    record file that cannot be read at all (None when it can)."""
+    try:
+        counts = count_measured_records(out / RUN_FILES.requests)
+    except RecordFileError as error:
+        return {}, str(error)
+    missing: dict[str, int] = {}
+    for record in cells:
+        if record.completed is None:
+            continue
+        short = record.completed - counts.get((record.cell.name, record.repeat), 0)
+        if short > 0:
+            label = record.cell.name + (f" (repeat {record.repeat + 1})" if record.repeat else "")
+            missing[label] = missing.get(label, 0) + short
+    return missing, None
 
 
 def _start_and_watch(
@@ -736,7 +941,7 @@ def _start_and_watch(
                 )
             )
         write(_run_banner(plan))
-        return _watch(processes, progress)
+        return _watch(processes, progress, write)
 
 
 def _run_banner(plan: RunPlan) -> str:
@@ -748,7 +953,16 @@ def _run_banner(plan: RunPlan) -> str:
     else:
         search = f", then a capacity search ({_search_banner(spec)})" if spec is not None else ""
         what = f"grid {plan.grid.name} ({len(plan.grid.cells)} cells{repeats}{search})"
-    return f"{plan.backend} at {plan.host}: {what}, {plan.workers} Locust process(es) -> {plan.out}"
+    return f"{plan.backend} at {plan.host}{_sent_to(plan)}: {what}, {plan.workers} Locust process(es) -> {plan.out}"
+
+
+def _sent_to(plan: RunPlan) -> str:
+    """`` (model 'minilm', POST /embeddings)``: what the requests name and where they go, given or
+    found by the pre-run check on an OpenAI-compatible server, so a user sees what it found."""
+    settings = settings_of(plan.locust_args, {})
+    parts = [f"model {model!r}" for model in [settings.get("--model")] if model]
+    parts += [f"POST {path}" for path in [settings.get("--embeddings-path")] if path]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _search_banner(spec: CapacitySpec) -> str:
@@ -781,13 +995,18 @@ def _locust_failure(plan: RunPlan, status: str) -> RunError:
 
 
 def _conclude(
-    plan: RunPlan, status: str, error: str | None, outcome: Outcome, write: Callable[[str], None]
+    plan: RunPlan,
+    status: str,
+    error: str | None,
+    outcome: Outcome,
+    capacity: dict[str, Any],
+    write: Callable[[str], None],
 ) -> int:
     """Print the summary and turn the outcome into the exit code: 130 when interrupted, RunError
     (exit 1) when the run measured nothing somewhere or failed beyond --max-failure-pct, else 0."""
     for line in outcome.summary():
         write(line)
-    answer = capacity_answer(capacity_of(plan.out))
+    answer = capacity_answer(capacity)
     if answer is not None:
         write(answer)
     write(f"run directory: {plan.out}  ({status})")
@@ -810,17 +1029,31 @@ def _over_failure_budget(plan: RunPlan, outcome: Outcome) -> str | None:
     return None
 
 
-def _watch(processes: list[subprocess.Popen], progress: Progress) -> str:
-    """Follow the run until the master exits; a worker that crashes first fails the run.
+def _watch(
+    processes: list[subprocess.Popen], progress: Progress, write: Callable[[str], None] = print
+) -> str:
+    """Follow the run until the master exits. A worker that dies first (a crash, a kill) is said on
+    the console and the run goes on with the others: the master marks it missing, the cell it was in
+    records the loss (``workers_lost`` in cells.csv) and the following cells go to the workers left.
+    Only when every worker is gone does the run fail.
 
     Workers exit with 0 when the master tells them to quit, shortly before the master itself exits;
     any other code (an exception, a signal) means the run lost part of its load."""
     master, workers = processes[0], processes[1:]
+    reported: set[int] = set()
     while master.poll() is None:
         progress.poll()
-        crashed = [worker for worker in workers if worker.poll() not in (None, 0)]
-        if crashed:
-            return f"failed (a Locust worker exited with code {crashed[0].returncode} before the run ended)"
+        for number, worker in enumerate(workers, start=1):
+            if number in reported or worker.poll() in (None, 0):
+                continue
+            reported.add(number)
+            left = sum(1 for other in workers if other.poll() is None)
+            write(
+                f"Locust worker {number} exited with code {worker.returncode} during the run; "
+                + (f"the run goes on with {left} worker(s)" if left else "no worker is left")
+            )
+        if workers and len(reported) == len(workers):
+            return "failed (every Locust worker exited before the run ended)"
         time.sleep(0.5)
     return "completed" if master.returncode == 0 else f"failed (locust exit code {master.returncode})"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -186,3 +187,58 @@ def _poisson(share: float, duration: float, mix: Mix, rng: random.Random) -> Ite
     while offset < duration:
         yield Arrival(offset, mix.draw(rng))
         offset += rng.expovariate(share)
+
+
+# --- how many arrivals a Poisson cell may hold --------------------------------------------------
+@dataclass(frozen=True)
+class CountInterval:
+    """A central interval of a Poisson count: ``low <= n <= high`` with probability >= ``confidence``.
+
+    Each tail outside it holds at most ``(1 - confidence) / 2``; the bounds are the tails' exact
+    quantiles, not a normal approximation, so the interval is right for a short cell's few arrivals too.
+    """
+
+    expected: float
+    low: int
+    high: int
+    confidence: float
+
+    def contains(self, count: int) -> bool:
+        return self.low <= count <= self.high
+
+    @property
+    def text(self) -> str:
+        return f"[{self.low}, {self.high}]"
+
+
+def arrival_count_interval(rate_per_s: float, duration_s: float, confidence: float = 0.999) -> CountInterval:
+    """Where the number of Poisson arrivals of ``rate_per_s`` over ``duration_s`` falls with
+    probability ``confidence``: a load generator that sends the asked rate lands inside it, one that
+    falls short by more than chance lands below it, whatever its own plan said."""
+    rate = _positive_number(rate_per_s, "request rate (requests/s)")
+    duration = _positive_number(duration_s, "cell duration (s)")
+    if not (isinstance(confidence, float) and 0.0 < confidence < 1.0):
+        raise ArrivalError(f"confidence must be a float strictly between 0 and 1, found {confidence!r}")
+    mean = rate * duration
+    tail = (1.0 - confidence) / 2.0
+    return CountInterval(mean, _poisson_quantile(mean, tail), _poisson_quantile(mean, 1.0 - tail), confidence)
+
+
+def _poisson_quantile(mean: float, q: float) -> int:
+    """The smallest ``k`` with ``P(X <= k) >= q`` for ``X ~ Poisson(mean)``.
+
+    The probabilities are summed in log space from ``mean - 12 sqrt(mean)`` up (below it the mass
+    is under ``exp(-72)``, by the Chernoff bound), so a mean of millions costs thousands of terms and
+    nothing underflows to a wrong answer.
+    """
+    log_mean = math.log(mean)
+    k = max(0, math.floor(mean - 12.0 * math.sqrt(mean) - 12.0))
+    cumulative = 0.0
+    while True:
+        term = math.exp(k * log_mean - mean - math.lgamma(k + 1))
+        cumulative += term
+        # The second test ends a q within rounding of 1: past the mean, once the terms no longer move
+        # the sum, no later k reaches it either.
+        if cumulative >= q or (k > mean and term < 1e-17 * cumulative):
+            return k
+        k += 1

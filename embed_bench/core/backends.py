@@ -154,28 +154,35 @@ ABSENT = ("HTTP 404", "HTTP 405")
 BUSY = ("HTTP 429", "HTTP 5")
 
 
+def discover_model(host: str, key: str | None = None) -> tuple[str, str]:
+    """The model an OpenAI-compatible server serves, and where it said so (``GET /v1/models``):
+    ``/v1/models`` (TEI, vLLM, the bundled server), ``/models`` (Infinity), else ``/info`` (TEI).
+    ``embed-bench run --backend openai`` and plain Locust's ``jina_api.py`` on any host but the Jina
+    API ask the same; the error names every path tried and what it answered, and ``--model``."""
+    host = host.rstrip("/")
+    tried = []
+    for path in MODELS_PATHS:
+        listing, answer = fetch_json(f"{host}{path}", key)
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
+            return str(data[0]["id"]), f"GET {path}"
+        tried.append(f"GET {path}: {answer if listing is None else answer + ', no model listed'}")
+    info, answer = fetch_json(f"{host}/info", key)
+    model = (info.get("model") or info.get("model_id")) if isinstance(info, dict) else None
+    if model:
+        return str(model), "GET /info"
+    tried.append(f"GET /info: {answer if info is None else answer + ', no model named'}")
+    raise BackendError(f"cannot tell which model {host} serves ({'; '.join(tried)}): pass --model NAME")
+
+
 @dataclass(frozen=True)
 class OpenAIBackend(Backend):
     def model(self, settings: Settings, host: str) -> str | None:
-        """``--model``, else the server's own: ``/v1/models`` (TEI, vLLM), ``/models`` (Infinity),
-        else ``/info`` (TEI); the error names every path tried and what it answered."""
+        """``--model``, else the server's own (``discover_model``)."""
         given = settings.get("--model")
         if given:
             return given
-        key = settings.api_key()
-        tried = []
-        for path in MODELS_PATHS:
-            listing, answer = fetch_json(f"{host}{path}", key)
-            data = listing.get("data") if isinstance(listing, dict) else None
-            if isinstance(data, list) and data and isinstance(data[0], dict) and data[0].get("id"):
-                return str(data[0]["id"])
-            tried.append(f"GET {path}: {answer if listing is None else answer + ', no model listed'}")
-        info, answer = fetch_json(f"{host}/info", key)
-        model = (info.get("model") or info.get("model_id")) if isinstance(info, dict) else None
-        if model:
-            return str(model)
-        tried.append(f"GET /info: {answer if info is None else answer + ', no model named'}")
-        raise BackendError(f"cannot tell which model {host} serves ({'; '.join(tried)}): pass --model NAME")
+        return discover_model(host, settings.api_key())[0]
 
     def discovered_args(self, settings: Settings, host: str, model: str | None) -> list[str]:
         path = self.embeddings_path(settings, host, model)

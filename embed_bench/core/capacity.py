@@ -50,8 +50,18 @@ of the 0.95 quantile from order statistics (:func:`p95_ranks`: ranks from the bi
 - STRADDLES the target otherwise: its measurements cannot tell which side of the target it is on.
 
 The capacity's lower bound is the highest rate that passes confidently with every lower tried rate
-passing (on its pooled p95); its upper bound the lowest rate that fails confidently (else the lowest
-rate any step failed at). The point estimate applies the search's own rule (the highest rate that meets
+passing (on its pooled p95). Its upper bound is the lowest rate from which every tried rate upwards
+fails confidently (where the highest rate tried does not, misses on its pooled p95): a rate that
+passes, or straddles, above one that failed widens the interval past it. Near
+the knee a 10 s step's p95 swings with the queue it happened to build (in one demo on 2 cores, 33
+requests/s gave 202 ms and then 437 ms, and 37.9/s passed at 256 ms between misses at 36 and 40), so
+the bracket of a bisection understates the uncertainty; the contradictions its own steps show are the
+measure of it. (The old rule, the lowest rate that failed confidently, gave two consecutive demos
+intervals of 32-33 and 21-32 requests/s for one server; this rule gives 32-40 and 21-32 on the
+same steps: ``benchmarks/results/cpu2-2026-12-05/demo-1`` and ``demo-2``.) When the
+confirmation rounds leave no rate passing confidently (all of them missed around a lucky answer, and
+the search's short low steps hold too few requests for a confident p95), up to ``CONFIRM_EXTRA`` = 3
+further confirmation steps go down by ``min(confirm_factors)`` from the lowest so far, until one passes. The point estimate applies the search's own rule (the highest rate that meets
 the target with every lower rate meeting it) to the pooled steps, confirmations included: an answer
 that its own confirmation steps contradict does not stand. Two identical searches on a 2-core machine
 (``benchmarks/capacity_repeat.py``) showed why: one search's bisection passed 22 requests/s in one
@@ -91,6 +101,7 @@ CONFIRM_FACTORS = (1.0, 0.85, 1.15)  # of the search's answer, in this order wit
 CONFIRM_REPEATS = 2  # rounds of confirmation steps
 CONFIRM_MIN_REQUESTS = 200  # a confirmation step's p95 rests on at least this many requests...
 CONFIRM_MAX_S = 600.0  # ...unless that would take longer than this (below 0.33 requests/s)
+CONFIRM_EXTRA = 3  # further steps below the confirmations while no rate passes confidently
 CONFIDENCE = 0.95
 QUANTILE = 0.95
 
@@ -320,8 +331,8 @@ def _pooled(target: Target, rate: float, steps: Sequence[StepResult]) -> RateVer
 def capacity_interval(target: Target, steps: Sequence[StepResult]) -> CapacityInterval:
     """The capacity's 95% interval from every step tried (search and confirmation), the steps at one
     rate pooled (see the module's docstring): the lower bound is the highest rate that passes
-    confidently with every lower rate passing on its pooled p95; the upper bound the lowest rate that
-    fails confidently, else the lowest rate any step failed at."""
+    confidently with every lower rate passing on its pooled p95; the upper bound the lowest rate from
+    which every tried rate upwards fails (:func:`_upper_bound`)."""
     by_rate: dict[float, list[StepResult]] = {}
     for step in steps:
         by_rate.setdefault(_rate_key(step.rate_per_s), []).append(step)
@@ -334,17 +345,30 @@ def capacity_interval(target: Target, steps: Sequence[StepResult]) -> CapacityIn
         estimate = verdict
         if verdict.verdict == PASS:
             lower = verdict
-    confident_fail = next((verdict.rate_per_s for verdict in rates if verdict.verdict == FAIL), None)
-    any_fail = min((step.rate_per_s for step in steps if not step.meets(target)), default=None)
     return CapacityInterval(
         lower_requests_per_s=lower.rate_per_s if lower else 0.0,
         lower_tokens_per_s=lower.goodput_tokens_per_s if lower else 0.0,
-        upper_requests_per_s=confident_fail if confident_fail is not None else any_fail,
+        upper_requests_per_s=_upper_bound(rates),
         straddling_rates=tuple(verdict.rate_per_s for verdict in rates if verdict.verdict == STRADDLE),
         rates=rates,
         estimate_requests_per_s=estimate.rate_per_s if estimate else 0.0,
         estimate_tokens_per_s=estimate.goodput_tokens_per_s if estimate else 0.0,
     )
+
+
+def _upper_bound(rates: Sequence[RateVerdict]) -> float | None:
+    """The lowest rate from which every tried rate upwards fails confidently; where the highest rate
+    tried does not, the lowest from which every one misses on its pooled p95; None where the highest
+    meets the target (nothing tried bounds the capacity from above)."""
+    for confident in (True, False):
+        upper: float | None = None
+        for verdict in reversed(rates):
+            if verdict.meets or (confident and verdict.verdict != FAIL):
+                break
+            upper = verdict.rate_per_s
+        if upper is not None:
+            return upper
+    return None
 
 
 def _rates(rates: Sequence[float], most: int = 4) -> str:
@@ -369,8 +393,9 @@ class CapacityResult:
 
     def describe(self) -> str:
         if not self.capacity_requests_per_s:
-            tried = min((step.rate_per_s for step in self.steps), default=None)
-            lowest = f" (lowest tried: {tried:g}/s)" if tried is not None else ""
+            # The confirmation steps count: they may go below every search step.
+            tried = min((step.rate_per_s for step in self.steps + self.confirmation_steps), default=None)
+            lowest = f" (lowest tried: {tried:.4g}/s)" if tried is not None else ""
             return f"no rate tried meets {self.target.describe()}{lowest}"
         note = "" if self.converged else f" (not converged in {len(self.steps)} steps)"
         interval = self.interval
@@ -409,6 +434,7 @@ class CapacitySearch:
     steps: list[StepResult] = field(default_factory=list)
     confirm_factors: tuple[float, ...] = CONFIRM_FACTORS
     confirm_repeats: int = CONFIRM_REPEATS
+    confirm_extra: int = CONFIRM_EXTRA
 
     def __post_init__(self) -> None:
         _positive(self.start_rate_per_s, "the start rate (requests/s)")
@@ -436,6 +462,14 @@ class CapacitySearch:
         ):
             raise CapacityError(
                 f"confirmation repeats are an integer from 0 to 10, found {self.confirm_repeats!r}"
+            )
+        if (
+            isinstance(self.confirm_extra, bool)
+            or not isinstance(self.confirm_extra, int)
+            or not 0 <= self.confirm_extra <= 10
+        ):
+            raise CapacityError(
+                f"further confirmation steps are an integer from 0 to 10, found {self.confirm_extra!r}"
             )
         self._proposed: float | None = None
         self._plan: tuple[float, ...] | None = None  # the confirmation rates, once the search is over
@@ -483,7 +517,23 @@ class CapacitySearch:
                 return rate
             self._searched, self._plan = len(self.steps), self._confirmation_plan()
         done = len(self.steps) - self._searched
-        return self._plan[done] if done < len(self._plan) else None
+        return self._plan[done] if done < len(self._plan) else self._extension(done - len(self._plan))
+
+    def _extension(self, taken: int) -> float | None:
+        """A further confirmation step below the lowest one so far (``min(confirm_factors)`` x it),
+        while no rate passes confidently, at most ``confirm_extra`` of them: the confirmations around a
+        lucky answer can all miss, and then the interval needs a rate below them with enough
+        requests to pass on its own (the search's short low steps often hold fewer than the 72 a
+        confident p95 needs)."""
+        if not self._plan or taken >= self.confirm_extra:
+            return None
+        if not any(step.latencies_ms for step in self.steps):
+            return None  # steps built without latencies never pass confidently: nothing to gain
+        if capacity_interval(self.target, self.steps).lower_requests_per_s > 0:
+            return None
+        lowest = min(step.rate_per_s for step in self.steps[self._searched :])
+        rate = lowest * min(self.confirm_factors)
+        return rate if rate >= self.min_rate_per_s else None
 
     def _confirmation_plan(self) -> tuple[float, ...]:
         """Rounds of the confirmation rates, each within the search's rate bounds; none when the

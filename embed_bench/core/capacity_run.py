@@ -38,12 +38,14 @@ from embed_bench.core.capacity import (
     confirmation_duration_s,
 )
 from embed_bench.core.cells import CapacitySpec, round_rate
-from embed_bench.core.contract import RUN_FILES, RateCell
+from embed_bench.core.contract import REQUEST_RECORD_COLUMNS, RUN_FILES, RateCell
+from embed_bench.core.rate_span import arrival_span_s
 
 logger = logging.getLogger(__name__)
 
 # Fields of a request record (REQUEST_RECORD_COLUMNS) that a capacity step reads.
 _CELL, _REPEAT, _WARMUP, _TOKENS, _OK, _LATENCY, _DROPPED = 0, 1, 2, 9, 12, 17, 19
+_PLANNED = REQUEST_RECORD_COLUMNS.index("planned_at")
 
 
 def _finite(value: float | None) -> float | None:
@@ -89,8 +91,10 @@ class CapacityRun:
             if kept is not None and not row[_WARMUP]:
                 kept.append(row)
 
-    def measured(self, name: str, repeat: int = 0) -> bool:
-        """Record the step's result; True when it was a step of this search."""
+    def measured(self, name: str, repeat: int = 0, start_s: float | None = None) -> bool:
+        """Record the step's result; True when it was a step of this search. ``start_s``: the step's
+        start (its cells.csv ``start``); its goodput is over its arrival span from there, as the
+        report has it (``embed_bench.core.rate_span``; a step of one request: its nominal duration)."""
         cell = self.steps.get((name, repeat))
         rate = self.search.next_rate()
         if cell is None or rate is None or round_rate(rate) != cell.request_rate:
@@ -100,9 +104,11 @@ class CapacityRun:
             logger.error("capacity step %s has no request records; the search ends here", name)
             return False
         sent = [row for row in rows if not row[_DROPPED]]
+        planned = [row[_PLANNED] for row in rows]
+        span = arrival_span_s(start_s, min(planned), max(planned))
         step = StepResult.from_requests(
             rate,
-            cell.duration_s,
+            span if span is not None else cell.duration_s,
             [row[_LATENCY] for row in sent],
             [bool(row[_OK]) for row in sent],
             [row[_TOKENS] for row in sent],

@@ -513,6 +513,7 @@ class CellRecord:
     failures: dict[str, int] = field(default_factory=dict)
     users: int | None = None  # None: the cell's concurrency (rate cells: --max-in-flight)
     dropped: int | None = None  # rate cells: arrivals never sent (empty until counted)
+    workers_lost: int = 0  # Locust workers that vanished while the cell ran (their users' requests lost)
 
     @property
     def unfinished(self) -> int:
@@ -524,6 +525,8 @@ class CellRecord:
         parts = [f"{self.succeeded}/{self.planned} ok"]
         if self.unfinished:
             parts.append(f"{self.unfinished} unsent or unfinished")
+        if self.workers_lost:
+            parts.append(f"{self.workers_lost} Locust worker(s) lost mid-cell")
         if self.failures:
             parts.append(format_failures(self.failures))
         return ", ".join(parts)
@@ -545,6 +548,7 @@ class CellRecord:
             *counts,
             "" if rate is None else f"{rate:g}",
             "" if self.dropped is None else self.dropped,
+            self.workers_lost or "",
         ]
 
     @classmethod
@@ -556,6 +560,7 @@ class CellRecord:
             return None
         completed = row.get("completed") or ""
         users, dropped = row.get("users") or "", row.get("dropped") or ""
+        lost = row.get("workers_lost") or ""
         return cls(
             cell=cell,
             users=int(users) if users.isdigit() and isinstance(cell, RateCellName) else None,
@@ -567,6 +572,7 @@ class CellRecord:
             completed=int(completed) if completed else None,
             succeeded=int(row.get("succeeded") or 0),
             failures=parse_failures(row.get("failures") or ""),
+            workers_lost=int(lost) if lost.isdigit() else 0,
         )
 
 

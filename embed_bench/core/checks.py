@@ -30,18 +30,29 @@ from itertools import chain
 from typing import Any
 
 import orjson
-from geventhttpclient.response import HTTPConnectionClosed
 
 MAX_BACKOFF_S = 30.0
 _CONNECTION_CLASSES = (
     (socket.gaierror, "host not resolved"),
-    (HTTPConnectionClosed, "connection closed"),
     (ConnectionRefusedError, "connection refused"),
     (ConnectionResetError, "connection reset"),
     (ConnectionAbortedError, "connection aborted"),
     (TimeoutError, "timeout"),
     (ssl.SSLError, "tls error"),
 )
+
+
+# Failure classes of a request that reached no server, or lost it: what a report calls "the target
+# was unreachable". Timeouts and TLS errors are not among them: a server answered too slowly, or badly.
+CONNECTION_FAILURES = (
+    "connection refused",
+    "connection reset",
+    "connection closed",
+    "connection aborted",
+    "connection error",
+    "host not resolved",
+)
+UNREACHABLE = ("connection refused", "host not resolved")  # instant failures: the user pauses
 
 
 class RequestFailure(Exception):
@@ -92,6 +103,10 @@ def classify_exception(exc: BaseException) -> str:
     """The failure class of a request that got no (complete) HTTP response."""
     causes = _causes(exc)
     for cause in causes:
+        # geventhttpclient's HTTPConnectionClosed, matched by name: importing it would import gevent
+        # into the core (and monkey-patch nothing, but load the hub) for every command that classifies
+        if type(cause).__name__ == "HTTPConnectionClosed":
+            return "connection closed"
         for kind, label in _CONNECTION_CLASSES:
             if isinstance(cause, kind):
                 return label
@@ -202,10 +217,15 @@ def _model_error_detail(body: Any) -> str:
     return f": container returned {status}" if isinstance(status, int) else ""
 
 
-def backoff_seconds(status: int, headers: Mapping[str, str]) -> float:
+def backoff_seconds(status: int, headers: Mapping[str, str], failure: str | None = None) -> float:
     """Pause before a user's next request after a failure: honour Retry-After (capped), and wait a
-    second after a 429 without one, so a rate-limited user does not hammer the server."""
+    second after a 429 without one, so a rate-limited user does not hammer the server. A target
+    nobody answers for (``UNREACHABLE``: nothing listens, no such host) fails a request in well under
+    a millisecond: without the same second's pause a cell would spend every request it planned in
+    an instant while a restarting server is down, and the whole grid with it."""
     retry_after = retry_after_seconds(headers.get("Retry-After"))
     if retry_after is not None:
         return min(retry_after, MAX_BACKOFF_S)
-    return 1.0 if status == 429 else 0.0
+    if status == 429 or (status == 0 and failure in UNREACHABLE):
+        return 1.0
+    return 0.0

@@ -234,6 +234,8 @@ class RunFiles:
     capacity_json: str = (
         "capacity.json"  # a capacity search's answer; embed-bench run copies it into run.json
     )
+    server_metrics_csv: str = "server_metrics.csv"  # the target's /metrics, sampled by embed-bench run
+    progress_json: str = "progress.json"  # where the walk stands, rewritten by the master each second
 
     @property
     def written_by_a_run(self) -> tuple[str, ...]:
@@ -243,6 +245,8 @@ class RunFiles:
             self.cells_csv,
             self.requests,
             self.capacity_json,
+            self.server_metrics_csv,
+            self.progress_json,
             f"{self.csv_prefix}*.csv",
             f"{self.csv_prefix}*.log",
         )
@@ -261,7 +265,8 @@ RUN_FILES = RunFiles()
 # before these columns existed hold only cell, start, end, users. Rate cells (``RateCell``) fill
 # ``request_rate`` (offered requests/s) and ``dropped`` (never sent: no free user within --max-lag);
 # their ``users`` is --max-in-flight and ``planned`` the arrivals the schedule offered. Both are empty
-# for closed-loop cells.
+# for closed-loop cells. ``workers_lost``: Locust workers that vanished while the cell ran (their
+# users' requests are among the unfinished ones); empty when none did.
 CELLS_CSV_COLUMNS = (
     "cell",
     "repeat",
@@ -274,6 +279,7 @@ CELLS_CSV_COLUMNS = (
     "failures",
     "request_rate",
     "dropped",
+    "workers_lost",
 )
 
 # The per-request record (RUN_FILES.requests): one row per request any Locust process sent or dropped,

@@ -27,17 +27,34 @@ CAPACITY_GRID = "capacity"  # --grid capacity: a capacity search of --batch-size
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One custom option: its flag, default, type and help; the env var is derived from the flag."""
+    """One custom option: its flag, default, type and help; the env var is derived from the flag.
+
+    ``label`` is what the web UI's form calls the field. Locust derives a label from the option's name
+    in its page script (``slo_p95_ms`` -> "Slo P9 5Ms"), so ``embed_bench.load.web_ui`` puts this
+    one in its place, and the form's error messages name the field by it too."""
 
     flag: str
     default: Any
     type: Callable[[str], Any]
     help: str
     secret: bool = False
+    label: str = ""
 
     @property
     def dest(self) -> str:
         return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def form_label(self) -> str:
+        """The field's label in the web form: ``label``, else the name in words (``Batch size``)."""
+        return self.label or self.dest.replace("_", " ").capitalize()
+
+    @property
+    def form_name(self) -> str:
+        """The field's ``name`` in Locust's form: the dest in camelCase, as Locust's page sends it
+        (``slo_p95_ms`` -> ``sloP95Ms``; Locust turns it back into the dest when the form is posted)."""
+        head, *rest = self.dest.split("_")
+        return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
     @property
     def env_var(self) -> str:
@@ -72,12 +89,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         1,
         int,
         "Warm-up requests each user sends per cell before the measured ones (named 'warmup ...').",
+        label="Warm-up requests",
     ),
     OptionSpec(
         "--cell-max-seconds",
         300.0,
         float,
         "A cell ends after this many seconds even if its users have not finished their requests.",
+        label="Cell time limit (s)",
     ),
     OptionSpec(
         "--repeats",
@@ -104,8 +123,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "",
         _text,
         "Model name sent in the request body (Jina API and OpenAI-compatible servers). Empty: "
-        "jina-embeddings-v3 (embed-bench run --backend openai asks the server: /v1/models, /models, "
-        "/info); the bundled server's /embed takes none (its /info names the model).",
+        "jina-embeddings-v3 on the Jina API; on any other host the model the server lists (/v1/models, "
+        "/models, /info), or an error at start; the bundled server's /embed takes none.",
     ),
     OptionSpec(
         "--task",
@@ -120,6 +139,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         _text,
         f"API key sent as a Bearer token. Empty: the {API_KEY_FALLBACK_ENV} environment variable, if set.",
         secret=True,
+        label="API key",
     ),
     OptionSpec(
         "--embeddings-path",
@@ -127,15 +147,20 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         _text,
         "Path of the OpenAI-compatible embeddings endpoint (some servers use /embeddings).",
     ),
-    OptionSpec("--sagemaker-endpoint", "", _text, "SageMaker endpoint name."),
+    OptionSpec("--sagemaker-endpoint", "", _text, "SageMaker endpoint name.", label="SageMaker endpoint"),
     OptionSpec(
-        "--aws-region", "", _text, "AWS region of the SageMaker endpoint. Empty: the boto3 default region."
+        "--aws-region",
+        "",
+        _text,
+        "AWS region of the SageMaker endpoint. Empty: the boto3 default region.",
+        label="AWS region",
     ),
     OptionSpec(
         "--request-timeout",
         120.0,
         float,
         "Seconds to wait for a response before recording the request as a 'timeout' failure.",
+        label="Request timeout (s)",
     ),
     OptionSpec(
         "--request-rate",
@@ -143,6 +168,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         float,
         "Open loop: requests/s across all load generators (each process sends its share). Without "
         "--grid: one rate cell of --batch-size x --passage-tokens; with --grid capacity: the start rate.",
+        label="Request rate (requests/s)",
     ),
     OptionSpec(
         "--arrival",
@@ -155,13 +181,21 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         256,
         int,
         "Rate cells: the users (over all processes) that carry requests; a due request waits for a free one.",
+        label="Max in flight (users)",
     ),
-    OptionSpec("--cell-duration", 60.0, float, "Seconds a rate cell offers requests (its duration)."),
+    OptionSpec(
+        "--cell-duration",
+        60.0,
+        float,
+        "Seconds a rate cell offers requests (its duration).",
+        label="Rate cell duration (s)",
+    ),
     OptionSpec(
         "--max-lag",
         5.0,
         float,
         "Rate cells: a request that waited this many seconds for a free user is dropped and counted.",
+        label="Max lag (s)",
     ),
     OptionSpec(
         "--slo-p95-ms",
@@ -169,12 +203,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         float,
         "Capacity search (--grid capacity) or trace replay (--trace, for SLO attainment): the p95 latency "
         "target in ms, from the planned send times.",
+        label="SLO p95 (ms)",
     ),
     OptionSpec(
         "--slo-success-pct",
         99.9,
         float,
         "Capacity search: the share of offered requests that must succeed (dropped ones fail).",
+        label="SLO success (%)",
     ),
     OptionSpec(
         "--confirm-repeats",
@@ -182,6 +218,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         int,
         "Capacity search: rounds of confirmation steps at 1x, 0.85x and 1.15x of the answer (each long "
         "enough for 200 requests) that give the capacity its 95 percent interval; 0: none, a point estimate only.",
+        label="Confirmation rounds",
     ),
     OptionSpec(
         "--trace",
@@ -189,24 +226,28 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         _text,
         "Replay a request log open loop instead of a grid: a CSV or JSONL file, one row per request with "
         "offset_s (or timestamp) and tokens (per input) or texts. Every row is sent once.",
+        label="Trace file",
     ),
     OptionSpec(
         "--trace-speed",
         1.0,
         float,
         "Trace replay: divide every gap between requests by this factor (60: an hour in a minute).",
+        label="Trace speed (x)",
     ),
     OptionSpec(
         "--trace-max-gap",
         None,
         float,
         "Trace replay: cut any idle gap longer than this many seconds (after --trace-speed) to it.",
+        label="Trace max gap (s)",
     ),
     OptionSpec(
         "--run-dir",
         "",
         _text,
         "Directory that receives cells.csv. Empty: the directory of the --csv prefix, if any.",
+        label="Run directory",
     ),
 )
 
@@ -258,7 +299,7 @@ class BenchOptions:
     repeats: int = 1
     tokenizer: str = ""
     seed: int | None = None
-    model: str = "jina-embeddings-v3"
+    model: str = ""  # empty: settled per run by the user class (JinaApiUser.resolve_options)
     task: str = ""
     api_key: str = field(default="", repr=False, metadata={"secret": True})
     embeddings_path: str = "/v1/embeddings"

@@ -16,14 +16,16 @@ No Locust import (so no gevent monkey-patching): tests and tools read it as plai
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from geventhttpclient.header import Headers
 
 from embed_bench.core.contract import REQUEST_RECORD_COLUMNS, RUN_FILES
 from embed_bench.core.options import BenchOptions
@@ -72,13 +74,22 @@ if RequestRecord._fields != REQUEST_RECORD_COLUMNS:
 SERVER_TIMING_HEADERS = ("x-queue-time", "x-inference-time", "x-total-time", "x-tokenization-time")
 
 
-def _lowercase_storage() -> bool:
-    """Whether geventhttpclient's ``Headers`` still stores each field under its lowercased name as an
+_fast_headers: type | None = None  # geventhttpclient's Headers once checked (imported on first use:
+# importing the package loads gevent, which a command that only reads records must not)
+_checked = False
+
+
+def _headers_type() -> type | None:
+    """geventhttpclient's ``Headers`` when it still stores each field under its lowercased name as an
     (original name, value) pair, which lets ``server_timings`` skip its case-insensitive lookups."""
-    return dict.get(Headers({"X-Probe": "1"}), "x-probe") == ("X-Probe", "1")
+    global _fast_headers, _checked
+    if not _checked:
+        _checked = True
+        from geventhttpclient.header import Headers
 
-
-_FAST_HEADERS = _lowercase_storage()
+        if dict.get(Headers({"X-Probe": "1"}), "x-probe") == ("X-Probe", "1"):
+            _fast_headers = Headers
+    return _fast_headers
 
 
 def server_timings(headers: Any) -> tuple[float | None, ...]:
@@ -87,7 +98,8 @@ def server_timings(headers: Any) -> tuple[float | None, ...]:
     can (a quarter of the cost of four case-insensitive lookups, one of them a KeyError)."""
     if not headers:
         return (None, None, None, None)
-    if not _FAST_HEADERS or type(headers) is not Headers:
+    fast = _fast_headers if _checked else _headers_type()
+    if fast is None or type(headers) is not fast:
         return tuple(_milliseconds(headers.get(name)) for name in SERVER_TIMING_HEADERS)
     values = []
     for name in SERVER_TIMING_HEADERS:
@@ -108,7 +120,10 @@ def _milliseconds(value: Any) -> float | None:
 
 class RecordFile:
     """``requests.csv.gz``, appended one complete gzip member per flush; the header goes into the
-    first member of a new or empty file only, so a second run from the web UI appends rows."""
+    first member of a new or empty file only, so a second run from the web UI appends rows.
+
+    A write that fails half-way is cut back to where it started, so the file never holds a torn
+    member in its middle (readers stop at one) and the same rows can be appended again later."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -121,8 +136,67 @@ class RecordFile:
         writer.writerows(rows)
         member = gzip.compress(text.getvalue().encode(), compresslevel=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as stream:
-            stream.write(member)
+        with self.path.open("ab", buffering=0) as stream:  # unbuffered: a failed write is cut back
+            start = stream.tell()
+            try:
+                rest = memoryview(member)
+                while rest:
+                    written = stream.write(rest)
+                    if not written:
+                        raise OSError(f"no byte of {len(rest)} written")
+                    rest = rest[written:]
+            except OSError:
+                with contextlib.suppress(OSError):
+                    stream.truncate(start)
+                raise
+
+
+class RecordFileError(Exception):
+    """A record file that cannot be read: the message names it and what is wrong."""
+
+
+def count_measured_records(path: Path) -> Counter[tuple[str, int]]:
+    """Measured rows (warm-ups left out, dropped open-loop arrivals in) of ``requests.csv.gz`` per
+    (cell, repeat): what ``embed-bench run`` compares with ``cells.csv``'s ``completed``. Read as the
+    report reads it: member after member, a cut last member (a crash mid-flush) keeping its complete
+    lines. A missing file counts nothing; one that cannot be read as a record file raises
+    ``RecordFileError`` naming it and what is wrong. Streams, so a long run's file is never whole in
+    memory."""
+    counts: Counter[tuple[str, int]] = Counter()
+    if not path.exists():
+        return counts
+    rest = b""
+    header: list[str] | None = None
+    try:
+        for text in _member_text(path):
+            lines = (rest + text).split(b"\n")
+            rest = lines.pop()  # the line not ended yet: the next piece completes it
+            for row in csv.reader(line.decode("utf-8") for line in lines):
+                if header is None:
+                    header = row
+                    if tuple(header[:3]) != REQUEST_RECORD_COLUMNS[:3]:
+                        raise RecordFileError(f"{path}: not a request record file (it starts {header[:3]})")
+                elif len(row) > 2 and row[2] == "0":
+                    counts[row[0], int(row[1])] += 1
+    except (OSError, UnicodeDecodeError, csv.Error, zlib.error) as error:
+        raise RecordFileError(f"{path}: unreadable ({error})") from error
+    except ValueError as error:  # int(repeat)
+        raise RecordFileError(f"{path}: a row's repeat is not a number ({error})") from None
+    return counts
+
+
+def _member_text(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The decompressed bytes of every gzip member of ``path`` in order; a member cut short ends it."""
+    with path.open("rb") as stream:
+        member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        data = stream.read(chunk)
+        while data:
+            yield member.decompress(data)
+            if member.eof:
+                data = member.unused_data or stream.read(chunk)
+                member = zlib.decompressobj(wbits=31)
+            else:
+                data = stream.read(chunk)
 
 
 def token_mismatch(record: RequestRecord, passage_chars: int | None) -> str | None:

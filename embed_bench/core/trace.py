@@ -30,6 +30,7 @@ Locust-free and pandas-free, like the rest of ``embed_bench.core``.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -267,12 +268,26 @@ def parse_trace(text: str, source: str, jsonl: bool) -> Trace:
 
 
 def load_trace(path: str | Path) -> Trace:
-    """A trace file: ``.jsonl``/``.ndjson`` is JSON lines, anything else CSV."""
+    """A trace file: ``.jsonl``/``.ndjson`` is JSON lines, anything else CSV. A process that asks for
+    the same unchanged file again (the master plans the cell, records it in run.json and takes its
+    own share) gets the parse it already made: a ``Trace`` is frozen, and a file of MAX_TRACE_BYTES
+    takes seconds to parse."""
     file = Path(path).expanduser()
     try:
-        size = file.stat().st_size
-        if size > MAX_TRACE_BYTES:
-            raise TraceError(f"{file}: {size:,} bytes; a trace is at most {MAX_TRACE_BYTES:,} bytes")
+        stat = file.stat()
+    except FileNotFoundError:
+        raise TraceError(f"trace file not found: {file}") from None
+    except OSError as error:
+        raise TraceError(f"trace file {file} cannot be read: {error}") from None
+    if stat.st_size > MAX_TRACE_BYTES:
+        raise TraceError(f"{file}: {stat.st_size:,} bytes; a trace is at most {MAX_TRACE_BYTES:,} bytes")
+    return _parsed_trace(file, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_trace(file: Path, _mtime_ns: int, _size: int) -> Trace:
+    """The parse of ``file`` as it was at (``_mtime_ns``, ``_size``): a changed file is parsed again."""
+    try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TraceError(f"trace file not found: {file}") from None

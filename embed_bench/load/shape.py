@@ -50,6 +50,7 @@ master and workers, because the shape only talks to the processes through Locust
 from __future__ import annotations
 
 from locust import LoadTestShape, events  # first: gevent monkey-patches before anything else loads
+from locust.env import Environment
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, Runner
 from locust.stats import CSV_STATS_INTERVAL_SEC, RequestStats, StatsError
 
@@ -90,6 +91,16 @@ from embed_bench.core.options import (
     resolve_run_dir,
     run_time_option,
 )
+from embed_bench.core.progress import (
+    FINISHED,
+    PREPARING,
+    RUNNING,
+    RunProgress,
+    estimate_left_s,
+    preparation_left_s,
+    write_progress,
+)
+from embed_bench.load import credentials
 from embed_bench.load.recorder import RequestRecorder
 from embed_bench.load.workload import CellPlan, CellTracker, users_per_runner
 
@@ -175,6 +186,22 @@ def all_client_errors(record: CellRecord) -> bool:
     )
 
 
+def request_options(environment: Environment, options: BenchOptions) -> BenchOptions:
+    """The options the run's request bodies are built with. Each user class settles what it sends
+    by default (``resolve_options``: ``JinaApiUser`` its model -- ``--model``, else the study's on the
+    Jina API, else what the server lists, as ``embed-bench run --backend openai`` asks), once per run
+    on the master, before the first cell; each cell's plan carries them to every process. Raises
+    OptionError, naming the option to set, when a class cannot settle them."""
+    for user_class in environment.user_classes:
+        resolve = getattr(user_class, "resolve_options", None)
+        if resolve is None:
+            continue
+        host = environment.host or getattr(user_class, "host", None)
+        key = credentials.api_key_for(environment, host, getattr(user_class, "credential_default_host", None))
+        options = resolve(options, host, key)
+    return options
+
+
 class GridWalk:
     """One run through a grid; GridShape starts a new walk for every new test start."""
 
@@ -184,6 +211,7 @@ class GridWalk:
         namespace = runner.environment.parsed_options
         self.options = BenchOptions.from_namespace(namespace)
         self.grid = grid_of(self.options, concurrency_option(namespace))
+        self.options = request_options(runner.environment, self.options)  # after the grid's checks
         self.steps: list[tuple[int, AnyCell]] = [
             (repeat, cell) for repeat in range(self.options.repeats) for cell in self.grid.cells
         ]
@@ -203,6 +231,7 @@ class GridWalk:
         )
         self.spawn_rate = getattr(namespace, "spawn_rate", None)
         run_dir = resolve_run_dir(self.options, csv_prefix_option(namespace))
+        self.run_dir = run_dir
         self.cells_csv = CellsCsv(run_dir) if run_dir is not None else None
         self.capacity: CapacityRun | None = None
         if self.grid.capacity is not None:
@@ -223,13 +252,20 @@ class GridWalk:
         self.expected: set[str] = set()
         self.announced_at: dict[str, float] = {}
         self.started = time.monotonic()
+        self.started_at = time.time()
+        self.progress: RunProgress | None = None
+        per_user = (
+            f"{self.options.warmup_requests} warm-up request(s) per user, then measured ones until -t ends"
+            if self.timed
+            else f"{self.options.warmup_requests} warm-up + {self.options.requests_per_user} measured "
+            "request(s) per user"
+        )
         logger.info(
-            "grid %s: %d cell(s)%s, %d warm-up + %d measured request(s) per user, payload seed %d%s",
+            "grid %s: %d cell(s)%s, %s, payload seed %d%s",
             self.grid.name,
             len(self.grid.cells),
             f" x {self.options.repeats} repeats" if self.options.repeats > 1 else "",
-            self.options.warmup_requests,
-            self.options.requests_per_user,
+            per_user,
             self.seed,
             f", cells.csv in {run_dir}" if run_dir is not None else " (no run directory: no cells.csv)",
         )
@@ -324,6 +360,67 @@ class GridWalk:
             self._announce(now)
         return self._start_when_ready(time.time())
 
+    def publish(self, now: float | None = None, finished: bool = False) -> RunProgress | None:
+        """The walk's progress now (``embed_bench.core.progress``): kept for the web UI's tab on the
+        tracker and written to the run directory's ``progress.json`` for ``embed-bench run``."""
+        now = time.time() if now is None else now
+        if self.plan is None or not self.steps:
+            return None
+        step = min(self.index, len(self.steps) - 1)
+        repeat, cell = self.steps[step]
+        common = {
+            "step": step + 1,
+            "steps": None if self.capacity is not None else len(self.steps),
+            "cell": cell.name,
+            "repeat": repeat,
+            "run_started_at": self.started_at,
+            "phase_started_at": self.phase_since,
+            "updated_at": now,
+            "processes": len(self.expected),
+        }
+        if finished or self.phase is Phase.SETTLING:
+            progress = RunProgress(phase=FINISHED, **common)
+        elif self.phase is Phase.PREPARING:
+            processes = self.tracker.preparation(self.plan)
+            complete = len(processes) >= len(self.expected)
+            left = preparation_left_s(processes, len(self.expected))
+            progress = RunProgress(
+                phase=PREPARING,
+                payloads_built=sum(process.built for process in processes.values()),
+                payloads_planned=sum(process.planned for process in processes.values()) if complete else None,
+                left_s=None if left is None else left - (now - max(p.updated_at for p in processes.values())),
+                processes_reporting=len(processes),
+                **common,
+            )
+        elif self.phase is Phase.RUNNING and self.records:
+            record = self.records[-1]
+            done = (Tally.of(self.runner.stats, cell.name) - self.baseline).requests
+            planned = record.planned or None
+            if isinstance(cell, RateCell):  # the schedule's end is known: no extrapolation
+                left: float | None = max(0.0, record.start + cell.duration_s - now) or None
+            elif self.timed:
+                left, planned = max(0.0, record.start + self.plan.duration_s - now) or None, None
+            else:
+                left = estimate_left_s(done, planned, now - record.start)
+            progress = RunProgress(
+                phase=RUNNING,
+                requests_done=done,
+                requests_planned=planned,
+                left_s=left,
+                processes_reporting=len(self.expected),
+                **{**common, "phase_started_at": record.start},
+            )
+        else:
+            progress = RunProgress(phase=PREPARING, **common)
+        self.progress = progress
+        self.tracker.progress = progress
+        if self.run_dir is not None:
+            try:
+                write_progress(self.run_dir, progress)
+            except OSError as error:  # progress is a view: the run goes on without it
+                logger.debug("progress.json not written: %s", error)
+        return progress
+
     def _searching(self) -> bool:
         """A capacity search whose next step is not known yet (its last step is being counted)."""
         if self.capacity is None or self.capacity.finished:
@@ -380,6 +477,7 @@ class GridWalk:
         assert self.plan is not None
         now = time.time()
         generators = self.tracker.load_generators()
+        self._note_lost_workers(generators)
         late = generators - self.expected
         if late:
             logger.info(
@@ -394,6 +492,34 @@ class GridWalk:
             self.tracker.announce(self.plan, to=late | silent)
             self.announced_at.update(dict.fromkeys(late | silent, now))
             self.expected |= late
+
+    def _note_lost_workers(self, generators: set[str]) -> None:
+        """Workers that vanished (Locust marks a worker missing after 3 s without a heartbeat): while
+        a cell runs, the cell records how many, since its users' requests are lost with them; the walk
+        goes on with the others, which get the following cells."""
+        gone = self.expected - generators
+        if not gone:
+            return
+        self.expected -= gone
+        if self.phase is Phase.RUNNING and self.records:
+            record = self.records[-1]
+            record.workers_lost += len(gone)
+            self._write()
+            logger.error(
+                "cell %s: %d Locust worker(s) lost mid-cell (%s); their users' requests are lost, the run "
+                "goes on with %d worker(s)",
+                record.cell.name,
+                len(gone),
+                ", ".join(sorted(gone)),
+                len(generators),
+            )
+        else:
+            logger.warning(
+                "%d Locust worker(s) lost between cells (%s); the run goes on with %d worker(s)",
+                len(gone),
+                ", ".join(sorted(gone)),
+                len(generators),
+            )
 
     def _start_when_ready(self, now: float) -> tuple[int, float] | None:
         """Start the announced cell once every process prepared it, the last cell's users stopped
@@ -439,7 +565,13 @@ class GridWalk:
         self.baseline = Tally.of(self.runner.stats, cell.name)
         self._write()
         self._enter(Phase.RUNNING, now)
-        logger.info("%s: running", self.step_label)
+        prepared = self.tracker.preparation(self.plan)
+        logger.info(
+            "%s: running (%d payload(s) prepared in %.1f s)",
+            self.step_label,
+            sum(process.built for process in prepared.values()),
+            max((process.updated_at - process.started_at for process in prepared.values()), default=0.0),
+        )
         return self._spawn()
 
     def _awaiting_counts(self) -> bool:
@@ -458,6 +590,8 @@ class GridWalk:
             finished, limit = len(done) >= cell.concurrency, self.options.cell_max_seconds
             if self.timed:
                 limit += self.plan.duration_s
+        if not finished and record.workers_lost and done:
+            finished = self._survivors_done(cell)
         if finished:
             record.end = max(done)
             if isinstance(cell, RateCell):
@@ -477,6 +611,16 @@ class GridWalk:
         logger.info("cell %s: done in %.2f s", self.cell.name, record.end - record.start)
         self.uncounted.append(Uncounted(record, self.baseline, now + count_delay_seconds(self.runner)))
         return True
+
+    def _survivors_done(self, cell: AnyCell) -> bool:
+        """After a worker was lost mid-cell: whether every process still alive is done (its users, a
+        rate cell: its share), so the cell ends now rather than at --cell-max-seconds."""
+        assert self.plan is not None
+        alive = self.tracker.load_generators()
+        done = self.tracker.done_by(self.plan, alive)
+        if isinstance(cell, RateCell):
+            return done >= len(alive & set(self.plan.process_indexes))
+        return 0 < self.runner.user_count <= done
 
     def _take_shares(self, record: CellRecord) -> None:
         """A rate cell's planned (offered) and dropped measured requests, summed over the processes."""
@@ -514,7 +658,7 @@ class GridWalk:
             log("cell %s: %s", record.cell.name, record.outcome())
             if self.capacity is not None and not self.capacity.finished:
                 self.recorder.publish()  # the rows came with the same reports as the statistics
-                if self.capacity.measured(record.cell.name, record.repeat) and not stop:
+                if self.capacity.measured(record.cell.name, record.repeat, record.start) and not stop:
                     self._append_capacity_step()
             if record is self.records[0] and all_client_errors(record) and len(self.steps) > 1:
                 logger.error(
@@ -555,8 +699,11 @@ class GridShape(LoadTestShape):
                 logger.error("cannot run the grid: %s", exc)
                 self.runner.environment.process_exit_code = 2
                 return None
-        return self._walk.tick()
+        users = self._walk.tick()
+        self._walk.publish()
+        return users
 
     def _on_test_stop(self, **_kwargs: object) -> None:
         if self._walk is not None:
             self._walk.close()
+            self._walk.publish(finished=True)

@@ -1,7 +1,7 @@
 """Checks the web UI's start form before Locust acts on it, and says what a wrong value should be.
 
 Locust's ``/swarm`` handler converts each custom field with the type of its current value, so
-"notanumber" in Batch Size raised a ValueError, a 500 and "An unknown error occurred." in the UI.
+"notanumber" in Batch size raised a ValueError, a 500 and "An unknown error occurred." in the UI.
 ``swarm_form_error`` runs first (a ``before_request`` hook, see ``embed_bench.load.web_ui``) and returns
 the message to show instead, naming the option as the form labels it and as the command line spells
 it, and saying what it accepts. The embed-bench options go through ``BenchOptions.from_mapping``, the
@@ -20,7 +20,8 @@ Kept free of Locust and Flask imports: it works on plain mappings.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from embed_bench.core.cells import GRIDS, GridError, grid_of
 from embed_bench.core.credentials import KEY_HOST_OPTION
 from embed_bench.core.options import (
+    CAPACITY_GRID,
     OPTION_SPECS,
     BenchOptions,
     OptionError,
@@ -40,6 +42,7 @@ LOCUST_CHECKED_FIELDS = frozenset({"user_count", "spawn_rate", "host", "user_cla
 # Fields the form may not set: what the run's credentials are bound to is decided here, not posted.
 RESERVED_FIELDS = frozenset({KEY_HOST_OPTION})
 _SPECS = {spec.dest: spec for spec in OPTION_SPECS}
+BUILT_IN_GRIDS = (*GRIDS, CAPACITY_GRID)  # names --grid takes besides a file (capacity: a capacity search)
 _ACCEPTS = {int: "a whole number", float: "a number"}
 RUNS_ROOT_ENV = "EMBED_BENCH_RUNS_ROOT"
 GRIDS_DIR_ENV = "EMBED_BENCH_GRIDS_DIR"
@@ -48,9 +51,40 @@ TOKENIZER_FILE = "tokenizer.json"
 BUNDLED_TOKENIZER = "bundled"
 
 
+def locust_label(dest: str) -> str:
+    """The label Locust's page script derives from a field's name (its ``camelCase`` and
+    ``toTitle`` helpers): ``batch_size`` -> ``Batch Size``, ``slo_p95_ms`` -> ``Slo P9 5Ms``."""
+    camel = re.sub(r"_([a-z0-9])", lambda match: match.group(1).upper(), dest)
+    spaced = re.sub(r"([a-z0-9])([A-Z0-9])", r"\1 \2", camel)
+    return spaced[:1].upper() + spaced[1:]
+
+
+def locust_posted_name(form_name: str) -> str:
+    """The key Locust's page posts for a field named ``form_name`` (its ``snakeCase`` helper, which
+    splits digits from letters): ``batchSize`` -> ``batch_size``, but ``sloP95Ms`` -> ``slo_p9_5ms``,
+    which Locust's handler then ignores as no option of its own."""
+    if form_name[:1].isupper():
+        return form_name
+    return re.sub(r"([a-z0-9])([A-Z0-9])", r"\1_\2", form_name).lower()
+
+
+# Options whose posted key is not their name (a digit in the name): posted key -> option.
+MISPOSTED = {
+    posted: spec.dest for spec in OPTION_SPECS if (posted := locust_posted_name(spec.form_name)) != spec.dest
+}
+
+
+def restore_form_names(items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The form's (key, value) pairs with each misposted key back to its option's name, so that
+    Locust's handler sets the option (it dropped "SLO p95 (ms)" silently before)."""
+    return [(MISPOSTED.get(key, key), value) for key, value in items]
+
+
 def form_label(dest: str) -> str:
-    """The label Locust's form shows for a field: ``batch_size`` -> ``Batch Size``."""
-    return " ".join(word[:1].upper() + word[1:] for word in dest.split("_"))
+    """The label the form shows for a field: ours (``OptionSpec.form_label``, put in place by
+    ``embed_bench.load.web_ui``), else Locust's own for another plugin's field."""
+    spec = _SPECS.get(dest)
+    return spec.form_label if spec else locust_label(dest)
 
 
 def _accepts(kind: type, default: Any) -> str:
@@ -153,15 +187,15 @@ class FormLimits:
         )
 
     def grid_error(self, value: str) -> str | None:
-        if not value or value in GRIDS or value == self.start_grid:
+        if not value or value in BUILT_IN_GRIDS or value == self.start_grid:
             return None
         path = _resolved(value)
         if path.is_relative_to(self.grids_dir) or (
-            self.start_grid not in GRIDS and self.start_grid and path == _resolved(self.start_grid)
+            self.start_grid not in BUILT_IN_GRIDS and self.start_grid and path == _resolved(self.start_grid)
         ):
             return None
         return (
-            f"{form_label('grid')} (--grid): {value!r} is neither a built-in grid ({', '.join(GRIDS)}) "
+            f"{form_label('grid')} (--grid): {value!r} is neither a built-in grid ({', '.join(BUILT_IN_GRIDS)}) "
             f"nor a file under the grids folder {self.grids_dir} (set at start: {GRIDS_DIR_ENV})."
         )
 

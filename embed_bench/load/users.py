@@ -4,7 +4,7 @@ A concrete backend only says how to encode a request body, where to send it (pat
 to read its response body; everything that makes the numbers comparable lives here:
 
 - client: ``FastHttpUser`` (geventhttpclient), a few times cheaper per request than ``HttpUser``;
-  ``--request-timeout`` bounds the connection and every read;
+  ``--request-timeout`` bounds the connection, every read and the request as a whole;
 - naming: measured requests are named after their cell (``b=32 t=512 c=5``), warm-ups ``warmup ...``;
 - payloads: each user pops requests prepared before the cell started (``embed_bench.load.workload``); in
   a rate cell it takes the next due request from its process's dispatcher instead (open loop), and
@@ -20,14 +20,22 @@ to read its response body; everything that makes the numbers comparable lives he
   host given at start, or the host a key entered in the web form was entered for
   (``embed_bench.load.credentials``); any other host gets requests without it;
 - failures are named by class (``HTTP 429 RATE_TOKEN_LIMIT_EXCEEDED``, ``timeout``, ``connection
-  refused``) and recorded once: no retries; after a 429 or a Retry-After the user waits before its
-  next request instead of storming the server.
+  refused``) and recorded once: no retries; after a 429, a Retry-After or a connection refused the
+  user waits before its next request instead of storming the server (or spending a cell's requests
+  in a millisecond while it restarts);
+- bounds: ``--request-timeout`` bounds the whole request, body included, and a body is read only up
+  to a size an embedding answer can have (``embed_bench.load.bodies``): a server that trickles a
+  byte a second or answers 50 MB costs the load generator a timeout or a ``bad body: over N bytes``,
+  never its memory or a user held forever;
+- traces: with ``--otel`` or the OTEL_* variables, each measured request is a client span (cell, batch
+  size, tokens, status, failure class) and carries its W3C ``traceparent`` (``embed_bench.load.tracing``);
+  off, a request pays one ``None`` check.
 """
 
 from __future__ import annotations
 
 from locust import FastHttpUser, task  # first: gevent monkey-patches before anything else loads
-from locust.contrib.fasthttp import LocustBadStatusCode
+from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, LocustBadStatusCode
 from locust.env import Environment
 
 # isort: split
@@ -49,13 +57,15 @@ from embed_bench.core.checks import (
 )
 from embed_bench.core.options import BenchOptions
 from embed_bench.core.records import server_timings
-from embed_bench.load import credentials
+from embed_bench.load import credentials, tracing
+from embed_bench.load.bodies import RequestDeadline, body_limit, read_body
 from embed_bench.load.recorder import RequestRecorder
 from embed_bench.load.workload import PlannedRequest, RateRun, UserAssignment, Workload
 
 IDLE_WAIT_S = 1.0  # a user with nothing left to send in its cell waits in steps of this
 REFILL_BELOW, REFILL_COUNT = 4, 16  # a timed cell: top a user's queue up by 16 when 4 or fewer are left
 PREPARE_WAIT_S = 600.0  # how long a user on a late-joining worker waits for the cell's payloads
+ANY_STATUS = frozenset(range(100, 600))
 
 
 class EmbeddingUser(FastHttpUser):
@@ -76,6 +86,11 @@ class EmbeddingUser(FastHttpUser):
         # Read by FastHttpUser.__init__: the same bounds as requests' (connect, read) timeout.
         self.connection_timeout = self.network_timeout = options.request_timeout
         super().__init__(environment)
+        # Every status is an answer to read: geventhttpclient closes the connection of a status it
+        # deems invalid before its body is read, and a body that came in a later packet than the
+        # headers (a server starting up, under load) would lose its error class ("HTTP 503" for
+        # "HTTP 503 not_ready"). _outcome fails every status but 200 itself.
+        self.client.client.valid_response_codes = ANY_STATUS
         self.options = options
         self.assignment: UserAssignment | None = None
         self.rate: RateRun | None = None  # a rate cell: due requests come from here
@@ -88,6 +103,7 @@ class EmbeddingUser(FastHttpUser):
         self._sent = 0  # requests of the current assignment sent so far: the record's "index"
         self._record_heads: dict[bool, tuple] = {}  # measured? -> the record's first fields
         self._headers: dict[str, str] | None = None
+        self._tracer = tracing.tracer_of(environment)  # None unless tracing is on (tracing.py)
 
     # --- backend hooks -------------------------------------------------------------------------
     @classmethod
@@ -218,24 +234,57 @@ class EmbeddingUser(FastHttpUser):
             )
             now = time.time()
             self._record(request, planned_at or now, now, 0.0, 0, failure, None, 0, 0, None)
+            if self._tracer is not None and request.measured:
+                self._tracer.end(self._span(request), 0, failure)
             return
+        # The whole request, body included, within --request-timeout (bodies.py: the client's own
+        # timeout bounds each read, and a server trickling a byte a second never trips it).
+        deadline = gevent.Timeout(self.options.request_timeout, RequestDeadline(self.options.request_timeout))
+        deadline.start()
+        try:
+            self._post(request, planned_at, deadline)
+        finally:
+            deadline.close()
+
+    def _span(self, request: PlannedRequest) -> Any:
+        path = self.request_path()
+        return self._tracer.start(  # type: ignore[union-attr]
+            f"POST {path}",
+            request.name,
+            request.inputs,
+            request.passage_tokens,
+            request.tokens,
+            f"{self.host}{path}",
+        )
+
+    def _post(self, request: PlannedRequest, planned_at: float | None, deadline: gevent.Timeout) -> None:
+        headers = self.request_headers(request.body)
+        span = None
+        if self._tracer is not None and request.measured:  # a span and its traceparent (tracing.py)
+            span = self._span(request)
+            headers = self._tracer.headers(span, headers)
         with self.client.post(
             self.request_path(),
             data=request.body,
-            headers=self.request_headers(request.body),
+            headers=headers,
             name=request.name,
             catch_response=True,
+            stream=True,  # the body is read here, within its bounds (bodies.py)
         ) as response:
             meta = response.request_meta
-            received = meta["response_length"]  # Locust's default: the body's length in bytes
-            failure, tokens_server = self._outcome(response, request)
+            body, failure = self._read_body(response, request)
+            deadline.close()  # nothing below waits on the network
+            received = len(body)
+            tokens_server = None
+            if failure is None:
+                failure, tokens_server = self._outcome(response, request, body)
             if failure is None:
                 meta["response_length"] = request.tokens
                 response.success()
             else:
                 meta["response_length"] = 0
                 response.failure(RequestFailure(failure))
-                self._pause_s = backoff_seconds(response.status_code, response.headers or {})
+                self._pause_s = backoff_seconds(response.status_code, response.headers or {}, failure)
             sent_at = meta["start_time"]
             latency_from_sent_ms = meta["response_time"]
             if planned_at is not None:  # Locust fires the event on leaving this block: count the lag
@@ -252,6 +301,9 @@ class EmbeddingUser(FastHttpUser):
                 received,
                 response.headers,
             )
+            if span is not None:
+                lag_ms = 0.0 if planned_at is None else (sent_at - planned_at) * 1000.0
+                self._tracer.end(span, response.status_code, failure, lag_ms)  # type: ignore[union-attr]
 
     def _record(
         self,
@@ -302,18 +354,38 @@ class EmbeddingUser(FastHttpUser):
             + server_timings(headers)
         )
 
-    def _outcome(self, response: Any, request: PlannedRequest) -> tuple[str | None, int | None]:
+    def _read_body(self, response: Any, request: PlannedRequest) -> tuple[bytes, str | None]:
+        """The body, read within its size limit and the request's deadline (``bodies.py``), and the
+        failure that cut it short (None when it was read whole, or there was no response). Its
+        reading time joins the latency: Locust's, with ``stream=True``, stops at the headers."""
+        if response.status_code == 0:
+            return b"", None  # no response: _outcome names the transport's failure
+        started = time.perf_counter()
+        body, failure = b"", None
+        try:
+            body = read_body(response, body_limit(request.inputs))
+        except BadBody as exc:  # too large, or an encoding that does not decode
+            if response.status_code == 200:
+                failure = str(exc)  # else an error status: classified by its status alone
+        except Exception as exc:  # the transport: a deadline, a reset, a body that broke off
+            if not isinstance(exc, FAILURE_EXCEPTIONS):
+                raise
+            failure = classify_exception(exc)
+        response.request_meta["response_time"] += (time.perf_counter() - started) * 1000.0
+        return body, failure
+
+    def _outcome(self, response: Any, request: PlannedRequest, body: bytes) -> tuple[str | None, int | None]:
         """The failure message (None on success) and the server's reported usage."""
         error = response.request_meta["exception"]
         if response.status_code == 0 or (error is not None and not isinstance(error, LocustBadStatusCode)):
             # No response, or one whose body broke off: the transport's failure class.
             return classify_exception(error or response.error), None
         if response.status_code != 200:
-            failure = http_failure(response.status_code, response.headers, response.content)
+            failure = http_failure(response.status_code, response.headers, body)
             # A 404 is most often a wrong path (or host): name the path it was for.
             return (f"{failure} at {self.request_path()}" if response.status_code == 404 else failure), None
         try:
-            result = self.parse_embeddings(parse_json(response.content), request.inputs)
+            result = self.parse_embeddings(parse_json(body), request.inputs)
         except BadBody as exc:
             return str(exc), None
         run_id = self.assignment.plan.run_id if self.assignment else ""

@@ -6,6 +6,9 @@ master; workers have none), on Locust's extension points (locust ``examples/exte
 - an ``embed-bench`` tab (``extended_tabs`` + ``extended_tables``, its rows carried as
   ``extended_stats`` in ``/stats/requests``): one row per cell with its state, elapsed time,
   requests, failures, success rate, tokens/s and exact p50 / p95;
+- the start form's labels: Locust derives them from the option names ("Slo P9 5Ms"); a page script
+  (``web_ui_assets/form_labels.js``) puts each option's own label in place (``OptionSpec.form_label``:
+  "SLO p95 (ms)"), leaving the field names, and so what the form posts, as they are;
 - ``/embed-bench``: a self-contained page (no CDN) with the same table, a live chart of successful
   tokens/s with the cell boundaries, and the report; linked from a badge on Locust's page and from
   its "Download Data" tab;
@@ -34,10 +37,13 @@ from locust.env import Environment
 from locust.runners import LocalRunner, MasterRunner, Runner
 
 # isort: split
+import contextlib
 import hmac
+import json
 import logging
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +68,7 @@ from flask import (
     url_for,
 )
 from flask_login import UserMixin, current_user, login_user
+from werkzeug.datastructures import ImmutableMultiDict
 
 from embed_bench.core.cells import GridError, grid_of
 from embed_bench.core.contract import RUN_FILES
@@ -72,15 +79,18 @@ from embed_bench.core.credentials import (
     is_loopback,
 )
 from embed_bench.core.options import (
+    OPTION_SPECS,
     BenchOptions,
     OptionError,
     concurrency_option,
     csv_prefix_option,
     resolve_run_dir,
 )
+from embed_bench.core.progress import PREPARING, RUNNING, RunProgress, clock, progress_line
 from embed_bench.load import credentials, recorder
 from embed_bench.load.live_grid import CellFigures, LiveGrid
-from embed_bench.load.swarm_form import FormLimits, swarm_form_error
+from embed_bench.load.swarm_form import MISPOSTED, FormLimits, restore_form_names, swarm_form_error
+from embed_bench.load.workload import CellTracker
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +98,10 @@ TAB_KEY = "embed-bench"
 ROUTE = "/embed-bench"
 REPORT_DIR = "report"  # the report goes to <run dir>/report, as `embed-bench report RUN --out RUN/report`
 REPORT_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 1.0  # a build killed at quit: how long its process may take to go
 CELLS_CSV_POLL_S = 0.5
 LIVE_PAGE = files("embed_bench.load").joinpath("web_ui_assets", "live.html")
+FORM_LABELS_SCRIPT = files("embed_bench.load").joinpath("web_ui_assets", "form_labels.js")
 
 TAB_COLUMNS = (
     ("cell", "Cell"),
@@ -101,6 +113,7 @@ TAB_COLUMNS = (
     ("tokens_per_s", "Tokens/s"),
     ("p50_ms", "p50 (ms)"),
     ("p95_ms", "p95 (ms)"),
+    ("progress", "Progress"),
 )
 BADGE = (
     '<a id="embed-bench-link" href="./embed-bench" title="embed-bench: the grid\'s cells, tokens/s, report"'
@@ -108,6 +121,17 @@ BADGE = (
     "background:#1b5e20;color:#fff;font:600 14px system-ui,sans-serif;text-decoration:none;"
     'box-shadow:0 2px 6px rgba(0,0,0,.3)">embed-bench: cells, tokens/s, report &#8599;</a>'
 )
+
+
+def form_labels_html() -> str:
+    """What goes before the index page's ``</body>``: each option's label by its field name in the
+    form (JSON, ``</`` escaped so no value can end the script) and the script that applies them."""
+    labels = json.dumps({spec.form_name: spec.form_label for spec in OPTION_SPECS}).replace("</", "<\\/")
+    script = FORM_LABELS_SCRIPT.read_text(encoding="utf-8")
+    return (
+        f'<script id="embed-bench-form-labels" type="application/json">{labels}</script>'
+        f"<script>{script}</script>"
+    )
 
 
 LOGIN_REALM = "embed-bench"
@@ -198,14 +222,45 @@ def _number(value: float | None, digits: int) -> str:
     return "\N{EM DASH}" if value is None else f"{value:,.{digits}f}"
 
 
-def tab_row(index: int, figures: CellFigures) -> dict[str, Any]:
-    """A row of the tab's table; Locust renders values as given, so units live in the titles.
+def progress_of(progress: RunProgress | None, now: float) -> dict[str, Any] | None:
+    """state.json's ``progress``: the walker's state (``embed_bench.core.progress``) and, rendered at
+    ``now``, its line, time in the phase and estimate (None: none can be made)."""
+    if progress is None:
+        return None
+    line = progress_line(progress, now)
+    return {
+        **progress.to_json(),
+        "line": line.plain,
+        "work": line.work,
+        "elapsed_s": round(progress.elapsed_s(now), 1),
+        "estimate_left_s": progress.left_at(now),
+    }
+
+
+def tab_row(index: int, figures: CellFigures, progress: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A row of the tab's table; Locust renders values as given, so units live in the titles. The
+    cell being prepared or run shows its progress (``progress_of``), and a cell being prepared is
+    "preparing" before cells.csv knows of it.
 
     Locust sorts the rows by their ``name``, a column it does not show: the walk's order."""
+    current = (
+        progress is not None
+        and progress["phase"] in (PREPARING, RUNNING)
+        and (progress["cell"], progress["repeat"]) == (figures.cell, figures.repeat)
+        and figures.state != "done"
+    )
+    text = ""
+    if current:
+        assert progress is not None
+        left = progress["estimate_left_s"]
+        text = f"{progress['work']}, {clock(progress['elapsed_s'])}" + (
+            f", about {clock(left)} left" if left is not None else ""
+        )
+    state = PREPARING if current and progress and progress["phase"] == PREPARING else figures.state
     return {
         "name": f"{index:05d}",
         "cell": figures.cell if figures.repeat == 0 else f"{figures.cell} (repeat {figures.repeat + 1})",
-        "state": figures.state,
+        "state": state,
         "elapsed_s": _number(figures.elapsed_s, 1),
         "requests": figures.requests,
         "failures": figures.failures,
@@ -213,6 +268,7 @@ def tab_row(index: int, figures: CellFigures) -> dict[str, Any]:
         "tokens_per_s": _number(figures.throughput_tokens_per_s, 0),
         "p50_ms": _number(figures.p50_latency_ms, 1),
         "p95_ms": _number(figures.p95_latency_ms, 1),
+        "progress": text,
     }
 
 
@@ -224,6 +280,7 @@ class RunReport:
         self.state = "none"
         self.message = ""
         self._greenlet: gevent.Greenlet | None = None
+        self._closed = False  # the process is quitting: no new build
 
     @property
     def html(self) -> Path | None:
@@ -242,7 +299,7 @@ class RunReport:
             self.state, self.message = "waiting", "built when the grid ends"
 
     def build(self) -> None:
-        if self.run_dir is None:
+        if self.run_dir is None or self._closed:
             return
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
@@ -270,8 +327,23 @@ class RunReport:
     def wait(self, timeout_s: float) -> None:
         """Let a build under way finish: an unattended master (``--autoquit``) quits a second after
         the grid ends, and the report is what it was started for."""
+        self._closed = True
         if self._greenlet is not None:
             self._greenlet.join(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Stop a build under way, its ``python -m reports`` process with it (``subprocess.run``
+        kills its child when the greenlet is killed), and start no other: the process quits on a
+        signal, and Ctrl-C must not wait for a report (it once waited the whole build, 10 s and more)."""
+        self._closed = True
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is None or greenlet.dead:
+            return
+        greenlet.kill(block=True, timeout=STOP_TIMEOUT_S)
+        assert self.run_dir is not None
+        self.state = "stopped"
+        self.message = f"stopped by the quit; build it with: embed-bench report {self.run_dir}"
+        logger.warning("embed-bench report of %s not built: %s", self.run_dir, self.message)
 
     def describe(self) -> dict[str, Any]:
         return {"state": self.state, "message": self.message}
@@ -294,6 +366,8 @@ class EmbedBenchTab:
         self.limits = FormLimits.at_start(
             vars(namespace) if namespace is not None else {}, csv_prefix_option(namespace)
         )
+        self.interrupted = False  # a SIGINT (Ctrl-C) reached this process
+        self._watch_sigint()
         events = environment.events
         events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
@@ -332,8 +406,30 @@ class EmbedBenchTab:
         self.live.end_run()
         self.report.build()
 
+    def _watch_sigint(self) -> None:
+        """Note a Ctrl-C before Locust acts on it (the handler it replaces still runs): Locust's
+        ``--autostart`` answers one during the run with its ``--autoquit`` path, as if unattended."""
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):
+            return
+
+        def on_sigint(signum: int, frame: Any) -> Any:
+            self.interrupted = True
+            return previous(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread (an embedding harness): no watch
+            signal.signal(signal.SIGINT, on_sigint)
+
     def on_quitting(self, **_kwargs: Any) -> None:
-        self.report.wait(REPORT_TIMEOUT_S)
+        """Locust's ``--autoquit`` stops the web UI, then quits: wait for the report being built,
+        which is what an unattended run is for. A signal (Ctrl-C, SIGTERM) quits with the web UI
+        still serving, or after a Ctrl-C: stop the build, so the process ends at once."""
+        web_ui = self.environment.web_ui
+        greenlet = getattr(web_ui, "greenlet", None)
+        if greenlet is not None and greenlet.dead and not self.interrupted:
+            self.report.wait(REPORT_TIMEOUT_S)
+        else:
+            self.report.stop()
 
     def _sync_cells_csv(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -363,11 +459,18 @@ class EmbedBenchTab:
             "cells": [asdict(figures) for figures in self.live.figures()],
             "throughput": asdict(self.live.throughput()),
             "report": self.report.describe(),
+            "progress": self.progress(),
         }
+
+    def progress(self) -> dict[str, Any] | None:
+        """The grid walker's progress on this process (the master or the single one), if it walks."""
+        tracker = CellTracker.find(self.environment)
+        return progress_of(tracker.progress if tracker is not None else None, time.time())
 
     def tab_rows(self) -> list[dict[str, Any]]:
         self._refresh()
-        return [tab_row(index, figures) for index, figures in enumerate(self.live.figures())]
+        progress = self.progress()
+        return [tab_row(index, figures, progress) for index, figures in enumerate(self.live.figures())]
 
     # --- Flask -------------------------------------------------------------------------------------
     def _extend(self, web_ui: Any) -> None:
@@ -457,6 +560,9 @@ class EmbedBenchTab:
     def _check_swarm_form(self) -> Response | None:
         if request.endpoint != "locust.swarm" or request.method != "POST" or not self._logged_in():
             return None
+        if MISPOSTED.keys() & request.form.keys():
+            # Locust's page posts sloP95Ms as slo_p9_5ms, which its handler would ignore.
+            request.form = ImmutableMultiDict(restore_form_names(request.form.items(multi=True)))
         namespace = self.environment.parsed_options
         current = vars(namespace) if namespace is not None else {}
         message = swarm_form_error(request.form, current, self.limits)
@@ -489,7 +595,7 @@ class EmbedBenchTab:
         elif endpoint == "locust.index" and response.mimetype == "text/html":
             page = response.get_data(as_text=True)
             if "</body>" in page and "embed-bench-link" not in page:
-                response.set_data(page.replace("</body>", BADGE + "</body>", 1))
+                response.set_data(page.replace("</body>", BADGE + form_labels_html() + "</body>", 1))
         return response
 
 

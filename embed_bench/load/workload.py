@@ -54,6 +54,7 @@ from embed_bench.core.contract import RateCell, Shape
 from embed_bench.core.lengths import LengthDistribution, parse_lengths
 from embed_bench.core.options import BenchOptions
 from embed_bench.core.payloads import PassageError, PassageFactory, count_tokens
+from embed_bench.core.progress import ProcessPreparation, RunProgress
 from embed_bench.core.trace import load_trace, replay_offsets, share_rows
 from embed_bench.load.open_loop import Dropped, Due, OpenLoopDispatcher
 from embed_bench.load.recorder import RequestRecorder
@@ -64,6 +65,8 @@ CELL_MESSAGE = "embed-bench:cell"
 READY_MESSAGE = "embed-bench:cell-ready"
 DONE_MESSAGE = "embed-bench:user-done"
 START_MESSAGE = "embed-bench:cell-start"  # a rate cell's start time, so every process starts together
+PROGRESS_MESSAGE = "embed-bench:cell-progress"  # bodies built of planned, while a cell is prepared
+PROGRESS_INTERVAL_S = 1.0  # at most one progress message a second per process
 POOL_TOKENS = 4_000_000  # distinct bodies kept per shape of a rate cell: at most this many tokens
 LOCAL_NODE = "local"  # the node id LocalRunner.send_message gives its own messages
 
@@ -309,6 +312,32 @@ class RateRun:
         )
 
 
+class PreparationReport:
+    """Counts the bodies this process builds for a cell and tells the master (``PROGRESS_MESSAGE``)
+    at most once per ``PROGRESS_INTERVAL_S``, and once more when all are built: the console and the
+    web UI show a long preparation's progress from these counts."""
+
+    def __init__(self, runner: Runner, plan: CellPlan, planned: int) -> None:
+        self.runner, self.plan, self.planned = runner, plan, planned
+        self.built = 0
+        self.started_at = time.time()
+        self._sent_at = 0.0
+        self._send(self.started_at)
+
+    def add(self, count: int = 1) -> None:
+        self.built += count
+        now = time.time()
+        if now - self._sent_at >= PROGRESS_INTERVAL_S or self.built >= self.planned:
+            self._send(now)
+
+    def _send(self, now: float) -> None:
+        self._sent_at = now
+        state = ProcessPreparation(self.built, self.planned, self.started_at, now)
+        self.runner.send_message(
+            PROGRESS_MESSAGE, {"run_id": self.plan.run_id, "index": self.plan.index, **asdict(state)}
+        )
+
+
 class Workload:
     """Worker side: prepares each announced cell and hands every new user its share."""
 
@@ -326,6 +355,7 @@ class Workload:
         self._error: str | None = None
         self.rate: RateRun | None = None
         self._ends_at: dict[tuple[str, int], float] = {}  # a timed cell's end, from the master
+        self._report: PreparationReport | None = None  # while a cell is prepared
         runner.register_message(CELL_MESSAGE, self.on_cell)
         runner.register_message(START_MESSAGE, self.on_start_cell)
         Workload._instances[environment] = self
@@ -390,12 +420,18 @@ class Workload:
             self._prepare_rate(plan)
             return
         started = time.perf_counter()
-        assignments = {
-            user_class.__name__: deque(
-                self._build_assignment(plan, user_class, user) for user in range(plan.users_per_runner)
-            )
-            for user_class in self._encoders()
-        }
+        encoders = self._encoders()
+        planned = len(encoders) * plan.users_per_runner * self._requests_per_user(plan)
+        self._report = PreparationReport(self.runner, plan, planned)
+        try:
+            assignments = {
+                user_class.__name__: deque(
+                    self._build_assignment(plan, user_class, user) for user in range(plan.users_per_runner)
+                )
+                for user_class in encoders
+            }
+        finally:
+            self._report = None
         self._replace_rate(None)
         self.plan, self._assignments, self._built = plan, assignments, plan.users_per_runner
         logger.info(
@@ -424,7 +460,11 @@ class Workload:
         (encoder, *_) = self._encoders()
         if cell.trace:
             factory = self._factory(options.tokenizer, plan.seed)
+            processes = max(1, len(plan.process_indexes))
+            rows = len(share_rows(cell.trace_rows, processes, index)) if index is not None else 0
+            report = PreparationReport(self.runner, plan, rows)  # built in one go: 0, then all
             arrivals = _in_thread(_trace_arrivals, plan, cell, index, factory, encoder, options)
+            report.add(len(arrivals))
             pools: dict[ArrivalShape, list[Body]] = {}
         else:
             schedule = _share_schedule(plan, cell, index)
@@ -461,21 +501,27 @@ class Workload:
         factory = self._factory(options.tokenizer, plan.seed)
         counts = Counter(arrival.shape for arrival in schedule)
         lengths = {(shape.batch_size, shape.passage_tokens): shape.lengths for shape in cell.shapes}
-        return {
-            shape: [
-                _in_thread(
-                    _encode,
-                    factory,
-                    encoder,
-                    shape.batch_size,
-                    lengths.get((shape.batch_size, shape.passage_tokens)) or shape.passage_tokens,
-                    f"{cell.name}/{shape.name}/p{plan.repeat}/w{index}/n{number}",
-                    options,
-                )
-                for number in range(min(count, max(1, POOL_TOKENS // shape.nominal_tokens)))
-            ]
-            for shape, count in counts.items()
+        sizes = {
+            shape: min(count, max(1, POOL_TOKENS // shape.nominal_tokens)) for shape, count in counts.items()
         }
+        report = PreparationReport(self.runner, plan, sum(sizes.values()))
+        pools: dict[ArrivalShape, list[Body]] = {}
+        for shape, size in sizes.items():
+            pool = pools.setdefault(shape, [])
+            for number in range(size):
+                pool.append(
+                    _in_thread(
+                        _encode,
+                        factory,
+                        encoder,
+                        shape.batch_size,
+                        lengths.get((shape.batch_size, shape.passage_tokens)) or shape.passage_tokens,
+                        f"{cell.name}/{shape.name}/p{plan.repeat}/w{index}/n{number}",
+                        options,
+                    )
+                )
+                report.add()
+        return pools
 
     def take(self, user_class: type) -> UserAssignment | None:
         """The next unclaimed share of the current cell; built on the spot (and logged) if this
@@ -535,6 +581,8 @@ class Workload:
             body = _in_thread(
                 _encode, factory, user_class, cell.batch_size, cell.passage_tokens, stream, options
             ).data
+            if self._report is not None and self._report.plan is plan:
+                self._report.add()
             requests.append(
                 PlannedRequest(
                     name=cell.name if measured else cell.warmup_name,
@@ -681,10 +729,18 @@ class CellTracker:
         self.runner = runner
         self._ready: dict[tuple[str, int], dict[str, str | None]] = {}
         self._done: dict[tuple[str, int], list[float]] = {}
+        self._done_nodes: dict[tuple[str, int], list[str]] = {}  # who sent each "done", in order
         self._done_details: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._preparation: dict[tuple[str, int], dict[str, ProcessPreparation]] = {}
+        self.progress: RunProgress | None = None  # the grid walker's latest, for the web UI's tab
         runner.register_message(READY_MESSAGE, self.on_ready)
+        runner.register_message(PROGRESS_MESSAGE, self.on_progress)
         runner.register_message(DONE_MESSAGE, self.on_done)
         CellTracker._instances[environment] = self
+
+    @classmethod
+    def find(cls, environment: Environment) -> CellTracker | None:
+        return cls._instances.get(environment)
 
     @classmethod
     def of(cls, environment: Environment) -> CellTracker:
@@ -706,7 +762,9 @@ class CellTracker:
         if to is None:
             self._ready[plan.key] = {}
             self._done[plan.key] = []
+            self._done_nodes[plan.key] = []
             self._done_details[plan.key] = []
+            self._preparation[plan.key] = {}
             self.runner.send_message(CELL_MESSAGE, asdict(plan))
             return
         for node in to:
@@ -725,9 +783,25 @@ class CellTracker:
     def done_times(self, plan: CellPlan) -> list[float]:
         return self._done.get(plan.key, [])
 
+    def done_by(self, plan: CellPlan, nodes: set[str]) -> int:
+        """How many "done" messages of the cell came from these processes (the ones still alive)."""
+        return sum(1 for node in self._done_nodes.get(plan.key, []) if node in nodes)
+
     def done_details(self, plan: CellPlan) -> list[dict[str, Any]]:
         """What the processes reported with "done" for a rate cell (offered, dropped, summary)."""
         return self._done_details.get(plan.key, [])
+
+    def preparation(self, plan: CellPlan) -> dict[str, ProcessPreparation]:
+        """node id -> its last reported preparation of the cell (bodies built of planned)."""
+        return self._preparation.get(plan.key, {})
+
+    def on_progress(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
+        key = (msg.data["run_id"], msg.data["index"])
+        if key in self._preparation:
+            data = msg.data
+            self._preparation[key][msg.node_id] = ProcessPreparation(
+                int(data["built"]), int(data["planned"]), float(data["started_at"]), float(data["updated_at"])
+            )
 
     def on_ready(self, environment: Environment, msg: Message, **_kwargs: Any) -> None:
         key = (msg.data["run_id"], msg.data["index"])
@@ -738,6 +812,7 @@ class CellTracker:
         key = (msg.data["run_id"], msg.data["index"])
         if key in self._done:
             self._done[key].append(time.time())
+            self._done_nodes[key].append(msg.node_id)
             details = {k: v for k, v in msg.data.items() if k not in ("run_id", "index")}
             if details:
                 self._done_details[key].append(details)

@@ -66,17 +66,20 @@ class Records:
 def _read_members(path: Path, notes: list[str]) -> str:
     """The text of every gzip member; a member cut short (a crash mid-flush) ends the read, its
     complete lines kept."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot be read ({exc})") from exc
     parts = []
     while data:
         member = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
         try:
             parts.append(member.decompress(data))
         except zlib.error as exc:
-            notes.append(
-                f"{RECORDS_FILE}: unreadable gzip data after {len(parts)} member(s) ({exc}): rest lost"
-            )
-            break
+            raise ReportError(
+                f"{path}: unreadable gzip data after {len(parts)} complete member(s) ({exc}); the "
+                "records after it cannot be read"
+            ) from exc
         if not member.eof:
             notes.append(f"{RECORDS_FILE}: ends in a cut gzip member (a crash mid-flush): its last row lost")
             break
@@ -137,8 +140,8 @@ def _typed_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class CellWindow:
-    """One walk of one cell: when its users were held, and how many requests it planned and completed
-    (None where ``cells.csv`` has no such columns)."""
+    """One walk of one cell: when its users were held, how many requests it planned and completed
+    (None where ``cells.csv`` has no such columns), and how many Locust workers it lost."""
 
     cell: str
     repeat: int
@@ -146,49 +149,72 @@ class CellWindow:
     end_s: float | None
     planned: int | None
     completed: int | None
+    workers_lost: int = 0
 
 
-def _optional_int(value: object) -> int | None:
+def _optional_int(value: object, path: Path, line: int, column: str) -> int | None:
+    """An empty field is None (not counted yet, or an older file); anything else must be a number."""
+    if value is None or str(value).strip() == "":
+        return None
     number = pd.to_numeric(value, errors="coerce")
-    return None if pd.isna(number) else int(number)
+    if pd.isna(number):
+        raise ReportError(f"{path}, line {line}: {column} {value!r} is not a number")
+    return int(number)
 
 
-def load_cell_windows(directory: Path) -> list[CellWindow]:
-    """Every ``cells.csv`` row as a window; a cell listed k times without a ``repeat`` column is taken
-    as repeats 0..k-1 in file order. Empty when there is no readable ``cells.csv``."""
+def load_cell_windows(directory: Path) -> tuple[list[CellWindow], list[CellWindow]]:
+    """Every ``cells.csv`` row as a window: the grid cells' (canonical names), then the rate cells';
+    a cell listed k times without a ``repeat`` column is taken as repeats 0..k-1 in file order. Both
+    empty without ``cells.csv`` (a plain Locust run); a file that cannot be read, or a row whose
+    start or counts are not numbers, raises ``ReportError`` naming the file and the line."""
     path = directory / RUN_FILES.cells_csv
     if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8", errors="replace")
+        return [], []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path}: cannot be read ({exc})") from exc
     if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
+        text = text[: text.rfind("\n") + 1]  # a row cut off by a crash mid-write
     if not text.strip():
-        return []
+        return [], []
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, ValueError):
-        return []
-    if not {"cell", "start"} <= set(frame.columns):
-        return []
-    windows = []
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ReportError(f"{path}: not a readable CSV file ({exc})") from exc
+    missing = [column for column in ("cell", "start") if column not in frame.columns]
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {', '.join(missing)}; is this a cells.csv?")
+    cells: list[CellWindow] = []
+    rates: list[CellWindow] = []
     seen: dict[str, int] = {}
-    for row in frame.to_dict("records"):
-        cell = parse_cell_name(str(row["cell"]))
-        start = pd.to_numeric(row["start"], errors="coerce")
-        if cell is None or pd.isna(start):
-            continue
-        occurrence = seen.get(cell.name, 0)
-        seen[cell.name] = occurrence + 1
-        repeat = _optional_int(row.get("repeat"))
-        end = pd.to_numeric(row.get("end", ""), errors="coerce")
-        windows.append(
-            CellWindow(
-                cell=cell.name,
-                repeat=occurrence if repeat is None else repeat,
-                start_s=float(start),
-                end_s=None if pd.isna(end) else float(end),
-                planned=_optional_int(row.get("planned")),
-                completed=_optional_int(row.get("completed")),
-            )
+    for line, row in enumerate(frame.to_dict("records"), start=2):
+        raw_name = str(row["cell"]).strip()
+        grid_cell = parse_cell_name(raw_name)
+        if grid_cell is None and parse_rate_cell_name(raw_name) is None:
+            continue  # not a cell of ours: the Locust-CSV loader notes foreign names
+        name = grid_cell.name if grid_cell is not None else raw_name
+        start = _number(row["start"], path, line)
+        occurrence = seen.get(name, 0)
+        seen[name] = occurrence + 1
+        repeat = _optional_int(row.get("repeat"), path, line, "repeat")
+        end = row.get("end", "")
+        window = CellWindow(
+            cell=name,
+            repeat=occurrence if repeat is None else repeat,
+            start_s=start,
+            end_s=None if str(end).strip() == "" else _number(end, path, line, "end"),
+            planned=_optional_int(row.get("planned"), path, line, "planned"),
+            completed=_optional_int(row.get("completed"), path, line, "completed"),
+            workers_lost=_optional_int(row.get("workers_lost"), path, line, "workers_lost") or 0,
         )
-    return windows
+        (cells if grid_cell is not None else rates).append(window)
+    return cells, rates
+
+
+def _number(value: object, path: Path, line: int, column: str = "start") -> float:
+    """A time of the row: it must be a number."""
+    number = pd.to_numeric(value, errors="coerce")
+    if pd.isna(number):
+        raise ReportError(f"{path}, line {line}: {column} {value!r} is not a number")
+    return float(number)

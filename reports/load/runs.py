@@ -80,7 +80,8 @@ class RunData:
     last_stats_write_s: float | None
     notes: tuple[str, ...]
     records: Records | None = None
-    windows: tuple[CellWindow, ...] = ()
+    windows: tuple[CellWindow, ...] = ()  # grid cells' (cells.csv), per repeat
+    rate_windows: tuple[CellWindow, ...] = ()  # rate cells'
 
 
 def load_run(directory: Path | str) -> RunData:
@@ -91,17 +92,22 @@ def load_run(directory: Path | str) -> RunData:
     notes: list[str] = []
     info = _load_info(directory, notes)
     label = str(info.get("label") or info.get("name") or directory.name)
+    stats = _load_stats(directory, notes)
+    failures = _load_failures(directory, notes)
+    cells = _load_cells(directory, notes)
+    windows, rate_windows = load_cell_windows(directory)
     return RunData(
         directory=directory,
         label=label,
         info=info,
-        stats=_load_stats(directory, notes),
-        failures=_load_failures(directory, notes),
-        cells=_load_cells(directory, notes),
+        stats=stats,
+        failures=failures,
+        cells=cells,
         last_stats_write_s=_load_last_stats_write(directory, notes),
         notes=tuple(notes),
         records=load_records(directory),
-        windows=tuple(load_cell_windows(directory)),
+        windows=tuple(windows),
+        rate_windows=tuple(rate_windows),
     )
 
 

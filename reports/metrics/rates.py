@@ -28,8 +28,9 @@ Its 95% interval comes from every cell of the searched series, search and confir
 the search's own rule (``embed_bench.core.capacity.capacity_interval``: the repeats at one rate pooled,
 a distribution-free interval of their p95 from order statistics; a rate passes confidently, fails
 confidently or straddles the target): ``lower_*`` is the highest rate that passes confidently with
-every lower rate passing, ``upper_requests_per_s`` the lowest that fails confidently (else the lowest
-failing one), ``straddling_rates`` those the measurements cannot place. Provision at ``lower_*``.
+every lower rate passing, ``upper_requests_per_s`` the lowest from which every rate upwards fails
+(confidently, else on its pooled p95), ``straddling_rates`` those the measurements cannot place.
+Provision at ``lower_*``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ import pandas as pd
 
 from embed_bench.core.capacity import StepResult, Target, capacity_interval
 from embed_bench.core.contract import RUN_FILES, parse_rate_cell_name
+from embed_bench.core.rate_span import arrival_span_s
 from reports.errors import ReportError
 from reports.load.runs import RunData
+from reports.metrics.record_counts import count_alerts
 from reports.metrics.records import LatencyDistribution, latency_distribution
-from reports.metrics.traffic import TrafficFigures, band_label, band_of, traffic_figures, varied_lengths
+from reports.metrics.traffic import TrafficFigures, band_groups, traffic_figures, varied_lengths
 
 LATE_LAG_MS = 10.0
 WHOLE_CELL = "all"
@@ -118,6 +121,7 @@ class RateRun:
     capacity: RateCapacity | None  # None without run.json "slo"
     notes: tuple[str, ...]
     traffic: TrafficFigures | None = None  # a trace or varied lengths: bands, shapes, SLO over time
+    alerts: tuple[str, ...] = ()  # cells whose records miss or exceed their counts, workers lost
 
     @property
     def target(self) -> Target | None:
@@ -126,29 +130,6 @@ class RateRun:
 
 def _series(name: str) -> str:
     return name.strip().split(" ", 1)[1]
-
-
-def _rate_windows(run: RunData) -> dict[tuple[str, int], float]:
-    """Each rate cell's start per repeat, from cells.csv (absent: none)."""
-    path = run.directory / RUN_FILES.cells_csv
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-        return {}
-    if not {"cell", "start"} <= set(frame.columns):
-        return {}
-    starts: dict[tuple[str, int], float] = {}
-    seen: dict[str, int] = {}
-    for row in frame.to_dict("records"):
-        name = str(row["cell"]).strip()
-        start = pd.to_numeric(row["start"], errors="coerce")
-        if parse_rate_cell_name(name) is None or pd.isna(start):
-            continue
-        repeat = pd.to_numeric(row.get("repeat", ""), errors="coerce")
-        key = (name, seen.get(name, 0) if pd.isna(repeat) else int(repeat))
-        seen[name] = seen.get(name, 0) + 1
-        starts[key] = float(start)
-    return starts
 
 
 def _per_s(count: float, span_s: float | None) -> float | None:
@@ -170,10 +151,10 @@ def rate_figures(
     sent = rows[~rows["dropped"]]
     ok = sent[sent["ok"]]
     start = start_s if start_s is not None else float(spans["planned_at"].min())
-    arrival_span = float(spans["planned_at"].max()) - start
+    # The capacity search's own goodput reads the same span (embed_bench.core.rate_span).
+    arrival_span = arrival_span_s(start_s, float(spans["planned_at"].min()), float(spans["planned_at"].max()))
     sent_at = spans.loc[~spans["dropped"], "sent_at"]
     send_span = float(sent_at.max()) - start if len(sent_at) else 0.0
-    arrival_span_s = arrival_span if arrival_span > 0 else None
     latencies = sent["latency_ms"].to_numpy(dtype=float)
     ordered = np.sort(latencies[~np.isnan(latencies)])
     p95 = float(ordered[max(math.ceil(0.95 * len(ordered)) - 1, 0)]) if len(ordered) else math.inf
@@ -190,10 +171,10 @@ def rate_figures(
         succeeded=len(ok),
         dropped=int(rows["dropped"].sum()),
         late=int((sent["lag_ms"] > LATE_LAG_MS).sum()),
-        offered_rate_per_s=_per_s(len(rows), arrival_span_s),
+        offered_rate_per_s=_per_s(len(rows), arrival_span),
         achieved_rate_per_s=_per_s(len(sent), send_span if send_span > 0 else None),
-        goodput_requests_per_s=_per_s(len(ok), arrival_span_s),
-        goodput_tokens_per_s=_per_s(float(ok["tokens_client"].sum()), arrival_span_s),
+        goodput_requests_per_s=_per_s(len(ok), arrival_span),
+        goodput_tokens_per_s=_per_s(float(ok["tokens_client"].sum()), arrival_span),
         success_pct=100.0 * len(ok) / len(rows) if len(rows) else 0.0,
         latency=latency_distribution(latencies),
         lag=latency_distribution(sent["lag_ms"].to_numpy(dtype=float)),
@@ -271,7 +252,7 @@ def rate_run(run: RunData) -> RateRun | None:
     measured = records.rate[~records.rate["warmup"]]
     if measured.empty:
         return None
-    starts = _rate_windows(run)
+    starts = {(window.cell, window.repeat): window.start_s for window in run.rate_windows}
     cells, shapes = [], []
     for (cell, repeat), rows in measured.groupby(["cell", "repeat"], sort=False):
         start = starts.get((cell, int(repeat)))
@@ -327,8 +308,9 @@ def rate_run(run: RunData) -> RateRun | None:
     if dropped:
         notes.append(f"{dropped} rate-cell request(s) were due but never sent: counted as failures")
     traffic = traffic_figures(measured, run.info)
+    alerts = tuple(count_alerts(records.rate, run.rate_windows))
     return RateRun(
-        run.label, str(run.directory), tuple(cells), tuple(shapes), capacity, tuple(notes), traffic
+        run.label, str(run.directory), tuple(cells), tuple(shapes), capacity, tuple(notes), traffic, alerts
     )
 
 
@@ -338,10 +320,4 @@ def _shape_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     ``b=8 t=129-256``, so a trace of a thousand distinct lengths gives a handful of rows."""
     if not varied_lengths(rows):
         return [(f"b={b} t={t}", part) for (b, t), part in rows.groupby(["batch_size", "passage_tokens"])]
-    keys = pd.Series(
-        list(zip(rows["batch_size"], rows["passage_tokens"].map(band_of), strict=True)), index=rows.index
-    )
-    return [
-        (f"b={b} t={band_label(band)}", part)
-        for (b, band), part in sorted(rows.groupby(keys), key=lambda g: g[0])
-    ]
+    return band_groups(rows)

@@ -41,6 +41,7 @@ from reports.errors import ReportError
 from reports.load.records import RECORDS_FILE, Records
 from reports.load.runs import STATS_FILE, RunData
 from reports.metrics.record_cells import RecordCell, Timeline, record_cells, timeline
+from reports.metrics.record_counts import count_alerts
 from reports.metrics.records import LatencyDistribution, MeanCI, PeakWindow, TimeSplit
 from reports.metrics.token_counts import CLIENT, COUNTS, SERVER, TokenCountCheck, token_count_check
 
@@ -371,7 +372,8 @@ def _partial(run: RunData, cells: Sequence[CellMetrics], never_measured: Sequenc
         reasons.append(
             f"cell(s) with no request on record: {', '.join(cell.name for cell in never_measured)}"
         )
-    return reasons
+    rows = run.records.frame if run.records is not None else None
+    return reasons + count_alerts(rows, run.windows)
 
 
 @dataclass(frozen=True)
@@ -438,9 +440,15 @@ def _measured_by_locust(run: RunData, count_tokens: str) -> _Measured:
     latencies are Locust's rounded ones, so nobody reads them as exact."""
     failures = top_failures(run)
     cells = _csv_cells(run, count_tokens)
+    lost = run.info.get("records_lost")
+    why = (
+        f"the run could not write its records, run.json records_lost {lost}"
+        if lost
+        else "a run from before per-request records"
+    )
     note = (
-        f"no {RECORDS_FILE} (a run from before per-request records): latencies are Locust's, its "
-        "percentiles rounded to two significant digits"
+        f"no {RECORDS_FILE} ({why}): latencies are Locust's, its percentiles rounded to two "
+        "significant digits"
     )
     return _Measured(cells=cells, notes=(note,), failures=failures)
 

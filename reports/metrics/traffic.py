@@ -95,14 +95,21 @@ def length_bands(measured: pd.DataFrame) -> list[GroupFigures]:
     ]
 
 
+def band_groups(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Requests by batch size and the power-of-two band of the longest passage, ``b=8 t=129-256``,
+    smallest first: a trace of a thousand distinct lengths gives a handful of groups."""
+    keys = pd.Series(
+        list(zip(rows["batch_size"], rows["passage_tokens"].map(band_of), strict=True)), index=rows.index
+    )
+    return [
+        (f"b={batch} t={band_label(band)}", part)
+        for (batch, band), part in sorted(rows.groupby(keys), key=lambda g: g[0])
+    ]
+
+
 def shape_figures(measured: pd.DataFrame) -> list[GroupFigures]:
     """The measured requests by batch size and band of the longest passage."""
-    keys = list(zip(measured["batch_size"], measured["passage_tokens"].map(band_of), strict=True))
-    groups = measured.groupby(pd.Series(keys, index=measured.index))
-    return [
-        _figures(f"b={batch} t={band_label(band)}", rows)
-        for (batch, band), rows in sorted(groups, key=lambda g: g[0])
-    ]
+    return [_figures(label, rows) for label, rows in band_groups(measured)]
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,12 @@ def _capacity_line(run: RateRun) -> str | None:
         if capacity.upper_requests_per_s is not None
         else "no failure seen"
     )
+    interval = f"95% interval {capacity.lower_requests_per_s:g} to {upper} requests/s"
+    if capacity.capacity_requests_per_s <= 0:  # "capacity 0 requests/s" would read as a measured zero
+        return f"{run.label}: no rate tried met {capacity.target.describe()}; {interval}"
     return (
         f"{run.label}: capacity {capacity.capacity_requests_per_s:g} requests/s ({capacity.capacity_tokens_per_s:,.0f} tokens/s) "
-        f"at {capacity.target.describe()}; 95% interval {capacity.lower_requests_per_s:g} to {upper} requests/s"
+        f"at {capacity.target.describe()}; {interval}"
     )
 
 

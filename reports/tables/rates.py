@@ -189,10 +189,17 @@ def capacity_table(runs: Sequence[RateRun]) -> Table | None:
         "capacity",
         "Capacity at the target",
         "the highest offered rate that met the target, below the lowest that did not, and its 95% "
-        "interval: from the highest rate that passes confidently to the lowest that fails confidently",
+        "interval: from the highest rate that passes confidently to the lowest from which every rate "
+        "upwards fails",
         header,
         tuple(rows),
     )
+
+
+def rate_alerts(runs: Sequence[RateRun]) -> tuple[str, ...]:
+    """Rate cells whose records do not match their counts, or that lost a worker: their figures
+    rest on a subset (or mix runs)."""
+    return tuple(f"{run.label}: {alert}" for run in runs for alert in run.alerts)
 
 
 def rate_sections(runs: Sequence[RateRun]) -> tuple[Section, ...]:
@@ -202,6 +209,7 @@ def rate_sections(runs: Sequence[RateRun]) -> tuple[Section, ...]:
     sections = [
         Section(
             "Rate cells (open loop)",
+            alerts=rate_alerts(runs),
             tables=(rate_load_table(runs), rate_latency_table(runs)),
             bullets=(*RATE_DEFINITIONS, *(f"{run.label}: {note}" for run in runs for note in run.notes)),
             plots=("hockey_stick", "hockey_stick_shapes", "offered_vs_achieved"),
@@ -222,7 +230,8 @@ def rate_sections(runs: Sequence[RateRun]) -> tuple[Section, ...]:
                 "steps repeat its answer and 0.85x and 1.15x of it) and bounds their p95 by order statistics "
                 "(no distribution assumed): a rate passes confidently when the bound above is within the "
                 "target, fails confidently when the bound below exceeds it (or success fails), and "
-                "straddles the target otherwise; the lower bound is the rate to provision at.",
+                "straddles the target otherwise; the lower bound is the rate to provision at, the upper bound the "
+                "lowest rate from which every rate tried upwards fails (a pass above a failure widens it).",
                 tables=(table,),
             )
         )

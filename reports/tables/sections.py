@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from embed_bench.core.checks import CONNECTION_FAILURES
 from reports.cost.columns import RunColumn
 from reports.cost.headline import SUMMARY_METRICS
 from reports.metrics.study import StudySystem, high_load_cells
@@ -41,6 +42,32 @@ def partial_alerts(runs: Sequence[RunColumn]) -> tuple[str, ...]:
         for run in runs
         if run.metrics.partial
     )
+
+
+def unreachable_alerts(runs: Sequence[RunColumn]) -> tuple[str, ...]:
+    """One line per run whose requests failed on the connection (``CONNECTION_FAILURES``: refused,
+    reset, closed...): the target went away (a crash, a restart, the network), which no figure of the
+    server's own answers shows. Names the cells and the classes, and how the other cells fared."""
+    alerts = []
+    for run in runs:
+        by_cell: dict[str, dict[str, int]] = {}
+        for cell, failure, count in run.metrics.failures:
+            if failure in CONNECTION_FAILURES:
+                by_cell.setdefault(cell, {})[failure] = count
+        if not by_cell:
+            continue
+        hit = "; ".join(
+            f"{cell}: {', '.join(f'{failure} ({count})' for failure, count in classes.items())}"
+            for cell, classes in by_cell.items()
+        )
+        others = [cell for cell in run.metrics.cells if cell.cell not in by_cell]
+        clean = sum(1 for cell in others if cell.success_count == cell.request_count)
+        alerts.append(
+            f"{run.label}: the target was UNREACHABLE for part of the run (it stopped, restarted or the "
+            f"network failed): requests failed on the connection in {len(by_cell)} cell(s) ({hit}); "
+            f"{clean} of the {len(others)} other cell(s) measured with every request successful"
+        )
+    return tuple(alerts)
 
 
 def _latency_section(runs: Sequence[RunColumn]) -> Section:
@@ -116,7 +143,7 @@ def build_sections(runs: Sequence[RunColumn], study: Sequence[StudySystem]) -> t
         Section("Runs", tables=(runs_table(runs),)),
         Section(
             "Summary",
-            alerts=partial_alerts(runs) + token_warnings(runs),
+            alerts=partial_alerts(runs) + unreachable_alerts(runs) + token_warnings(runs),
             tables=(summary_table(runs),),
             bullets=tuple(f"{metric.label}: {metric.definition}" for metric in SUMMARY_METRICS),
         ),

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from target_server.batching.pass_cost import PassCost
 from target_server.domain_errors import (
     ForwardPassFailed,
     InputTooLargeForDevice,
@@ -59,15 +60,20 @@ class Job:
     remaining: int = field(init=False)
     error: ServiceError | None = None
     cancelled: bool = False
+    waiting_tokens: int = field(init=False)  # tokens of the inputs no forward pass has taken yet
+    launched: list[bool] = field(init=False)
     enqueued_at: float = field(default_factory=time.perf_counter)
     started_at: float | None = None
     finished_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    trace: Any = None  # target_server.tracing.RequestTrace when tracing is on: pass spans link it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.ids)
         self.remaining = len(self.ids)
+        self.waiting_tokens = self.tokens
+        self.launched = [False] * len(self.ids)
 
     @property
     def finished(self) -> bool:
@@ -76,10 +82,14 @@ class Job:
     def entries(self) -> list[Entry]:
         return [Entry(self, index) for index in range(len(self.ids))]
 
-    def mark_started(self, now: float) -> None:
+    def mark_started(self, now: float, index: int) -> None:
+        """Input ``index`` is in a forward pass from ``now`` on (the job's first input starts the job)."""
         with self._lock:
             if self.started_at is None:
                 self.started_at = now
+            if not self.launched[index]:
+                self.launched[index] = True
+                self.waiting_tokens -= len(self.ids[index])
 
     def complete(self, index: int, vector: np.ndarray) -> None:
         with self._lock:
@@ -136,18 +146,24 @@ class Entry:
         return len(self.job.ids[self.index])
 
 
-def cut_batches(entries: Iterable[Entry], max_batch_tokens: int) -> list[list[Entry]]:
+def cut_batches(
+    entries: Iterable[Entry], max_batch_tokens: int, split_cost_tokens: float = math.inf
+) -> list[list[Entry]]:
     """Cut entries, in the order given, into batches with ``longest x rows <= max_batch_tokens``.
 
     Sorting by length before cutting (as the continuous batcher does) keeps padding small; an input
-    longer than the budget alone still gets a batch of its own.
+    longer than the budget alone still gets a batch of its own. With ``split_cost_tokens`` (what one
+    more pass costs, in padded tokens: :mod:`.pass_cost`) a batch also ends before an input whose
+    length would pad the batch's rows by more than that, ``(length - longest) x rows``: fed sorted
+    inputs, each pass then holds inputs of like lengths, and a mix of lengths pads less.
     """
     batches: list[list[Entry]] = []
     current: list[Entry] = []
     longest = 0
     for entry in entries:
         widest = max(longest, entry.length)
-        if current and widest * (len(current) + 1) > max_batch_tokens:
+        over_budget = widest * (len(current) + 1) > max_batch_tokens
+        if current and (over_budget or (widest - longest) * len(current) > split_cost_tokens):
             batches.append(current)
             current, widest = [], entry.length
         current.append(entry)
@@ -203,6 +219,8 @@ class Batcher(ABC):
     """Admission control plus OOM-safe execution; subclasses decide when inputs run."""
 
     mode: ClassVar[str]
+    # target_server.tracing.ServerTracing when tracing is on: a span per forward pass (set by the service)
+    tracing: Any = None
 
     def __init__(
         self,
@@ -222,11 +240,26 @@ class Batcher(ABC):
         self.request_timeout_s = request_timeout_s
         self._admission_lock = threading.Lock()
         self._in_flight_tokens = 0
+        self._admitted: set[Job] = set()  # admitted and not yet answered (under the admission lock)
         self._tokens_per_s = 0.0  # moving average of forward-pass throughput, for Retry-After
+        self.pass_cost = PassCost()  # a pass's fixed time in tokens, fitted to every pass's time
         metrics.gauge(
             "embed_in_flight_tokens", "Tokens admitted and not yet answered", lambda: self.in_flight_tokens
         )
         metrics.gauge("embed_queue_depth", "Inputs waiting for a forward pass", lambda: self.queue_depth())
+        metrics.gauge(
+            "embed_requests_in_flight", "Requests admitted and not yet answered", lambda: len(self._admitted)
+        )
+        metrics.gauge(
+            "embed_queue_requests",
+            "Requests admitted whose inputs no forward pass has taken yet",
+            lambda: self.waiting()[0],
+        )
+        metrics.gauge(
+            "embed_queue_tokens",
+            "Tokens of the admitted inputs no forward pass has taken yet",
+            lambda: self.waiting()[1],
+        )
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -240,6 +273,13 @@ class Batcher(ABC):
 
     def queue_depth(self) -> int:
         return 0
+
+    def waiting(self) -> tuple[int, int]:
+        """(requests, tokens) admitted and not yet taken by a forward pass, counted at scrape time
+        from the jobs themselves, so the figures cannot drift whatever the mode or an error did."""
+        with self._admission_lock:
+            jobs = list(self._admitted)
+        return sum(1 for job in jobs if job.started_at is None), sum(job.waiting_tokens for job in jobs)
 
     def warmup(self, batch: list[list[int]]) -> None:
         """Run one full-budget batch before serving, through the same OOM-safe path as real traffic."""
@@ -297,8 +337,9 @@ class Batcher(ABC):
             return 1
         return max(1, min(60, math.ceil(self._in_flight_tokens / self._tokens_per_s)))
 
-    def submit(self, ids: list[list[int]], task: str | None = None) -> Job:
-        """Admit a request (or raise 429 at once) and hand it to the mode's scheduling."""
+    def submit(self, ids: list[list[int]], task: str | None = None, trace: Any = None) -> Job:
+        """Admit a request (or raise 429 at once) and hand it to the mode's scheduling; ``trace``:
+        the request's trace, which the spans of the passes it joins link."""
         tokens = sum(map(len, ids))
         with self._admission_lock:
             # An empty server admits anything, so one request larger than the limit is never starved.
@@ -306,7 +347,8 @@ class Batcher(ABC):
                 self.metrics.rejections.inc()
                 raise Overloaded.retry_after(self.retry_after_s())
             self._in_flight_tokens += tokens
-        job = Job(ids=ids, task=task, tokens=tokens)
+            job = Job(ids=ids, task=task, tokens=tokens, trace=trace)
+            self._admitted.add(job)
         try:
             self._enqueue(job)
         except BaseException:
@@ -318,19 +360,23 @@ class Batcher(ABC):
         """Called once a request is answered (or abandoned): its tokens leave the admission budget."""
         with self._admission_lock:
             self._in_flight_tokens -= job.tokens
+            self._admitted.discard(job)
 
     @abstractmethod
     def _enqueue(self, job: Job) -> None:
         """Schedule the job's inputs; results arrive through :meth:`execute`."""
 
     # ---- execution ----------------------------------------------------------------------------------
-    def run_in_budget(self, entries: Sequence[Entry], *, sort: bool) -> None:
-        """Run entries (grouped by task, optionally length-sorted) as budget-sized forward passes."""
+    def run_in_budget(
+        self, entries: Sequence[Entry], *, sort: bool, split_cost_tokens: float = math.inf
+    ) -> None:
+        """Run entries (grouped by task, optionally length-sorted) as budget-sized forward passes,
+        split by length where padding costs more than ``split_cost_tokens`` (see :func:`cut_batches`)."""
         batches: list[list[Entry]] = []
         for group in group_by_task(entries).values():
             if sort:
                 group.sort(key=lambda entry: entry.length)
-            batches += cut_batches(group, self.max_batch_tokens)
+            batches += cut_batches(group, self.max_batch_tokens, split_cost_tokens)
         self.execute(batches)
 
     def execute(self, batches: Iterable[Sequence[Entry]]) -> None:
@@ -355,7 +401,7 @@ class Batcher(ABC):
         """Start a pass: on CUDA stage and queue it, on the CPU run it whole. None if it failed."""
         started = time.perf_counter()
         for entry in part:
-            entry.job.mark_started(started)
+            entry.job.mark_started(started, entry.index)
         ids, task = [entry.ids for entry in part], part[0].job.task
         if not self.embedder.asynchronous:
             vectors, failure = _attempt(self.embedder.is_out_of_memory, self.embedder.embed, ids, task)
@@ -406,12 +452,17 @@ class Batcher(ABC):
         padded = max(entry.length for entry in part) * len(part)
         self.metrics.batch_size.observe(len(part))
         self.metrics.batch_tokens.observe(padded)
+        self.metrics.batch_real_tokens.observe(tokens)
+        self.metrics.batch_requests.observe(len({id(entry.job) for entry in part}))
         self.metrics.batch_seconds.observe(seconds)
+        self.pass_cost.observe(padded, seconds)
         self.metrics.inputs.inc(len(part))
         self.metrics.tokens.inc(tokens)
         if seconds > 0:
             rate = tokens / seconds
             self._tokens_per_s = rate if self._tokens_per_s == 0 else 0.8 * self._tokens_per_s + 0.2 * rate
+        if self.tracing is not None:  # before the results: a request answered knows its passes
+            self.tracing.forward_pass(part, seconds)
         for entry, vector in zip(part, vectors, strict=True):
             entry.job.complete(entry.index, vector)
 

@@ -80,7 +80,7 @@ def test_the_demo_plans_a_capacity_search_after_the_grid_of_the_modes_asked(
         "--cell-duration",
         "10",
         "--confirm-repeats",
-        "1",  # the demo's one round of confirmation steps
+        "2",  # the demo's two rounds of confirmation steps, as embed-bench run's default
     ]
     with pytest.raises(RunError, match="--capacity-modes takes"):
         parse_modes("fast", "--capacity-modes", allow_empty=True)

@@ -1,4 +1,5 @@
-"""What ``embed-bench run`` prints as a run goes: the banner, each cell's outcome with its ETA, each
+"""What ``embed-bench run`` prints as a run goes: the banner, each cell's outcome with its ETA where
+one can be made, each
 capacity step's p95 and verdict (from the real ``CapacityRun``'s capacity.json), the answer."""
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ def test_the_banner_of_a_capacity_search_says_what_it_searches(tmp_path: Path) -
     banner = _run_banner(plan_of(tmp_path, capacity_grid()))
     assert "0 cells" not in banner
     assert "a capacity search (b=1 t=128 at p95 <= 500 ms and >= 99.9% ok, from 4 requests/s)" in banner
+
+
+def test_the_banner_says_the_model_and_path_the_requests_go_to(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, capacity_grid())
+    plan.locust_args = ["--model", "minilm", "--embeddings-path", "/embeddings"]  # as found on Infinity
+    assert _run_banner(plan).startswith(
+        "self-hosted at http://127.0.0.1:8000 (model 'minilm', POST /embeddings): "
+    )
+    plan.locust_args = []
+    assert _run_banner(plan).startswith("self-hosted at http://127.0.0.1:8000: ")
 
 
 def test_each_capacity_step_shows_its_p95_and_verdict_and_confirmation_steps_are_labelled(
@@ -132,10 +143,14 @@ def test_the_answer_line_reads_run_json_capacity(tmp_path: Path) -> None:
     assert capacity_answer(nothing) == (
         "capacity: no rate tried meets p95 <= 5 ms and >= 99.9% ok (lowest rate tried: 4 requests/s)"
     )
+    # Infinity on 2 cores (journeys/infinity.txt): every confirmation missed, down to 2.61/s
+    nothing["capacity"]["confirmation"] = [{"rate_per_s": 5.0}, {"rate_per_s": 2.61003}]
+    assert capacity_answer(nothing).endswith("(lowest rate tried: 2.61 requests/s)")
 
 
-def test_the_eta_counts_wall_time_per_cell_not_only_the_measured_part(tmp_path: Path) -> None:
-    """Three cells of 2 s each took 30 s of wall time (preparation, warm-ups, counts): 7 left ~ 70 s."""
+def test_a_first_walk_gives_no_eta_only_the_cells_left(tmp_path: Path) -> None:
+    """Three cells of 2 s each took 30 s: the 7 left differ from them (concurrency 4 to 10), so no
+    figure is extrapolated from the first three ("ETA 0:13" with 45 s left, once)."""
     cells = tuple(Cell(concurrency=c, batch_size=1, passage_tokens=16) for c in range(1, 11))
     now = [1000.0]
     lines: list[str] = []
@@ -147,4 +162,32 @@ def test_the_eta_counts_wall_time_per_cell_not_only_the_measured_part(tmp_path: 
     CellsCsv(tmp_path).write(records)
     now[0] = 1030.0
     progress.poll()
-    assert lines[-1].endswith("; ETA 1:10"), lines
+    assert lines[-1].endswith("; 7 cells left"), lines
+    assert not any("ETA" in line for line in lines), lines
+
+
+def test_a_repeat_gets_an_eta_from_each_cells_wall_time_in_the_first_walk(tmp_path: Path) -> None:
+    """Cell a took 10 s of wall time (preparation included), cell b 100 s: with a done again, b's
+    100 s are what is left."""
+    cells = (
+        Cell(concurrency=1, batch_size=1, passage_tokens=16),
+        Cell(concurrency=1, batch_size=128, passage_tokens=8192),
+    )
+    plan = plan_of(tmp_path, Grid("g", cells))
+    plan.repeats = 2
+    now = [1000.0]
+    lines: list[str] = []
+    progress = Progress(plan, lines.append, clock=lambda: now[0])
+    spans = [(1008.0, 1010.0, 0), (1030.0, 1110.0, 0), (1112.0, 1120.0, 1)]
+    records: list[CellRecord] = []
+    for cell, (start, end, repeat) in zip((*cells, cells[0]), spans, strict=True):
+        records.append(
+            CellRecord(cell, start=start, end=end, repeat=repeat, planned=5, completed=5, succeeded=5)
+        )
+        CellsCsv(tmp_path).write(records)
+        now[0] = end
+        progress.poll()
+    outcomes = [line for line in lines if "ok in" in line]
+    assert outcomes[0].endswith("; 3 cells left"), outcomes  # b has not run yet
+    assert outcomes[1].endswith("; ETA 1:50"), outcomes  # a again (10 s), b again (100 s)
+    assert outcomes[2].endswith("; ETA 1:40"), outcomes

@@ -12,6 +12,7 @@ from embed_bench.core.arrivals import (
     ArrivalError,
     Mix,
     Shape,
+    arrival_count_interval,
     arrival_schedule,
     parse_mix,
     process_share,
@@ -152,3 +153,47 @@ def test_bad_schedules_are_rejected_with_the_reason(kwargs: dict, message: str) 
     arguments = {"rate_per_s": 10.0, "duration_s": 5.0, "mix": QUERY, **kwargs}
     with pytest.raises(ArrivalError, match=message):
         arrival_schedule(**arguments)
+
+
+# --- the interval of a Poisson count ---------------------------------------------------------------
+@pytest.mark.parametrize("mean", [0.3, 5.0, 20.0, 600.0, 12_000.0, 1_000_000.0])
+@pytest.mark.parametrize("confidence", [0.95, 0.999])
+def test_count_interval_bounds_are_the_poisson_quantiles(mean: float, confidence: float) -> None:
+    from scipy.stats import poisson
+
+    interval = arrival_count_interval(mean / 10.0, 10.0, confidence)
+    tail = (1 - confidence) / 2
+    assert interval.expected == pytest.approx(mean)
+    assert (interval.low, interval.high) == (int(poisson.ppf(tail, mean)), int(poisson.ppf(1 - tail, mean)))
+    # Each tail outside holds at most half the miss; one step narrower on either side breaks that.
+    assert poisson.cdf(interval.low - 1, mean) <= tail < poisson.cdf(interval.low, mean)
+    assert poisson.sf(interval.high, mean) <= tail < poisson.sf(interval.high - 1, mean)
+
+
+def test_count_interval_holds_the_seeded_schedules_counts() -> None:
+    """The schedule's own arrival counts land inside it about as often as the confidence says."""
+    interval = arrival_count_interval(20.0, 30.0, 0.95)
+    counts = [sum(1 for _ in arrival_schedule(20.0, 30.0, QUERY, seed=seed)) for seed in range(200)]
+    inside = sum(interval.contains(count) for count in counts)
+    assert 180 <= inside <= 200  # Binomial(200, >= 0.95): below 180 has probability < 0.2%
+
+
+def test_count_interval_rejects_a_sender_that_falls_short() -> None:
+    interval = arrival_count_interval(400.0, 30.0)  # 12,000 expected: [11,641, 12,362]
+    assert interval.contains(12_000)
+    assert not interval.contains(11_500)  # 4% short: outside, where a 2% ratio goal would not see it
+    assert not interval.contains(12_500)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0.0, 10.0, 0.99), "request rate"),
+        ((10.0, float("nan"), 0.99), "cell duration"),
+        ((10.0, 10.0, 1.0), "confidence must be"),
+        ((10.0, 10.0, 0), "confidence must be"),
+    ],
+)
+def test_count_interval_rejects_bad_input(args: tuple, message: str) -> None:
+    with pytest.raises(ArrivalError, match=message):
+        arrival_count_interval(*args)

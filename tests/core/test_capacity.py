@@ -112,6 +112,35 @@ def test_a_deployment_that_never_passes_has_no_capacity() -> None:
     assert result.describe() == "no rate tried meets p95 <= 10 ms and success >= 99.9% (lowest tried: 1/s)"
 
 
+def test_no_capacity_names_the_lowest_rate_its_confirmation_tried() -> None:
+    """As Infinity measured on 2 cores (benchmarks/results/cpu2-2026-12-05/journeys/infinity.txt): the
+    search's steps met the target at 4 and 5 requests/s, then every confirmation missed it, down to
+    2.61/s. "Lowest tried" must name 2.61, not the search steps' lowest (4)."""
+    calls: list[float] = []
+
+    def measure(rate: float) -> StepResult:
+        calls.append(rate)
+        searching = len(calls) <= 6
+        requests = 40 if searching else 200
+        p95 = 400.0 if searching and rate <= 5 else 700.0
+        return StepResult.from_requests(
+            rate,
+            requests / rate,
+            [p95] * requests,
+            [True] * requests,
+            [TOKENS_PER_REQUEST] * requests,
+            requests,
+        )
+
+    result = search(measure, CapacitySearch(Target(500.0), 8.0, confirm_repeats=1))
+    assert [step.rate_per_s for step in result.steps] == [8, 4, 6, 5, 5.5, 5.25]
+    lowest = min(step.rate_per_s for step in result.confirmation_steps)
+    assert result.capacity_requests_per_s == 0 and round(lowest, 2) == 2.61
+    assert (
+        result.describe() == "no rate tried meets p95 <= 500 ms and success >= 99.9% (lowest tried: 2.61/s)"
+    )
+
+
 def test_steps_are_bounded() -> None:
     result = search(mm1(1e6), CapacitySearch(Target(1000.0), 1.0, max_steps=6))
     assert len(result.steps) == 6 and not result.converged
@@ -316,7 +345,8 @@ def test_an_answer_its_own_confirmation_contradicts_is_lowered_to_the_pooled_est
     assert [round(step.rate_per_s, 1) for step in result.confirmation_steps] == [22, 18.7, 25.3] * 2
     assert result.capacity_requests_per_s == 16.0 and result.lowest_failing_rate_per_s == 23
     assert result.capacity_tokens_per_s == 16.0 * TOKENS_PER_REQUEST
-    assert result.interval is not None and result.interval.upper_requests_per_s == 18.7
+    # 20 met in its one step, and every rate above it missed: the interval reaches 22
+    assert result.interval is not None and result.interval.upper_requests_per_s == 22
 
 
 def sampled_mm1(service_rate_per_s: float, seed: int) -> Callable[[float], StepResult]:

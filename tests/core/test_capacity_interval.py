@@ -13,6 +13,7 @@ from embed_bench.core.capacity import (
     FAIL,
     PASS,
     STRADDLE,
+    CapacityError,
     CapacitySearch,
     StepResult,
     Target,
@@ -100,14 +101,30 @@ def test_repeats_at_one_rate_are_pooled() -> None:
     mixed = capacity_interval(TARGET, [step(20, ramp(200, 10, 90)), step(20, ramp(200, 20, 106))])
     (rate,) = mixed.rates
     assert rate.verdict == STRADDLE and rate.requests == 400
-    assert mixed.straddling_rates == (20,) and mixed.upper_requests_per_s == 20  # one repeat failed
+    # one repeat missed, but pooled the rate meets: nothing tried bounds the capacity from above
+    assert mixed.straddling_rates == (20,) and mixed.upper_requests_per_s is None
+
+
+def test_the_upper_bound_is_where_every_rate_upwards_fails() -> None:
+    """A pass above a failure widens the interval past it (the noise a bisection's bracket hides); the
+    upper bound is where every rate upwards fails confidently, else where every one misses."""
+    fast, slow, slower = ramp(200, 10, 60), ramp(200, 90, 110), ramp(200, 200, 300)
+    steps = [step(10, fast), step(20, slow), step(25, fast), step(30, slow), step(40, slower)]
+    interval = capacity_interval(TARGET, steps)
+    assert (interval.lower_requests_per_s, interval.upper_requests_per_s) == (10, 30)
+    near = ramp(200, 0, 106)  # p95 100.7 ms, just over the 100 ms target: a miss that straddles
+    steps = [step(10, fast), step(20, near), step(30, near), step(40, slower)]
+    assert capacity_interval(TARGET, steps).upper_requests_per_s == 40  # the confident failure
+    steps = [step(10, fast), step(20, near), step(30, near)]
+    assert capacity_interval(TARGET, steps).upper_requests_per_s == 20  # no confident one: the misses
 
 
 def test_the_lower_bound_needs_every_lower_rate_passing() -> None:
-    """A confident pass above a rate that fails on its p95 is not believed."""
+    """A confident pass above a rate that fails on its p95 is not believed as a lower bound; it leaves
+    the capacity unbounded from above (no rate tried above it failed)."""
     steps = [step(10, ramp(200, 10, 60)), step(20, ramp(200, 90, 110)), step(30, ramp(200, 10, 60))]
     interval = capacity_interval(TARGET, steps)
-    assert interval.lower_requests_per_s == 10 and interval.upper_requests_per_s == 20
+    assert interval.lower_requests_per_s == 10 and interval.upper_requests_per_s is None
 
 
 def test_the_search_confirms_its_answer_then_stops() -> None:
@@ -199,3 +216,31 @@ def test_the_driver_writes_the_interval_and_runs_a_repeat_as_a_repeat(tmp_path) 
     assert interval["lower_requests_per_s"] == 11.5 and interval["upper_requests_per_s"] == 15
     assert interval["straddling_rates_per_s"] == []
     assert [rate["verdict"] for rate in interval["rates"]] == ["pass", "pass", "pass", "fail", "fail"]
+
+
+def test_confirmations_that_all_miss_go_down_until_a_rate_passes_confidently() -> None:
+    """The search's short steps (60 requests: never a confident p95) pass up to a lucky 19.5/s; in the
+    confirmation every rate from 14/s up misses. With no rate passing confidently, further steps go
+    down by 0.85x from the lowest confirmation until one passes (here the second: 14.1 -> 12.0/s),
+    and the interval's lower bound is that rate."""
+    fast, slow = ramp(200, 10, 60), ramp(200, 90, 110)
+    search = CapacitySearch(TARGET, 8.0, confirm_repeats=1)
+    while (rate := search.next_rate()) is not None:
+        if not search.confirming:
+            search.record(step(rate, fast[::3][:60] if rate < 20 else slow))
+        else:
+            search.record(step(rate, fast if rate < 14 else slow))
+    result = search.result
+    rates = [round(step.rate_per_s, 1) for step in result.confirmation_steps]
+    assert rates == [19.5, 16.6, 22.4, 14.1, 12.0]
+    assert result.interval is not None
+    assert result.interval.lower_requests_per_s == pytest.approx(19.5 * 0.85**3)
+    assert result.capacity_requests_per_s == pytest.approx(19.5 * 0.85**3)  # the pooled estimate
+    none_left = CapacitySearch(TARGET, 8.0, confirm_repeats=1, confirm_extra=0)
+    while (rate := none_left.next_rate()) is not None:
+        none_left.record(
+            step(rate, (fast[::3][:60] if rate < 20 else slow) if not none_left.confirming else slow)
+        )
+    assert none_left.result.interval is not None and none_left.result.interval.lower_requests_per_s == 0
+    with pytest.raises(CapacityError, match="further confirmation steps"):
+        CapacitySearch(TARGET, 8.0, confirm_extra=11)

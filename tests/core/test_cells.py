@@ -124,8 +124,9 @@ def test_cells_csv_leaves_the_end_and_counts_of_an_unfinished_cell_empty(tmp_pat
         "HTTP 404 (5)",
         "",
         "",
+        "",  # workers_lost: none
     ]
-    assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", "", "", ""]
+    assert rows[2] == ["b=2 t=16 c=3", "1", "102.000000", "", "3", "15", "", "", "", "", "", ""]
     assert [path.name for path in writer.path.parent.iterdir()] == ["cells.csv"]  # no temporary left
 
 

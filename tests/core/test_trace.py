@@ -70,6 +70,18 @@ def test_a_missing_trace_file_is_a_clear_error(tmp_path: Path) -> None:
         load_trace(tmp_path / "nope.csv")
 
 
+def test_an_unchanged_file_is_parsed_once_and_a_changed_one_again(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("offset_s,tokens\n0,3\n1,4\n")
+    first = load_trace(path)
+    assert load_trace(path) is first and load_trace(str(path)) is first
+    path.write_text("offset_s,tokens\n0,3\n1,4\n2,5\n")  # a new size: parsed again
+    assert len(load_trace(path)) == 3
+    path.unlink()
+    with pytest.raises(TraceError, match="trace file not found"):
+        load_trace(path)
+
+
 def test_replay_starts_at_zero_compresses_time_and_cuts_idle_gaps() -> None:
     trace = parse_trace("offset_s,tokens\n100,1\n110,1\n3700,1\n3701,1\n", "t.csv", jsonl=False)
     assert replay_offsets(trace) == [0.0, 10.0, 3600.0, 3601.0]

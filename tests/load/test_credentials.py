@@ -77,7 +77,14 @@ def test_a_form_started_run_against_another_host_never_receives_the_key(tmp_path
         recording_server() as own,
         recording_server() as stranger,
         web_ui_locust(
-            "jina_api.py", own.url, tmp_path / "run", "--api-key", START_KEY, env={"JINA_API_KEY": ENV_KEY}
+            "jina_api.py",
+            own.url,
+            tmp_path / "run",
+            "--api-key",
+            START_KEY,
+            "--model",
+            "jina-embeddings-v3",
+            env={"JINA_API_KEY": ENV_KEY},
         ) as ui,
     ):
         # The form names the key's host and says where the key goes; the page never holds the key.
@@ -118,7 +125,13 @@ def test_a_swarms_workers_send_their_key_only_to_the_masters_start_host(tmp_path
         recording_server() as own,
         recording_server() as stranger,
         web_ui_locust(
-            "jina_api.py", own.url, tmp_path / "run", workers=1, worker_env={"JINA_API_KEY": ENV_KEY}
+            "jina_api.py",
+            own.url,
+            tmp_path / "run",
+            "--model",
+            "jina-embeddings-v3",
+            workers=1,
+            worker_env={"JINA_API_KEY": ENV_KEY},
         ) as ui,
     ):
         # The binding is not a form field.

@@ -23,7 +23,7 @@ def test_a_worker_joining_mid_cell_takes_rebalanced_users(tmp_path: Path) -> Non
     run_dir = tmp_path / "run"
     port = str(free_port())
     with running_double("jina_api", "--api-key", KEY, "--latency-ms", "20") as double:
-        common = ("-H", double.url, "--api-key", KEY)
+        common = ("-H", double.url, "--api-key", KEY, "--model", "jina-embeddings-v3")
         master = subprocess.Popen(
             locust_command(
                 "jina_api.py",

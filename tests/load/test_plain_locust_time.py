@@ -29,6 +29,9 @@ def test_without_a_grid_run_time_is_the_cells_duration_and_users_send_until_it_e
     assert run.returncode == 0, run.describe()
     # Said at start: the cell's duration, and what Locust's size column holds.
     assert f"runs for {RUN_TIME_S} s" in run.stderr and "holds tokens per request" in run.stderr
+    assert (
+        "then measured ones until -t ends" in run.stderr and "measured request(s) per user" not in run.stderr
+    )
     (cell,) = run.cells()
     duration = float(cell["end"]) - float(cell["start"])
     assert RUN_TIME_S - 0.5 <= duration <= RUN_TIME_S + 5, duration  # the last requests finish

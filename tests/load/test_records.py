@@ -78,7 +78,7 @@ def test_a_sigint_mid_cell_leaves_every_record_up_to_the_last_flush(tmp_path):
     with running_double("jina_api", "--api-key", KEY, "--latency-ms", "100") as double:
         started = time.monotonic()
         process = start_headless(
-            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--grid", str(grid),
+            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--grid", str(grid), "--model", "jina-embeddings-v3",
             "--requests-per-user", "100",
         )  # fmt: skip
         assert wait_for(flushed_mid_cell, timeout_s=60, interval_s=0.2), "no records flushed mid-cell"

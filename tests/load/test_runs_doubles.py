@@ -36,7 +36,7 @@ def grid(tmp_path: Path, cells=CELLS) -> str:
 def test_jina_api_user_walks_the_grid_against_the_jina_double(tmp_path):
     with running_double("jina_api", "--api-key", JINA_KEY) as double:
         run = run_headless(
-            "jina_api.py", tmp_path / "run", "-H", double.url, "--api-key", JINA_KEY,
+            "jina_api.py", tmp_path / "run", "-H", double.url, "--api-key", JINA_KEY, "--model", "jina-embeddings-v3",
             "--grid", grid(tmp_path), "--requests-per-user", "3", "--warmup-requests", "1",
         )  # fmt: skip
         ledger = double.ledger()
@@ -70,7 +70,7 @@ def test_jina_faults_are_failures_by_class_and_the_run_still_completes(tmp_path)
     ) as d:
         run = run_headless(
             "jina_api.py", tmp_path / "run", "-H", d.url, "--api-key", JINA_KEY, "--grid", grid(tmp_path, cells),
-            "--requests-per-user", "4", "--request-timeout", "1",
+            "--model", "jina-embeddings-v3", "--requests-per-user", "4", "--request-timeout", "1",
         )  # fmt: skip
         ledger = d.ledger()
     failures = run.failure_classes()
@@ -140,7 +140,7 @@ def test_a_server_killed_mid_run_gives_connection_failures_and_a_complete_run(tm
         started = time.monotonic()
         process = start_headless(
             "jina_api.py", run_dir, "-H", double.url, "--api-key", JINA_KEY, "--grid", grid(tmp_path, cells),
-            "--requests-per-user", "8",
+            "--model", "jina-embeddings-v3", "--requests-per-user", "8",
         )  # fmt: skip
         # Warm-ups (2) and a few measured requests in, then the server dies without a goodbye.
         assert wait_for(lambda: double.ledger()["succeeded"] >= 5, timeout_s=60, interval_s=0.05)
@@ -167,6 +167,8 @@ def test_distributed_runs_send_the_same_requests_per_cell(tmp_path, mode):
             double.url,
             "--api-key",
             JINA_KEY,
+            "--model",
+            "jina-embeddings-v3",
             "--grid",
             grid(tmp_path, cells),
             "--requests-per-user",

@@ -32,7 +32,7 @@ def test_the_api_key_is_never_written(tmp_path):
     grid = write_grid(tmp_path / "grid.toml", CELLS)
     with running_double("jina_api", "--api-key", JINA_KEY, "--fault", "rate_tokens:3") as double:
         run = run_headless(
-            "jina_api.py", run_dir, "-H", double.url, "--api-key", JINA_KEY, "--grid", str(grid),
+            "jina_api.py", run_dir, "-H", double.url, "--api-key", JINA_KEY, "--grid", str(grid), "--model", "jina-embeddings-v3",
             "--logfile", str(run_dir / "locust.log"), "--html", str(run_dir / "report.html"), *KEEPSAKES,
         )  # fmt: skip
         ledger = double.ledger()

@@ -34,7 +34,7 @@ def test_a_long_preparation_stops_the_last_cells_users_and_starts_its_own(tmp_pa
     with running_double("jina_api", "--api-key", KEY) as double:
         started = time.monotonic()
         process = start_headless(
-            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--logfile", str(log),
+            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--logfile", str(log), "--model", "jina-embeddings-v3",
             "--grid", str(write_grid(tmp_path / "grid.toml", cells)), "--requests-per-user", "2",
         )  # fmt: skip
         run = finish(process, run_dir, started)
@@ -64,7 +64,7 @@ def test_a_stop_during_a_long_preparation_ends_the_run_within_seconds(
     with running_double("jina_api", "--api-key", KEY) as double:
         started = time.monotonic()
         process = start_headless(
-            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--logfile", str(log),
+            "jina_api.py", run_dir, "-H", double.url, "--api-key", KEY, "--logfile", str(log), "--model", "jina-embeddings-v3",
             "--grid", str(write_grid(tmp_path / "grid.toml", cells)),
         )  # fmt: skip
         assert wait_for(lambda: any("cell 2/2 b=128" in line for line in log_lines(log)), 120)

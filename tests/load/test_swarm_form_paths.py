@@ -44,7 +44,9 @@ def test_a_run_directory_under_the_runs_root_passes(runs, inside):
 def test_a_run_directory_outside_the_runs_root_is_refused(runs, outside):
     value = outside.format(runs=runs)
     message = swarm_form_error({"run_dir": value}, CURRENT, limits_for(runs))
-    assert message is not None and message.startswith(f"Run Dir (--run-dir): {value!r} is not a folder under")
+    assert message is not None and message.startswith(
+        f"Run directory (--run-dir): {value!r} is not a folder under"
+    )
     assert str(runs.resolve()) in message
 
 
@@ -61,6 +63,16 @@ def test_the_start_run_directory_always_passes(runs):
 @pytest.mark.parametrize("grid", ["", "quick", "article", "throughput", "{runs}/grid.toml"])
 def test_built_in_grids_and_files_under_the_grids_folder_pass(runs, grid):
     assert swarm_form_error({"grid": grid.format(runs=runs)}, CURRENT, limits_for(runs)) is None
+
+
+def test_a_capacity_search_can_be_started_from_the_form(runs):
+    # It was refused as "neither a built-in grid (quick, article, throughput) nor a file".
+    form = {"grid": "capacity", "slo_p95_ms": "250"}
+    assert swarm_form_error(form, CURRENT, limits_for(runs)) is None
+    message = swarm_form_error({"grid": "capacity"}, CURRENT, limits_for(runs))
+    assert message == "Grid: --grid capacity needs a target: --slo-p95-ms (and --slo-success-pct)."
+    message = swarm_form_error({"grid": "/etc/passwd"}, CURRENT, limits_for(runs))
+    assert message is not None and "built-in grid (quick, article, throughput, capacity)" in message
 
 
 @pytest.mark.parametrize("grid", ["/etc/passwd", "{runs}/../secret.toml", "~/.aws/credentials"])

@@ -26,7 +26,7 @@ def test_a_swarm_from_the_web_ui_runs_the_cell_its_form_values_describe(tmp_path
     run_dir = tmp_path / "run"
     with (
         running_double("jina_api", "--api-key", KEY) as double,
-        web_ui_locust("jina_api.py", double.url, run_dir) as ui,
+        web_ui_locust("jina_api.py", double.url, run_dir, "--model", "jina-embeddings-v3") as ui,
     ):
         web = ui.url
         form = {
@@ -56,4 +56,6 @@ def test_a_swarm_from_the_web_ui_runs_the_cell_its_form_values_describe(tmp_path
     assert ledger["violations"] == [] and ledger["received"] == 6
     cells = (run_dir / "cells.csv").read_text().splitlines()
     assert cells[0] == ",".join(CELLS_CSV_COLUMNS)
-    assert cells[1].startswith("b=3 t=24 c=2,0,") and cells[1].endswith(",2,4,4,4,,,")  # no rate, no drops
+    assert cells[1].startswith("b=3 t=24 c=2,0,") and cells[1].endswith(
+        ",2,4,4,4,,,,"
+    )  # no rate, no drops, no worker lost

@@ -232,7 +232,7 @@ def test_a_grid_from_the_form_runs_live_in_the_tab_ends_in_its_report_and_a_seco
         # A wrong value: a message that names the option and what it accepts; nothing starts.
         fill_custom(page, {"batchSize": "notanumber"})
         start(page)
-        message = page.get_by_text("Batch Size (--batch-size): 'notanumber' is not valid")
+        message = page.get_by_text("Batch size (--batch-size): 'notanumber' is not valid")
         message.wait_for(timeout=10_000)
         assert "it accepts a whole number" in message.inner_text()
         page.screenshot(path=ARTIFACTS / "web-ui-bad-value.png", full_page=True)
@@ -273,6 +273,9 @@ def test_a_grid_from_the_form_runs_live_in_the_tab_ends_in_its_report_and_a_seco
         # A second run from the same UI: the page shows the new run only.
         page.get_by_role("button", name="New").click()
         fill_custom(page, {"grid": "", "batchSize": "2", "passageTokens": "16", "requestsPerUser": "2"})
+        # React built the form anew: it carries embed-bench's labels again, none of Locust's own.
+        page.get_by_text("SLO p95 (ms) \u2014 ").first.wait_for(timeout=10_000)
+        assert page.get_by_text("Slo P9 5Ms").count() == 0
         start(page)
         single = "b=2 t=16 c=1"
         assert wait_for(lambda: [row["cell"] for row in live_rows(live)] == [single], timeout_s=30), (

@@ -35,7 +35,7 @@ def test_the_form_check_the_tab_rows_the_page_and_the_report_over_http(tmp_path)
     run_dir = tmp_path / "run"
     with (
         running_double("jina_api", "--api-key", KEY) as double,
-        web_ui_locust("jina_api.py", double.url, run_dir) as ui,
+        web_ui_locust("jina_api.py", double.url, run_dir, "--model", "jina-embeddings-v3") as ui,
     ):
         web = ui.url
         assert b'id="embed-bench-link"' in get(web)  # the badge on Locust's page
@@ -54,7 +54,7 @@ def test_the_form_check_the_tab_rows_the_page_and_the_report_over_http(tmp_path)
         refused = post(f"{web}/swarm", form)
         assert refused["success"] is False
         assert refused["message"] == (
-            "Batch Size (--batch-size): 'notanumber' is not valid; it accepts a whole number, "
+            "Batch size (--batch-size): 'notanumber' is not valid; it accepts a whole number, "
             "e.g. 1 (the default)."
         )
         assert json.loads(get(f"{web}/stats/requests"))["state"] == "ready"  # nothing started

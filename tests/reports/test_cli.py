@@ -236,9 +236,24 @@ def test_embed_bench_report_dispatches_here(
     study_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert embed_bench_main(["report", str(study_runs["jina_api"]), "--out", str(tmp_path)]) == 0
-    assert "### Summary" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # The console opens as the report does: what it can answer, then the figures per shape.
+    assert out.startswith("## What this report answers\n\nNo cost answer yet: that needs your traffic")
+    assert out.index("### Latency and success per shape") < out.index("### Summary")
     assert embed_bench_main(["report", "--help"]) == 0
     assert "usage: embed-bench report" in capsys.readouterr().out
+
+
+def test_a_capacity_search_that_met_the_target_at_no_rate_says_so_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real search on the 2-core machine (p95 <= 300 ms, every rate missed): the console's first
+    lines say no rate met the target, never "capacity 0 requests/s", which reads as a measured zero."""
+    run = Path(__file__).resolve().parents[2] / "benchmarks/results/cpu2-2026-12-05/telemetry-capacity"
+    assert main([str(run), "--out", str(tmp_path / "report")]) == 0
+    head = " ".join(capsys.readouterr().out.split("### ", 1)[0].split())  # as wrapped for a terminal
+    assert "continuous, CPU, 1 torch thread: no rate tried met p95 <= 300 ms and success >= 99.9%" in head
+    assert "95% interval 0 to 2 requests/s" in head and "capacity 0 requests/s" not in head
 
 
 def test_python_dash_m_reports(study_runs: dict[str, Path], tmp_path: Path, spawn: None) -> None:

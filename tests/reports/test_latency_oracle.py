@@ -12,7 +12,11 @@ about 20 s. Most percentiles lie between 1 and 2 s, where Locust's 100 ms bucket
 "A few ms" of client overhead is measured, not assumed: on a loaded machine (two cores shared by
 several test runs) the load generator's own scheduling adds tens of ms to every request. The oracle
 sends ``x-total-time`` (the delay it slept), so each record's ``latency_ms - server_total_ms`` is
-that request's client overhead; the target is the oracle's percentile plus the median overhead.
+that request's client overhead; the target is the oracle's percentile plus the median overhead. The
+overhead is not the same for every request, so a percentile of the sum strays from that target by up
+to the overhead's own spread: the report's band widens by the overheads' interquartile range (a few
+ms on a quiet machine; CI once missed p90 by 30.2 ms against a 28.7 ms band without it). Locust's
+rounded percentiles are held to the tight band, which they miss by their 100 ms buckets.
 """
 
 from __future__ import annotations
@@ -114,13 +118,20 @@ def oracle_targets(slept_ms: np.ndarray, overhead_ms: float, percentiles=PERCENT
     return {p: float(np.percentile(slept_ms, p)) + overhead_ms for p in percentiles}
 
 
-def misses(figures: dict[int, float], targets: dict[int, float]) -> dict[int, float]:
-    """Percentiles farther from their target than 1% + a few ms: {percentile: error ms}."""
+def misses(figures: dict[int, float], targets: dict[int, float], slack_ms: float = 0.0) -> dict[int, float]:
+    """Percentiles farther from their target than 1% + a few ms (+ ``slack_ms``): {percentile: error ms}."""
     return {
         p: figures[p] - targets[p]
         for p in targets
-        if abs(figures[p] - targets[p]) > RELATIVE * targets[p] + FEW_MS
+        if abs(figures[p] - targets[p]) > RELATIVE * targets[p] + FEW_MS + slack_ms
     }
+
+
+def overhead_spread_ms(run_dir: Path) -> float:
+    """The interquartile range of the per-request client overhead (latency - x-total-time)."""
+    measured = load_run(run_dir).records.measured
+    overhead = measured["latency_ms"] - measured["server_total_ms"]
+    return float(overhead.quantile(0.75) - overhead.quantile(0.25))
 
 
 def client_overhead_ms(run_dir: Path, slept_ms: np.ndarray, run) -> float:
@@ -165,7 +176,9 @@ def test_the_reports_exact_percentiles_match_the_oracle(oracle_run) -> None:
     )  # the oracle's log, request by request
     report = {p: cell.latency_all.at(p) for p in PERCENTILES}
     targets = oracle_targets(slept, client_overhead_ms(run_dir, slept, run))
-    assert misses(report, targets) == {}, (report, targets)
+    spread = overhead_spread_ms(run_dir)
+    print(f"client overhead interquartile range: {spread:.1f} ms")
+    assert misses(report, targets, spread) == {}, (report, targets, spread)
     assert all(report[p] >= np.percentile(slept, p) for p in PERCENTILES)  # the client only adds time
     values = [report[p] for p in PERCENTILES]
     assert values == sorted(values)  # monotone

@@ -36,6 +36,16 @@ def test_env_vars_fill_what_overrides_do_not(monkeypatch) -> None:
         ({"batch_timeout_s": -1}, "batch_timeout_s must be between 0 and 3600"),
         ({"batch_timeout_s": float("inf")}, "batch_timeout_s must be between 0 and 3600"),
         ({"request_timeout_s": float("inf")}, "request_timeout_s must be between 0 and 86400"),
+        ({"engine": "tensorrt"}, "engine must be one of"),
+        ({"quantize": "int4"}, "quantize must be one of"),
+        ({"engine": "onnx", "device": "cuda"}, "--engine onnx runs on the CPU; use --device cpu"),
+        ({"quantize": "int8"}, "--quantize int8 needs --engine onnx or openvino"),
+        (
+            {"engine": "onnx", "quantize": "int8", "device": "cuda"},
+            "--engine onnx --quantize int8 runs on the CPU",
+        ),
+        ({"engine": "openvino", "dtype": "bfloat16"}, "runs in float32 .*drop --dtype bfloat16"),
+        ({"engine": "onnx", "model": "null:384"}, "the null model has no forward pass"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides, message) -> None:

@@ -23,10 +23,23 @@ METRIC_TYPES = {
     "embed_oom_failures": "counter",
     "embed_batch_size": "histogram",
     "embed_batch_padded_tokens": "histogram",
+    "embed_batch_tokens": "histogram",
+    "embed_batch_requests": "histogram",
     "embed_batch_seconds": "histogram",
     "embed_request_seconds": "histogram",
     "embed_in_flight_tokens": "gauge",
     "embed_queue_depth": "gauge",
+    "embed_requests_in_flight": "gauge",
+    "embed_queue_requests": "gauge",
+    "embed_queue_tokens": "gauge",
+    "embed_pass_cost_tokens": "gauge",
+    # prometheus-client's ProcessCollector (the process's CPU and memory)
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
 }
 
 

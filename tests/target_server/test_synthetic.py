@@ -25,7 +25,19 @@ def test_jina_v3_shape_has_the_real_layer_sizes() -> None:
     shape = SHAPES["jina-embeddings-v3"]
     # 24 x (4 x 1024^2 attention + 2 x 1024 x 4096 FFN + biases and norms): the per-token weights.
     assert shape.layer_parameters() == 302_309_376
-    assert shape.forward_flops_per_token(512) == 2 * 302_309_376 + 2 * 24 * 512 * 1024
+    assert shape.forward_flops_per_token(512) == 2 * 302_309_376 + 4 * 24 * 512 * 1024
+
+
+def test_attention_flops_count_both_products_against_every_position() -> None:
+    """Bidirectional attention: per token and layer, QK^T and AV against all t positions, 2 x t x
+    hidden multiply-adds = 4 x t x hidden FLOPs; at t=8192 the decoder's 2 x L x t x d count gave
+    71% of it (MFU understated by 29%)."""
+    shape = SHAPES["jina-embeddings-v3"]
+    dense = 2 * shape.layer_parameters()
+    for tokens in (1, 512, 8192):
+        assert shape.forward_flops_per_token(tokens) - dense == 2 * 2 * shape.layers * tokens * shape.hidden
+    decoder_count = dense + 2 * shape.layers * 8192 * shape.hidden
+    assert decoder_count / shape.forward_flops_per_token(8192) == pytest.approx(0.714, abs=0.001)
 
 
 def test_bge_small_builds_serves_and_says_it_is_synthetic() -> None:

@@ -1,0 +1,197 @@
+"""What tracing costs: the load generator and the bundled server with OpenTelemetry on and off.
+
+    .venv/bin/python benchmarks/otel_overhead.py [--rounds 3] [--out DIR]
+
+Both sides export for real, over OTLP/HTTP, to a sink in its own process (a bare receiver that
+answers every POST at once), so the figure includes building, batching and sending the spans:
+
+- load generator: ``loadgen.py``'s measurement (the real SelfHostedUser under GridShape, one Locust
+  process, request records on) against its tiny canned endpoint, with tracing off and on
+  (``OTEL_EXPORTER_OTLP_ENDPOINT`` set: a client span and a ``traceparent`` per request), alternating;
+  requests/s and CPU ms per request of the Locust process, medians over rounds (goal >= 0.9x);
+- server: the bundled server on ``--model null:1024`` (its forward pass instant, so the per-request
+  work that tracing adds is the largest share it can be), started once without and once with tracing,
+  alternating, driven by the lean closed-loop client (``http_load.py``: no ``traceparent``, so every
+  request starts its own trace) at b=1 and b=32; requests/s, medians over rounds (goal >= 0.95x).
+
+``--sampler-ratio R`` traces with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` at R on both
+sides (every request still carries ``traceparent``; the server follows the client's decision).
+
+Figures are printed and, with --out, written with the raw measurements (otel_overhead.txt/json).
+"""
+
+from __future__ import annotations
+
+import locust  # noqa: F401  first: gevent monkey-patches sockets before anything else loads
+
+# isort: split
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http_load
+import loadgen
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from target_server.launcher import free_port, running_target_server  # noqa: E402
+
+SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200); self.send_header("Content-Length", "0"); self.end_headers()
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+OTEL_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT",)
+
+
+def start_sink() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)], start_new_session=True)
+    time.sleep(0.5)
+    return sink, f"http://127.0.0.1:{port}"
+
+
+def traced_env(sink: str, ratio: float | None) -> dict[str, str]:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink}
+    if ratio is not None:
+        env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+    return env
+
+
+def loadgen_round(
+    host: str, sink: str, users: int, requests_per_user: int, ratio: float | None
+) -> dict[str, dict]:
+    scenario = loadgen.Scenario("tiny", loadgen.TinyConstantUser, 1, 1, 8, requests_per_user)
+    figures = {}
+    for traced in (False, True):
+        for name, value in traced_env(sink, ratio).items():
+            if traced:
+                os.environ[name] = value
+            else:
+                os.environ.pop(name, None)
+        measured = loadgen.measure(scenario, host, users, records=True)
+        figures["on" if traced else "off"] = {
+            "requests": measured.requests,
+            "failures": measured.failures,
+            "requests_per_s": measured.requests_per_s,
+            "cpu_ms_per_request": measured.cpu_ms_per_request,
+        }
+    for name in traced_env(sink, ratio):
+        os.environ.pop(name, None)
+    return figures
+
+
+def server_round(
+    sink: str, batch_sizes: list[int], concurrency: int, seconds: float, ratio: float | None
+) -> dict[str, dict]:
+    texts = [f"passage number {i} " + "word " * 120 for i in range(4096)]
+    figures: dict[str, dict] = {}
+    for traced in (False, True):
+        env = traced_env(sink, ratio) if traced else {"OTEL_SDK_DISABLED": "true"}
+        args = ("--model", "null:1024", "--no-warmup", "--threads", "64")
+        with running_target_server(*args, env=env) as url:
+            for batch in batch_sizes:
+                bodies = http_load.encode_bodies(texts, batch)
+                http_load.run_load(url, bodies, concurrency, 2.0, 1)  # warm the connections and caches
+                totals = http_load.run_load(url, bodies, concurrency, seconds, 1)
+                figures.setdefault("on" if traced else "off", {})[f"b={batch}"] = {
+                    "requests": totals.requests,
+                    "failures": totals.failures,
+                    "requests_per_s": totals.requests / totals.seconds,
+                }
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--requests-per-user", type=int, default=400)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--sampler-ratio", type=float, help="trace this share of requests (default: all)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    for name in (*OTEL_VARIABLES, "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
+        os.environ.pop(name, None)
+    sink, sink_url = start_sink()
+    endpoint, host = loadgen.start_endpoint(8)
+    rounds = []
+    lines: list[str] = []
+    try:
+        for index in range(args.rounds):
+            figures = {
+                "loadgen": loadgen_round(
+                    host, sink_url, args.users, args.requests_per_user, args.sampler_ratio
+                ),
+                "server": server_round(
+                    sink_url, args.batch_sizes, args.concurrency, args.seconds, args.sampler_ratio
+                ),
+            }
+            rounds.append(figures)
+            line = f"round {index + 1}: " + json.dumps(figures)
+            print(line, flush=True)
+            lines.append(line)
+    finally:
+        endpoint.terminate()
+        sink.terminate()
+
+    def median(path: list[str]) -> float:
+        values = []
+        for figures in rounds:
+            value = figures
+            for key in path:
+                value = value[key]
+            values.append(value)
+        return statistics.median(values)
+
+    summary = []
+    off, on = median(["loadgen", "off", "requests_per_s"]), median(["loadgen", "on", "requests_per_s"])
+    cpu_off, cpu_on = (
+        median(["loadgen", "off", "cpu_ms_per_request"]),
+        median(["loadgen", "on", "cpu_ms_per_request"]),
+    )
+    summary.append(
+        f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, {on:.0f} on: "
+        f"{on / off:.3f}x (goal >= 0.9x); CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on "
+        f"(requests/s by CPU: {cpu_off / cpu_on:.3f}x)"
+    )
+    for batch in args.batch_sizes:
+        s_off = median(["server", "off", f"b={batch}", "requests_per_s"])
+        s_on = median(["server", "on", f"b={batch}", "requests_per_s"])
+        summary.append(
+            f"server (null:1024, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, {s_on:.1f} on: "
+            f"{s_on / s_off:.3f}x (goal >= 0.95x)"
+        )
+    sampled = "every request traced" if args.sampler_ratio is None else f"sampler ratio {args.sampler_ratio}"
+    summary.append(
+        f"{sampled}; medians of {args.rounds} alternating rounds; load averages: {os.getloadavg()}"
+    )
+    for line in summary:
+        print(line)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "otel_overhead.txt").write_text("\n".join(lines + summary) + "\n")
+        (args.out / "otel_overhead.json").write_text(
+            json.dumps({"args": vars(args) | {"out": str(args.out)}, "rounds": rounds}, indent=1)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

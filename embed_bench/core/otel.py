@@ -1,0 +1,99 @@
+"""OpenTelemetry tracing, off unless asked for: whether it was asked for, and its tracer provider.
+
+Traces are turned on by Locust's own ``--otel`` flag or by the standard OTEL_* variables that name
+where spans go (``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``
+turn them off whatever else is set. Nothing is imported, built or sent otherwise: the
+OpenTelemetry SDK is an optional extra (``embed-bench[otel]``) and a run without tracing never
+loads it.
+
+Why the SDK and its exporters rather than spans of our own: the OTLP wire format, batching,
+sampling (``OTEL_TRACES_SAMPLER``), resource attributes (``OTEL_SERVICE_NAME``,
+``OTEL_RESOURCE_ATTRIBUTES``), headers and timeouts (``OTEL_EXPORTER_OTLP_*``) and the W3C
+``traceparent`` format are the specification's, and every collector, Jaeger and Tempo read them as
+the SDK writes them.
+
+The exporter protocol defaults to ``http/protobuf`` (the specification's default; the extra
+installs that exporter). ``grpc`` works where ``opentelemetry-exporter-otlp-proto-grpc`` is
+installed; any other value is an error that names the variable. Locust-free: the Locust side
+(``embed_bench.load.tracing``) and the tests use it as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+PROTOCOLS = ("http/protobuf", "grpc")
+EXTRA_HINT = "install the tracing extra: pip install 'embed-bench[otel]'"
+
+
+class TracingSetupError(ValueError):
+    """Tracing was asked for but cannot work as configured; the message says what to change."""
+
+
+def _exporter_names(env: Mapping[str, str]) -> list[str]:
+    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    return [name for name in names if name] or ["otlp"]
+
+
+def tracing_requested(flag: bool, env: Mapping[str, str] | None = None) -> bool:
+    """Whether spans are wanted: ``--otel`` or an OTEL_* variable that says where they go, unless
+    the SDK is disabled or the traces exporter is ``none``."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if "OTEL_TRACES_EXPORTER" in env:
+        return _exporter_names(env) != ["none"]
+    return flag or any(env.get(name, "").strip() for name in ENDPOINT_VARIABLES)
+
+
+def _span_exporter(name: str, env: Mapping[str, str]) -> Any:
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise TracingSetupError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none")
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    protocol = (protocol or "http/protobuf").strip().lower()
+    if protocol not in PROTOCOLS:
+        raise TracingSetupError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol {protocol!r}; use http/protobuf or grpc"
+        )
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as error:
+        package = "opentelemetry-exporter-otlp-proto-" + ("grpc" if protocol == "grpc" else "http")
+        raise TracingSetupError(f"OTLP over {protocol} needs {package}: {EXTRA_HINT}") from error
+    return OTLPSpanExporter()  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
+
+
+def tracer_provider(
+    service_name: str, env: Mapping[str, str] | None = None, exporters: list[Any] | None = None
+):
+    """A TracerProvider for this process, its spans batched to the exporters ``OTEL_TRACES_EXPORTER``
+    names (or to ``exporters``, which tests pass: the SDK's in-memory exporter). ``service_name``
+    unless ``OTEL_SERVICE_NAME`` names the service; the sampler is the SDK's (``OTEL_TRACES_SAMPLER``)."""
+    env = os.environ if env is None else env
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    except ImportError as error:
+        raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {EXTRA_HINT}") from error
+    attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    if exporters is not None:  # given: kept synchronously, so a test reads every span at once
+        for exporter in exporters:
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return provider
+    for name in _exporter_names(env):
+        if name != "none":
+            provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, env)))
+    return provider

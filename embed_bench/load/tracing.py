@@ -1,0 +1,123 @@
+"""Client spans of measured requests, when tracing is on (``embed_bench.core.otel`` says when).
+
+Locust's ``--otel`` instruments ``requests``-based users only; ``EmbeddingUser`` is a
+``FastHttpUser``, so its requests are traced here: one span per measured request (warm-ups are not
+measured and get none), a W3C ``traceparent`` header on the request (the SDK's propagator, so the
+target continues the trace), and the request's cell, batch size, tokens, status and failure class
+as attributes.
+
+Off, the cost is one ``None`` check per request: :func:`tracer_of` returns None and nothing of the
+SDK is imported. On, each Locust process builds its own tracer provider once, in its first user
+(after ``--processes`` forked it), and flushes it when Locust quits. The provider is ours, not the
+global one Locust's ``--otel`` sets up for its metrics and logs, so our spans go where the OTEL_*
+variables say, over ``http/protobuf`` unless told otherwise.
+
+Spans are never made current: a user's greenlet starts and ends its span explicitly and the header
+is injected from the span's own context, so nothing depends on how context variables behave under
+gevent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, Runner
+
+from embed_bench.core.otel import TracingSetupError, tracer_provider, tracing_requested
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "embed-bench"
+_ATTRIBUTE = "_embed_bench_tracer"  # on the Environment: this process's RequestTracer, or False
+
+
+@dataclass
+class RequestTracer:
+    """This process's tracer and the few SDK names a request needs (bound once, at setup)."""
+
+    tracer: Any
+    provider: Any
+    propagator: Any
+    client_kind: Any
+    in_context: Any  # opentelemetry.trace.set_span_in_context
+    error_status: Any  # Status(StatusCode.ERROR, description)
+
+    def start(self, name: str, cell: str, inputs: int, passage_tokens: int, tokens: int, url: str) -> Any:
+        return self.tracer.start_span(
+            name,
+            kind=self.client_kind,
+            attributes={
+                "embed_bench.cell": cell,
+                "embed_bench.batch_size": inputs,
+                "embed_bench.passage_tokens": passage_tokens,
+                "embed_bench.tokens": tokens,
+                "http.request.method": "POST",
+                "url.full": url,
+            },
+        )
+
+    def headers(self, span: Any, headers: dict[str, str]) -> dict[str, str]:
+        """A copy of the user's headers with this span's ``traceparent`` (and ``tracestate``)."""
+        carrier = dict(headers)
+        self.propagator.inject(carrier, context=self.in_context(span))
+        return carrier
+
+    def end(self, span: Any, status: int, failure: str | None, lag_ms: float = 0.0) -> None:
+        """Close the span with the answer: its status, and the failure class where there is one."""
+        if status:
+            span.set_attribute("http.response.status_code", status)
+        if lag_ms:
+            span.set_attribute("embed_bench.lag_ms", lag_ms)
+        if failure is not None:
+            span.set_attribute("error.type", failure)
+            span.set_status(self.error_status(failure))
+        span.end()
+
+
+def tracer_of(environment: Environment) -> RequestTracer | None:
+    """This process's tracer, built on the first call; None when tracing is off. Raises
+    ``TracingSetupError`` when tracing is asked for but cannot work (no SDK, an unknown exporter)."""
+    found = getattr(environment, _ATTRIBUTE, None)
+    if found is not None:
+        return found or None
+    options = environment.parsed_options
+    tracer: RequestTracer | None = None
+    if tracing_requested(bool(getattr(options, "otel", False))):
+        tracer = _build(environment)
+    setattr(environment, _ATTRIBUTE, tracer or False)
+    return tracer
+
+
+def _build(environment: Environment) -> RequestTracer:
+    provider = tracer_provider(SERVICE_NAME)  # first: says clearly when the SDK is missing
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    def flush(**_: Any) -> None:
+        provider.shutdown()  # exports what is still batched
+
+    environment.events.quit.add_listener(flush)
+    log.info("tracing on: a span per measured request, traceparent on each request")
+    return RequestTracer(
+        tracer=provider.get_tracer("embed_bench.load"),
+        provider=provider,
+        propagator=TraceContextTextMapPropagator(),
+        client_kind=SpanKind.CLIENT,
+        in_context=set_span_in_context,
+        error_status=lambda failure: Status(StatusCode.ERROR, failure),
+    )
+
+
+@events.init.add_listener
+def _check_on_init(environment: Environment, runner: Runner | None = None, **_kwargs: Any) -> None:
+    """Set tracing up as a process starts (a master sends no requests: none there), so a setting
+    that cannot work stops the run with its reason instead of failing every user."""
+    if runner is None or isinstance(runner, MasterRunner):
+        return
+    try:
+        tracer_of(environment)
+    except TracingSetupError as error:
+        raise SystemExit(f"error: tracing: {error}") from None

@@ -1,0 +1,229 @@
+"""The server's side of a trace: it continues the client's W3C ``traceparent`` (OpenTelemetry SDK).
+
+Off unless ``serve --otel`` (``EMBED_BENCH_OTEL=1``) or the standard OTEL_* variables that say where
+spans go (``OTEL_TRACES_EXPORTER``, ``OTEL_EXPORTER_OTLP_ENDPOINT``,
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``
+keep it off. Off, nothing of the SDK is imported and each request pays one ``None`` check.
+
+On, an embedding request becomes a server span, child of the client's span, with children:
+
+- ``parse``: the JSON body read and validated;
+- ``tokenize``: the inputs to token ids (request threads, in parallel: the CPU's tokenizer);
+- ``queue wait``: admission to the first forward pass that took one of its inputs;
+- ``forward pass``: the first pass to the last result, linked to each ``embed pass`` span it joined;
+- ``encode``: the vectors to the JSON answer.
+
+The batcher thread makes one ``embed pass`` span per forward pass, the root of a trace of its own
+(a pass serves many requests and belongs to none of them), with a link to every request that
+shared it: to the client's span when the request carried a ``traceparent`` (as OpenTelemetry's
+messaging conventions link a batch to each message's creator), else to the request's server span.
+Its attributes are the pass's inputs, requests, real and padded tokens.
+
+The tracer provider is built here rather than shared with ``embed_bench.core.otel`` because the
+server imports nothing of embed-bench (it is deployed alone); the rules are the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "embed-bench-target"
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+EXTRA_HINT = "install the tracing extra: pip install 'embed-bench[otel]'"
+
+
+class TracingSetupError(ValueError):
+    """Tracing was asked for but cannot work as configured; the message says what to change."""
+
+
+def _exporter_names(env: Mapping[str, str]) -> list[str]:
+    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
+    return [name for name in names if name] or ["otlp"]
+
+
+def tracing_requested(flag: bool, env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if "OTEL_TRACES_EXPORTER" in env:
+        return _exporter_names(env) != ["none"]
+    return flag or any(env.get(name, "").strip() for name in ENDPOINT_VARIABLES)
+
+
+def _span_exporter(name: str, env: Mapping[str, str]) -> Any:
+    if name == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise TracingSetupError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none")
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    protocol = (protocol or "http/protobuf").strip().lower()
+    try:
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        elif protocol == "http/protobuf":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        else:
+            raise TracingSetupError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol {protocol!r}; use http/protobuf or grpc"
+            )
+    except ImportError as error:
+        raise TracingSetupError(f"OTLP over {protocol} needs its exporter package: {EXTRA_HINT}") from error
+    return OTLPSpanExporter()  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
+
+
+def tracer_provider(env: Mapping[str, str] | None = None) -> Any:
+    """A TracerProvider batching spans to the exporters ``OTEL_TRACES_EXPORTER`` names (default otlp)."""
+    env = os.environ if env is None else env
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME as SERVICE_NAME_KEY
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as error:
+        raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {EXTRA_HINT}") from error
+    attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME_KEY: SERVICE_NAME}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for name in _exporter_names(env):
+        if name != "none":
+            provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, env)))
+    return provider
+
+
+@dataclass
+class RequestTrace:
+    """One request's server span and what its children need; ``link`` is what a pass links to."""
+
+    tracing: ServerTracing
+    span: Any
+    context: Any  # the server span as a parent context
+    link: Any  # SpanContext: the client's span, else this server span
+    passes: list[Any] = field(default_factory=list)  # SpanContexts of the passes it joined
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[Any]:
+        """A child span around a block of this request thread's own work."""
+        span = self.tracing.tracer.start_span(name, context=self.context)
+        try:
+            yield span
+        except BaseException as error:
+            span.set_status(self.tracing.error_status(f"{type(error).__name__}: {error}"))
+            raise
+        finally:
+            span.end()
+
+    def interval(self, name: str, start_perf: float, end_perf: float, links: Sequence[Any] = ()) -> None:
+        """A child span over a stretch the batcher measured (``time.perf_counter`` seconds)."""
+        tracing = self.tracing
+        span = tracing.tracer.start_span(
+            name,
+            context=self.context,
+            links=[tracing.link(context) for context in links],
+            start_time=tracing.epoch_ns(start_perf),
+        )
+        span.end(end_time=tracing.epoch_ns(end_perf))
+
+    def finish(self, status: int) -> None:
+        self.span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self.span.set_status(self.tracing.error_status(f"HTTP {status}"))
+        self.span.end()
+
+
+class ServerTracing:
+    """The server's tracer: request spans from route threads, pass spans from the batcher thread."""
+
+    def __init__(self, provider: Any) -> None:
+        from opentelemetry.trace import (
+            Link,
+            SpanKind,
+            Status,
+            StatusCode,
+            get_current_span,
+            set_span_in_context,
+        )
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.provider = provider
+        self.tracer = provider.get_tracer("target_server")
+        self.propagator = TraceContextTextMapPropagator()
+        self.link = Link
+        self._server_kind = SpanKind.SERVER
+        self._in_context = set_span_in_context
+        self._span_of = get_current_span
+        self.error_status = lambda description: Status(StatusCode.ERROR, description)
+        # perf_counter seconds (the batcher's clock) to epoch nanoseconds (the spans' clock)
+        self._offset_ns = time.time_ns() - time.perf_counter_ns()
+
+    @classmethod
+    def configured(cls, flag: bool) -> ServerTracing | None:
+        """From ``--otel`` and the environment; None when tracing is off."""
+        if not tracing_requested(flag):
+            return None
+        tracing = cls(tracer_provider())
+        log.info("tracing on: spans continue each request's traceparent; a span per forward pass")
+        return tracing
+
+    def epoch_ns(self, perf_s: float) -> int:
+        return int(perf_s * 1e9) + self._offset_ns
+
+    def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
+        """The server span of one request, continuing the client's trace if it sent ``traceparent``."""
+        parent = self.propagator.extract(headers)
+        span = self.tracer.start_span(
+            f"{method} {route}",
+            context=parent,
+            kind=self._server_kind,
+            attributes={"http.request.method": method, "http.route": route},
+        )
+        remote = self._span_of(parent).get_span_context()
+        link = remote if remote.is_valid else span.get_span_context()
+        return RequestTrace(self, span, self._in_context(span), link)
+
+    def forward_pass(self, part: Sequence[Any], seconds: float) -> None:
+        """One ``embed pass`` span, ending now, linked to every traced request with an input in
+        ``part`` (the batcher's entries); each request learns the pass it joined."""
+        traces: dict[int, RequestTrace] = {}
+        for entry in part:
+            trace = entry.job.trace
+            if trace is not None:
+                traces.setdefault(id(trace), trace)
+        if not traces:
+            return  # a warm-up pass: nobody asked for it
+        tokens = sum(entry.length for entry in part)
+        padded = max(entry.length for entry in part) * len(part)
+        end = time.time_ns()
+        span = self.tracer.start_span(
+            "embed pass",
+            links=[self.link(trace.link) for trace in traces.values()],
+            start_time=end - int(seconds * 1e9),
+            attributes={
+                "embed.pass.inputs": len(part),
+                "embed.pass.requests": len({id(entry.job) for entry in part}),
+                "embed.pass.tokens": tokens,
+                "embed.pass.padded_tokens": padded,
+            },
+        )
+        span.end(end_time=end)
+        context = span.get_span_context()
+        for trace in traces.values():
+            trace.passes.append(context)
+
+    def close(self) -> None:
+        self.provider.shutdown()  # exports what is still batched
+
+
+NO_TRACE = contextlib.nullcontext()
+
+
+def step(trace: RequestTrace | None, name: str) -> contextlib.AbstractContextManager[Any]:
+    """``trace.step(name)``, or a context that does nothing when the request is not traced."""
+    return NO_TRACE if trace is None else trace.step(name)

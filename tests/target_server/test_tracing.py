@@ -1,0 +1,169 @@
+"""The server continues the client's trace: request spans under the client's, one span per forward
+pass that links every request it served (the SDK's in-memory exporter, the real app and batcher)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from target_server import create_app, service_of
+from target_server.cli import check_tracing
+from target_server.tracing import ServerTracing, tracer_provider, tracing_requested
+
+REQUESTS = 4
+
+
+def in_memory() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+@pytest.fixture
+def traced_app() -> Iterator[tuple]:
+    """The real app on ``null:8`` with the timeout batcher: requests sent together share one pass."""
+    provider, exporter = in_memory()
+    app = create_app(
+        {"model": "null:8", "warmup": False, "batching": "timeout", "batch_timeout_s": 0.5},
+        tracing=ServerTracing(provider),
+    )
+    yield app, exporter
+    service_of(app).close()
+
+
+def send_together(app, path: str, body: dict) -> tuple[list, list[int]]:
+    """``REQUESTS`` requests at once, each under a client span whose ``traceparent`` it carries."""
+    client_provider, client_exporter = in_memory()
+    tracer = client_provider.get_tracer("test client")
+    propagator = TraceContextTextMapPropagator()
+    barrier = threading.Barrier(REQUESTS)
+    statuses: list[int] = []
+
+    def one(index: int) -> None:
+        span = tracer.start_span(f"client {index}", kind=SpanKind.CLIENT)
+        headers: dict[str, str] = {}
+        propagator.inject(headers, context=set_span_in_context(span))
+        barrier.wait()
+        response = app.test_client().post(path, json=body, headers=headers)
+        statuses.append(response.status_code)
+        span.end()
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(REQUESTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return list(client_exporter.get_finished_spans()), statuses
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/embed", {"texts": ["a passage to embed", "another one"]}),
+     ("/v1/embeddings", {"input": ["a passage to embed", "another one"], "model": "null:8"})],
+)  # fmt: skip
+def test_one_pass_span_links_the_client_spans_of_the_requests_it_served(traced_app, path, body) -> None:
+    app, exporter = traced_app
+    clients, statuses = send_together(app, path, body)
+    assert statuses == [200] * REQUESTS
+    spans = list(exporter.get_finished_spans())
+    passes = [span for span in spans if span.name == "embed pass"]
+    assert len(passes) == 1, [span.name for span in spans]  # the timeout batcher took all four at once
+    (pass_span,) = passes
+    client_contexts = {(span.context.trace_id, span.context.span_id) for span in clients}
+    linked = {(link.context.trace_id, link.context.span_id) for link in pass_span.links}
+    assert linked == client_contexts and len(linked) == REQUESTS
+    assert pass_span.attributes["embed.pass.requests"] == REQUESTS
+    assert pass_span.attributes["embed.pass.inputs"] == 2 * REQUESTS
+    assert pass_span.parent is None  # a pass is no one request's: the root of its own trace
+
+    # Each request's server span continues its client's trace, with its steps as children.
+    servers = [span for span in spans if span.kind == SpanKind.SERVER]
+    assert {(span.context.trace_id, span.parent.span_id) for span in servers} == client_contexts
+    assert all(span.name == f"POST {path}" for span in servers)
+    assert all(span.attributes["http.response.status_code"] == 200 for span in servers)
+    for server in servers:
+        children = {
+            span.name: span
+            for span in spans
+            if span.parent is not None and span.parent.span_id == server.context.span_id
+        }
+        assert set(children) == {"parse", "tokenize", "queue wait", "forward pass", "encode"}
+        assert server.attributes["embed.inputs"] == 2
+        # The request's pass step links back to the pass span, and follows its queue wait.
+        assert [link.context.span_id for link in children["forward pass"].links] == [
+            pass_span.context.span_id
+        ]
+        assert children["queue wait"].end_time <= children["forward pass"].start_time + 1000
+        assert children["parse"].end_time <= children["tokenize"].start_time
+        assert children["forward pass"].end_time <= children["encode"].start_time
+
+
+def test_a_request_without_traceparent_starts_a_trace_the_pass_links(traced_app) -> None:
+    app, exporter = traced_app
+    assert app.test_client().post("/embed", json={"texts": ["no trace header"]}).status_code == 200
+    spans = list(exporter.get_finished_spans())
+    (server,) = [span for span in spans if span.kind == SpanKind.SERVER]
+    (pass_span,) = [span for span in spans if span.name == "embed pass"]
+    assert server.parent is None
+    assert [link.context.span_id for link in pass_span.links] == [server.context.span_id]
+
+
+def test_a_refused_request_ends_its_span_with_the_status(traced_app) -> None:
+    app, exporter = traced_app
+    assert app.test_client().post("/embed", json={"texts": []}).status_code == 400
+    (server,) = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
+    assert server.attributes["http.response.status_code"] == 400
+    assert not [span for span in exporter.get_finished_spans() if span.name == "embed pass"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "wanted"),
+    [
+        (False, {}, False),
+        (True, {}, True),
+        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        (False, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        (False, {"OTEL_TRACES_EXPORTER": "console"}, True),
+        (True, {"OTEL_TRACES_EXPORTER": "none"}, False),
+        (True, {"OTEL_SDK_DISABLED": "true"}, False),
+        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "TRUE"}, False),
+    ],
+)
+def test_tracing_is_off_unless_asked_for(flag, env, wanted) -> None:
+    assert tracing_requested(flag, env) is wanted
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_an_error_that_names_it(monkeypatch, env, named) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    error = check_tracing(True)
+    assert error is not None and named in error
+    with pytest.raises(ValueError, match=named):
+        tracer_provider(env)
+
+
+def test_without_otel_settings_the_server_traces_nothing(monkeypatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    app = create_app({"model": "null:8", "warmup": False})
+    try:
+        service = service_of(app)
+        assert service.tracing is None and service.batcher.tracing is None
+        assert app.test_client().post("/embed", json={"texts": ["x"]}).status_code == 200
+    finally:
+        service_of(app).close()
