@@ -512,7 +512,8 @@ class Progress:
             # A capacity search adds steps as it goes: past the grid's cells, no total and no ETA.
             searching = number > self.total
             step = steps.get((record.cell.name, record.repeat)) if searching else None
-            if counted and searching and self.searching and step is None and not final:
+            waiting = counted and searching and self.searching and step is None and not record.drew_nothing
+            if waiting and not final:
                 continue  # its p95 is being computed: show the line once it is in capacity.json
             self.shown[number] = counted
             label = "confirmation " if step is not None and step.get("confirmation") else ""
@@ -523,6 +524,10 @@ class Progress:
                 self.write(f"{name}: running")
                 continue
             took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
+            if record.drew_nothing:
+                again = "; the step runs again, twice as long" if searching and self.searching else ""
+                self.write(f"{name}: {record.outcome()}{again}")
+                continue
             verdict = f", {step_verdict(step, steps.get('slo'))}" if step is not None else ""
             eta = "" if searching else self.eta(records, done)
             self.write(f"{name}: {record.outcome()}{took}{verdict}{eta}")
@@ -655,8 +660,13 @@ class Outcome:
 
     @property
     def empty(self) -> list[CellRecord]:
-        """Cells that completed no measured request at all."""
-        return [record for record in self.records if not record.completed]
+        """Cells that completed no measured request at all (a rate cell that drew no arrival had
+        nothing due: it is not among them)."""
+        return [record for record in self.records if not record.completed and not record.drew_nothing]
+
+    @property
+    def drew_nothing(self) -> list[CellRecord]:
+        return [record for record in self.records if record.drew_nothing]
 
     @property
     def cut_short(self) -> list[CellRecord]:
@@ -705,6 +715,11 @@ class Outcome:
             if records:
                 listed = "; ".join(f"{r.cell.name}: {r.outcome()}" for r in records)
                 lines.append(f"{len(records)} cell(s) {label}: {listed}")
+        if self.drew_nothing:
+            listed = "; ".join(record.cell.name for record in self.drew_nothing)
+            lines.append(
+                f"{len(self.drew_nothing)} rate cell(s) drew no arrival, so nothing was due: {listed}"
+            )
         if self.not_walked:
             lines.append(f"{self.not_walked} cell(s) not walked")
         if self.workers_lost:

@@ -11,7 +11,9 @@ Once the bracket has converged, the search asks for confirmation steps (0.85x, 1
 twice): each is a rate cell like a search step, but lasts long enough for 200 requests
 (``confirmation_duration_s``: no 60 s cap, at most 10 minutes). A rate tried twice runs as a repeat of
 its cell (the same name, ``repeat`` 1, 2, ... in the records and cells.csv), so the report tells the
-steps apart. ``capacity.json`` keeps the search's steps under ``steps`` (they give the point estimate),
+steps apart. A step whose arrivals drew none (Poisson arrivals at a low rate over a short step: at a
+mean of 4, one step in 55) gives no evidence, so it runs again as a repeat, twice as long, up to
+``MAX_EMPTY_STRETCH`` times its duration; only then does the search end, saying how to lengthen it. ``capacity.json`` keeps the search's steps under ``steps`` (they give the point estimate),
 the confirmation steps under ``confirmation``, and the interval (``interval``: the bounds, the rates
 that straddle the target, each rate's pooled p95 and its 95% bounds) beside them; a run.json written
 before the interval existed simply lacks those keys.
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 _CELL, _REPEAT, _WARMUP, _TOKENS, _OK, _LATENCY, _DROPPED = 0, 1, 2, 9, 12, 17, 19
 _PLANNED = REQUEST_RECORD_COLUMNS.index("planned_at")
 
+# A step that drew no arrival runs again at 2x, 4x, 8x its duration before the search gives up.
+MAX_EMPTY_STRETCH = 8.0
+
 
 def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
@@ -66,11 +71,15 @@ class CapacityRun:
         self.repeat = 0  # the repeat of the step next_step() proposed last
         self.finished = False
         self.progress: list[dict] = []  # capacity.json's ``progress`` while the search runs
+        self.stretch: dict[float, float] = {}  # a rate's step duration factor after empty steps
 
     def step_cell(self, rate: float, confirming: bool) -> RateCell:
         """The rate cell of a step: a search step as the spec sizes it, a confirmation step long
         enough for 200 requests (at most 10 minutes)."""
         cell = self.spec.step(rate)
+        factor = self.stretch.get(cell.request_rate, 1.0)
+        if factor != 1.0:
+            cell = dataclasses.replace(cell, duration_s=cell.duration_s * factor)
         if confirming:
             cell = dataclasses.replace(cell, duration_s=confirmation_duration_s(rate, cell.duration_s))
         return cell
@@ -91,16 +100,23 @@ class CapacityRun:
             if kept is not None and not row[_WARMUP]:
                 kept.append(row)
 
-    def measured(self, name: str, repeat: int = 0, start_s: float | None = None) -> bool:
-        """Record the step's result; True when it was a step of this search. ``start_s``: the step's
-        start (its cells.csv ``start``); its goodput is over its arrival span from there, as the
-        report has it (``embed_bench.core.rate_span``; a step of one request: its nominal duration)."""
+    def measured(
+        self, name: str, repeat: int = 0, start_s: float | None = None, planned: int | None = None
+    ) -> bool:
+        """Record the step's result; True when it was a step of this search (or an empty one that runs
+        again). ``start_s``: the step's start (its cells.csv ``start``); its goodput is over its arrival
+        span from there, as the report has it (``embed_bench.core.rate_span``; a step of one request:
+        its nominal duration). ``planned``: the arrivals the step drew (cells.csv ``planned``); 0 means
+        nothing was due, so the step runs again, longer."""
         cell = self.steps.get((name, repeat))
         rate = self.search.next_rate()
         if cell is None or rate is None or round_rate(rate) != cell.request_rate:
             return False
         rows = self.rows.pop((name, repeat), [])
-        if not rows:  # cut before anything was due, or its records never arrived: nothing to learn
+        if not rows:
+            if planned == 0:  # its arrivals drew none: no evidence either way
+                return self._run_longer(cell)
+            # its records never arrived: nothing to learn
             logger.error("capacity step %s has no request records; the search ends here", name)
             return False
         sent = [row for row in rows if not row[_DROPPED]]
@@ -128,6 +144,30 @@ class CapacityRun:
             step.success_pct,
             len(rows),
             "meets the target" if step.meets(self.search.target) else "misses the target",
+        )
+        return True
+
+    def _run_longer(self, cell: RateCell) -> bool:
+        """A step that drew no arrival: the next step is the same rate for twice as long (True), or,
+        past ``MAX_EMPTY_STRETCH``, the search ends (False) saying what to change."""
+        factor = self.stretch.get(cell.request_rate, 1.0) * 2
+        if factor > MAX_EMPTY_STRETCH:
+            logger.error(
+                "capacity step %s drew no arrival in %g s, after runs of %g times its length; the search "
+                "ends here: lengthen --capacity-step-s or raise --capacity-start-rate",
+                cell.name,
+                cell.duration_s,
+                MAX_EMPTY_STRETCH,
+            )
+            return False
+        self.stretch[cell.request_rate] = factor
+        logger.warning(
+            "capacity step %s drew no arrival in %g s (Poisson arrivals, %.1f expected): it runs again "
+            "for %g s",
+            cell.name,
+            cell.duration_s,
+            cell.request_rate * cell.duration_s,
+            cell.duration_s * 2,
         )
         return True
 
@@ -179,12 +219,17 @@ class CapacityRun:
     def record(self, result: CapacityResult) -> dict:
         """``capacity.json``: what run.json's ``slo`` and ``capacity`` keys hold."""
         target = result.target
-        seen: dict[str, int] = {}
-        steps = []
-        for step in (*result.steps, *result.confirmation_steps):
-            name = self.spec.step(step.rate_per_s).name
-            steps.append(self._step(step, seen.get(name, 0)))
-            seen[name] = seen.get(name, 0) + 1
+        measured = (*result.steps, *result.confirmation_steps)
+        # each step's repeat as it ran (a step that drew no arrival took a repeat number too)
+        repeats = [entry["repeat"] for entry in self.progress]
+        if len(repeats) != len(measured):  # steps recorded without this run (tests): count them
+            seen: dict[str, int] = {}
+            repeats = []
+            for step in measured:
+                name = self.spec.step(step.rate_per_s).name
+                repeats.append(seen.get(name, 0))
+                seen[name] = seen.get(name, 0) + 1
+        steps = [self._step(step, repeat) for step, repeat in zip(measured, repeats, strict=True)]
         interval = result.interval
         return {
             "slo": {"p95_ms": target.p95_latency_ms, "success_pct": target.success_pct},

@@ -520,8 +520,21 @@ class CellRecord:
         """Planned requests that got no outcome: never sent, or cut off by the cell's end."""
         return max(0, self.planned - (self.completed or 0))
 
+    @property
+    def drew_nothing(self) -> bool:
+        """A rate cell whose arrivals drew none (Poisson at a low rate over a short cell): nothing was
+        due, so nothing is missing; a capacity search runs such a step again, longer."""
+        return (
+            not isinstance(self.cell, Cell)
+            and self.completed == 0
+            and self.planned == 0
+            and not self.workers_lost
+        )
+
     def outcome(self) -> str:
         """``0/5 ok, HTTP 404 (5)``: successes of the planned requests, what did not finish, why."""
+        if self.drew_nothing:
+            return "no arrival drawn (nothing was due)"
         parts = [f"{self.succeeded}/{self.planned} ok"]
         if self.unfinished:
             parts.append(f"{self.unfinished} unsent or unfinished")

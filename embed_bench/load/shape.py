@@ -593,7 +593,7 @@ class GridWalk:
         if not finished and record.workers_lost and done:
             finished = self._survivors_done(cell)
         if finished:
-            record.end = max(done)
+            record.end = max(record.start, max(done))  # a share with no arrival is done at once
             if isinstance(cell, RateCell):
                 self._take_shares(record)
         elif now - record.start > limit:
@@ -658,7 +658,10 @@ class GridWalk:
             log("cell %s: %s", record.cell.name, record.outcome())
             if self.capacity is not None and not self.capacity.finished:
                 self.recorder.publish()  # the rows came with the same reports as the statistics
-                if self.capacity.measured(record.cell.name, record.repeat, record.start) and not stop:
+                measured = self.capacity.measured(
+                    record.cell.name, record.repeat, record.start, record.planned
+                )
+                if measured and not stop:
                     self._append_capacity_step()
             if record is self.records[0] and all_client_errors(record) and len(self.steps) > 1:
                 logger.error(

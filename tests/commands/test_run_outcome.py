@@ -124,3 +124,37 @@ def test_a_run_with_no_successful_request_fails_with_a_summary(tmp_path: Path) -
     assert "error: no measured request succeeded" in result.stderr
     assert "measured requests: 0 of 2 planned succeeded (0.0%)" in result.stdout
     assert status(out) == "failed (no measured request succeeded)"
+
+
+def test_a_capacity_step_that_drew_no_arrival_runs_again_longer_and_the_run_completes(
+    tmp_path: Path,
+) -> None:
+    """Poisson arrivals at 0.6/s over 2 s draw none often (seed 3 draws none twice): such a step
+    is no evidence, so it runs again as its next repeat, twice as long; the run is complete, its
+    summary names the empty steps, and run.json's answer names the repeat that was measured. (A CI
+    run once ended a demo's search on such a step and failed with 'no measured request succeeded'.)"""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        "[capacity]\nbatch_size = 1\npassage_tokens = 16\nslo_p95_ms = 5000\n"
+        "start_rate = 0.3\nstep_duration_s = 2\nmax_rate = 1.2\n"
+    )
+    out = tmp_path / "run"
+    with running_double("jina_api", "--api-key", KEY) as double:
+        result = run(double.url, out, "--grid", str(grid), "--seed", "3", "--confirm-repeats", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = cells(out)
+    empty = [(row["cell"], int(row["repeat"])) for row in rows if row["planned"] == "0"]
+    assert empty, "seed 3 no longer draws an empty step: pick a seed that does"
+    for name, repeat in empty:  # each runs again as its next repeat
+        assert any(row["cell"] == name and int(row["repeat"]) == repeat + 1 for row in rows)
+        assert (
+            f"{name}: no arrival drawn (nothing was due); the step runs again, twice as long" in result.stdout
+        )
+    assert f"{len(empty)} rate cell(s) drew no arrival, so nothing was due" in result.stdout
+    assert status(out) == "completed"
+    measured = {
+        (step["cell"], step["repeat"])
+        for step in json.loads((out / "run.json").read_text())["capacity"]["steps"]
+    }
+    assert not measured & set(empty)
+    assert all(any(row["cell"] == c and int(row["repeat"]) == r for row in rows) for c, r in measured)
