@@ -19,83 +19,31 @@ shared it: to the client's span when the request carried a ``traceparent`` (as O
 messaging conventions link a batch to each message's creator), else to the request's server span.
 Its attributes are the pass's inputs, requests, real and padded tokens.
 
-The tracer provider is built here rather than shared with ``embed_bench.core.otel`` because the
-server imports nothing of embed-bench (it is deployed alone); the rules are the same.
+When tracing is on, and how the provider and its exporters are built, are
+``embed_bench.core.otel``'s rules, the load generator's too: the server imports that Locust-free
+core module and nothing else of embed-bench (the import contract in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from embed_bench.core.otel import TracingSetupError as TracingSetupError  # the CLI's error
+from embed_bench.core.otel import tracer_provider as core_tracer_provider
+from embed_bench.core.otel import tracing_requested as tracing_requested
+
 log = logging.getLogger(__name__)
 SERVICE_NAME = "embed-bench-target"
-ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-EXTRA_HINT = "install the tracing extra: pip install 'embed-bench[otel]'"
-
-
-class TracingSetupError(ValueError):
-    """Tracing was asked for but cannot work as configured; the message says what to change."""
-
-
-def _exporter_names(env: Mapping[str, str]) -> list[str]:
-    names = [name.strip().lower() for name in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")]
-    return [name for name in names if name] or ["otlp"]
-
-
-def tracing_requested(flag: bool, env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    if "OTEL_TRACES_EXPORTER" in env:
-        return _exporter_names(env) != ["none"]
-    return flag or any(env.get(name, "").strip() for name in ENDPOINT_VARIABLES)
-
-
-def _span_exporter(name: str, env: Mapping[str, str]) -> Any:
-    if name == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
-
-        return ConsoleSpanExporter()
-    if name != "otlp":
-        raise TracingSetupError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none")
-    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-    protocol = (protocol or "http/protobuf").strip().lower()
-    try:
-        if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        elif protocol == "http/protobuf":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        else:
-            raise TracingSetupError(
-                f"OTEL_EXPORTER_OTLP_PROTOCOL: unknown protocol {protocol!r}; use http/protobuf or grpc"
-            )
-    except ImportError as error:
-        raise TracingSetupError(f"OTLP over {protocol} needs its exporter package: {EXTRA_HINT}") from error
-    return OTLPSpanExporter()  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
 
 
 def tracer_provider(env: Mapping[str, str] | None = None) -> Any:
-    """A TracerProvider batching spans to the exporters ``OTEL_TRACES_EXPORTER`` names (default otlp)."""
-    env = os.environ if env is None else env
-    try:
-        from opentelemetry.sdk.resources import SERVICE_NAME as SERVICE_NAME_KEY
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    except ImportError as error:
-        raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {EXTRA_HINT}") from error
-    attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME_KEY: SERVICE_NAME}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    for name in _exporter_names(env):
-        if name != "none":
-            provider.add_span_processor(BatchSpanProcessor(_span_exporter(name, env)))
-    return provider
+    """The server's TracerProvider: ``embed_bench.core.otel``'s, named ``embed-bench-target``."""
+    return core_tracer_provider(SERVICE_NAME, env)
 
 
 @dataclass

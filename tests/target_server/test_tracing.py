@@ -15,7 +15,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from target_server import create_app, service_of
 from target_server.cli import check_tracing
-from target_server.tracing import ServerTracing, tracer_provider, tracing_requested
+from target_server.tracing import ServerTracing, tracer_provider
 
 REQUESTS = 4
 
@@ -122,23 +122,6 @@ def test_a_refused_request_ends_its_span_with_the_status(traced_app) -> None:
     (server,) = [span for span in exporter.get_finished_spans() if span.kind == SpanKind.SERVER]
     assert server.attributes["http.response.status_code"] == 400
     assert not [span for span in exporter.get_finished_spans() if span.name == "embed pass"]
-
-
-@pytest.mark.parametrize(
-    ("flag", "env", "wanted"),
-    [
-        (False, {}, False),
-        (True, {}, True),
-        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
-        (False, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
-        (False, {"OTEL_TRACES_EXPORTER": "console"}, True),
-        (True, {"OTEL_TRACES_EXPORTER": "none"}, False),
-        (True, {"OTEL_SDK_DISABLED": "true"}, False),
-        (False, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x", "OTEL_SDK_DISABLED": "TRUE"}, False),
-    ],
-)
-def test_tracing_is_off_unless_asked_for(flag, env, wanted) -> None:
-    assert tracing_requested(flag, env) is wanted
 
 
 @pytest.mark.parametrize(
