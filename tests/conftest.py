@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Fixtures that start a process, a listening server or a browser. Requesting one (even indirectly)
 # puts a test in the slow tier.
-SLOW_FIXTURES = frozenset({"spawn"})
+SLOW_FIXTURES = frozenset({"spawn", "browser"})
 
 
 class FastTierViolation(RuntimeError):
@@ -70,3 +70,20 @@ def bundled_model():
     from target_server.embedder import bundled_model_path
 
     return SentenceTransformer(bundled_model_path(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for a module's browser checks: Playwright (pip) driving Debian's
+    ``chromium`` (installed by .ci/run), never a browser download; the test skips, saying which,
+    when either is missing."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (dev group)")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield launched
+        launched.close()

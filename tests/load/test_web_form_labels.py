@@ -10,9 +10,7 @@ Screenshots go to tests/artifacts/ (gitignored); docs/screenshot_web_form.py mak
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,10 +20,6 @@ from tests.load.runs import REPO, web_ui_locust
 
 pytestmark = pytest.mark.usefixtures("spawn")
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (dev group)")
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)", allow_module_level=True)
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 DASH = "\u2014"
@@ -38,14 +32,6 @@ FIELDS = """names => Object.fromEntries(names.map(name => {
     return [name, {label: field.querySelector("label").textContent,
                    legend: legend ? legend.textContent : null, title: field.title}];
 }))"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def open_custom_parameters(page) -> None:

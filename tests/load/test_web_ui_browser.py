@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -23,10 +22,6 @@ from tests.load.runs import REPO, free_port, locust_command, locust_env, wait_fo
 
 pytestmark = pytest.mark.usefixtures("spawn")
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (dev group)")
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)", allow_module_level=True)
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 CELLS = [(1, 16, 128), (2, 16, 128)]  # (concurrency, batch size, passage tokens): seconds each on a CPU
@@ -41,14 +36,6 @@ def target_url() -> Iterator[str]:
 
     with running_target_server("--batching", "continuous") as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
