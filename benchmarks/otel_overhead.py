@@ -1,21 +1,26 @@
 """What tracing costs: the load generator and the bundled server with OpenTelemetry on and off.
 
     .venv/bin/python benchmarks/otel_overhead.py [--rounds 3] [--out DIR]
+        [--every-request | --sampler-ratio R] [--server-model null:1024 | MODEL]
 
 Both sides export for real, over OTLP/HTTP, to a sink in its own process (a bare receiver that
 answers every POST at once), so the figure includes building, batching and sending the spans:
 
 - load generator: ``loadgen.py``'s measurement (the real SelfHostedUser under GridShape, one Locust
   process, request records on) against its tiny canned endpoint, with tracing off and on
-  (``OTEL_EXPORTER_OTLP_ENDPOINT`` set: a client span and a ``traceparent`` per request), alternating;
-  requests/s and CPU ms per request of the Locust process, medians over rounds (goal >= 0.9x);
-- server: the bundled server on ``--model null:1024`` (its forward pass instant, so the per-request
-  work that tracing adds is the largest share it can be), started once without and once with tracing,
-  alternating, driven by the lean closed-loop client (``http_load.py``: no ``traceparent``, so every
-  request starts its own trace) at b=1 and b=32; requests/s, medians over rounds (goal >= 0.95x).
+  (``OTEL_EXPORTER_OTLP_ENDPOINT`` set: a client span and a ``traceparent`` per request);
+  requests/s and CPU ms per request of the Locust process (goal >= 0.9x);
+- server: the bundled server (``--server-model``; ``null:1024`` by default, its forward pass
+  instant, so the per-request work that tracing adds is the largest share it can be; the bundled
+  model for a server that computes), started once without and once with tracing, driven by the lean
+  closed-loop client (``http_load.py``: no ``traceparent``, so every request is a root the server's
+  own sampler decides on) at each batch size; requests/s (goal >= 0.95x).
 
-``--sampler-ratio R`` traces with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` at R on both
-sides (every request still carries ``traceparent``; the server follows the client's decision).
+Tracing on means embed-bench's default sampling (one trace in ten, ``embed_bench.core.otel``) unless
+``--every-request`` (``OTEL_TRACES_SAMPLER=parentbased_always_on``) or ``--sampler-ratio R``
+(``parentbased_traceidratio`` at R). Each round measures off and on back to back, in alternating
+order (off first in odd rounds, on first in even ones), so a drift of the machine's speed touches both
+alike; the summary gives the median over rounds of each round's on/off ratio, and the spread.
 
 Figures are printed and, with --out, written with the raw measurements (otel_overhead.txt/json).
 """
@@ -65,20 +70,28 @@ def start_sink() -> tuple[subprocess.Popen, str]:
     return sink, f"http://127.0.0.1:{port}"
 
 
-def traced_env(sink: str, ratio: float | None) -> dict[str, str]:
+def traced_env(sink: str, sampling: str | float | None) -> dict[str, str]:
+    """Tracing to the sink: embed-bench's default sampling (None), every request ("all"), or a ratio."""
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink}
-    if ratio is not None:
-        env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+    if sampling == "all":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
+    elif sampling is not None:
+        env |= {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": str(sampling)}
     return env
 
 
+def order(round_index: int) -> tuple[bool, bool]:
+    """Off first in odd rounds, on first in even ones."""
+    return (False, True) if round_index % 2 == 0 else (True, False)
+
+
 def loadgen_round(
-    host: str, sink: str, users: int, requests_per_user: int, ratio: float | None
+    host: str, sink: str, users: int, requests_per_user: int, sampling: str | float | None, index: int
 ) -> dict[str, dict]:
     scenario = loadgen.Scenario("tiny", loadgen.TinyConstantUser, 1, 1, 8, requests_per_user)
     figures = {}
-    for traced in (False, True):
-        for name, value in traced_env(sink, ratio).items():
+    for traced in order(index):
+        for name, value in traced_env(sink, sampling).items():
             if traced:
                 os.environ[name] = value
             else:
@@ -90,19 +103,26 @@ def loadgen_round(
             "requests_per_s": measured.requests_per_s,
             "cpu_ms_per_request": measured.cpu_ms_per_request,
         }
-    for name in traced_env(sink, ratio):
+    for name in traced_env(sink, sampling):
         os.environ.pop(name, None)
     return figures
 
 
 def server_round(
-    sink: str, batch_sizes: list[int], concurrency: int, seconds: float, ratio: float | None
+    sink: str,
+    batch_sizes: list[int],
+    concurrency: int,
+    seconds: float,
+    sampling: str | float | None,
+    index: int,
+    model: str,
 ) -> dict[str, dict]:
     texts = [f"passage number {i} " + "word " * 120 for i in range(4096)]
     figures: dict[str, dict] = {}
-    for traced in (False, True):
-        env = traced_env(sink, ratio) if traced else {"OTEL_SDK_DISABLED": "true"}
-        args = ("--model", "null:1024", "--no-warmup", "--threads", "64")
+    for traced in order(index):
+        env = traced_env(sink, sampling) if traced else {"OTEL_SDK_DISABLED": "true"}
+        # the null model needs no warm-up; a real one gets its warm-up passes (serve's own)
+        args = ("--model", model, "--threads", "64", *(("--no-warmup",) if model.startswith("null:") else ()))
         with running_target_server(*args, env=env) as url:
             for batch in batch_sizes:
                 bodies = http_load.encode_bodies(texts, batch)
@@ -124,7 +144,10 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--sampler-ratio", type=float, help="trace this share of requests (default: all)")
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--sampler-ratio", type=float, help="trace this share of requests")
+    sampling.add_argument("--every-request", action="store_true", help="trace every request")
+    parser.add_argument("--server-model", default="null:1024", help="the server's --model")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     for name in (*OTEL_VARIABLES, "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
@@ -133,14 +156,19 @@ def main() -> int:
     endpoint, host = loadgen.start_endpoint(8)
     rounds = []
     lines: list[str] = []
+    chosen: str | float | None = "all" if args.every_request else args.sampler_ratio
     try:
         for index in range(args.rounds):
             figures = {
-                "loadgen": loadgen_round(
-                    host, sink_url, args.users, args.requests_per_user, args.sampler_ratio
-                ),
+                "loadgen": loadgen_round(host, sink_url, args.users, args.requests_per_user, chosen, index),
                 "server": server_round(
-                    sink_url, args.batch_sizes, args.concurrency, args.seconds, args.sampler_ratio
+                    sink_url,
+                    args.batch_sizes,
+                    args.concurrency,
+                    args.seconds,
+                    chosen,
+                    index,
+                    args.server_model,
                 ),
             }
             rounds.append(figures)
@@ -160,27 +188,47 @@ def main() -> int:
             values.append(value)
         return statistics.median(values)
 
+    def ratio_text(on_path: list[str], off_path: list[str], goal: float) -> str:
+        each = []
+        for figures in rounds:
+            on_value, off_value = figures, figures
+            for key in on_path:
+                on_value = on_value[key]
+            for key in off_path:
+                off_value = off_value[key]
+            each.append(on_value / off_value)
+        spread = ", ".join(f"{value:.3f}" for value in each)
+        return f"{statistics.median(each):.3f}x (goal >= {goal}x; rounds: {spread})"
+
     summary = []
     off, on = median(["loadgen", "off", "requests_per_s"]), median(["loadgen", "on", "requests_per_s"])
     cpu_off, cpu_on = (
         median(["loadgen", "off", "cpu_ms_per_request"]),
         median(["loadgen", "on", "cpu_ms_per_request"]),
     )
+    loadgen_ratio = ratio_text(["loadgen", "on", "requests_per_s"], ["loadgen", "off", "requests_per_s"], 0.9)
     summary.append(
-        f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, {on:.0f} on: "
-        f"{on / off:.3f}x (goal >= 0.9x); CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on "
-        f"(requests/s by CPU: {cpu_off / cpu_on:.3f}x)"
+        f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, {on:.0f} on "
+        f"(medians): {loadgen_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on"
     )
     for batch in args.batch_sizes:
         s_off = median(["server", "off", f"b={batch}", "requests_per_s"])
         s_on = median(["server", "on", f"b={batch}", "requests_per_s"])
-        summary.append(
-            f"server (null:1024, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, {s_on:.1f} on: "
-            f"{s_on / s_off:.3f}x (goal >= 0.95x)"
+        server_ratio = ratio_text(
+            ["server", "on", f"b={batch}", "requests_per_s"],
+            ["server", "off", f"b={batch}", "requests_per_s"],
+            0.95,
         )
-    sampled = "every request traced" if args.sampler_ratio is None else f"sampler ratio {args.sampler_ratio}"
+        summary.append(
+            f"server ({args.server_model}, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, {s_on:.1f} on "
+            f"(medians): {server_ratio}"
+        )
+    sampled = {
+        "all": "every request traced",
+        None: "embed-bench's default sampling (one trace in ten)",
+    }.get(chosen, f"sampler ratio {chosen}")
     summary.append(
-        f"{sampled}; medians of {args.rounds} alternating rounds; load averages: {os.getloadavg()}"
+        f"{sampled}; {args.rounds} rounds, off and on alternating in order; load averages: {os.getloadavg()}"
     )
     for line in summary:
         print(line)

@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "embed-bench-target"
 
 
-def tracer_provider(env: Mapping[str, str] | None = None) -> Any:
+def tracer_provider(env: Mapping[str, str] | None = None, exporters: list[Any] | None = None) -> Any:
     """The server's TracerProvider: ``embed_bench.core.otel``'s, named ``embed-bench-target``."""
-    return core_tracer_provider(SERVICE_NAME, env)
+    return core_tracer_provider(SERVICE_NAME, env, exporters)
 
 
 @dataclass
@@ -123,8 +123,9 @@ class ServerTracing:
     def epoch_ns(self, perf_s: float) -> int:
         return int(perf_s * 1e9) + self._offset_ns
 
-    def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace:
-        """The server span of one request, continuing the client's trace if it sent ``traceparent``."""
+    def begin(self, headers: Mapping[str, str], method: str, route: str) -> RequestTrace | None:
+        """The server span of one request, continuing the client's trace if it sent ``traceparent``;
+        None when the sampler leaves it out (the client's decision, where it sent one)."""
         parent = self.propagator.extract(headers)
         span = self.tracer.start_span(
             f"{method} {route}",
@@ -132,6 +133,8 @@ class ServerTracing:
             kind=self._server_kind,
             attributes={"http.request.method": method, "http.route": route},
         )
+        if not span.is_recording():  # not sampled: no children, no pass link, nothing more to pay
+            return None
         remote = self._span_of(parent).get_span_context()
         link = remote if remote.is_valid else span.get_span_context()
         return RequestTrace(self, span, self._in_context(span), link)

@@ -13,6 +13,16 @@ sampling (``OTEL_TRACES_SAMPLER``), resource attributes (``OTEL_SERVICE_NAME``,
 ``traceparent`` format are the specification's, and every collector, Jaeger and Tempo read them as
 the SDK writes them.
 
+Sampling: ``OTEL_TRACES_SAMPLER`` (and ``OTEL_TRACES_SAMPLER_ARG``) as the specification names
+them; unset, embed-bench samples one trace in ten (``parentbased_traceidratio`` at
+``DEFAULT_SAMPLE_RATIO``), so tracing keeps the load generator at 0.9x its requests/s and the server at
+0.95x its throughput (docs/guides/observability.md has the measured figures; every request traced
+cost the load generator 0.58x at its ceiling: the SDK spends about as much CPU on a span as the
+generator spends on its request). Parent-based: the server records exactly the requests the client
+sampled. Every sampler here also records a root span whose links include a sampled span (the
+server's ``embed pass``, a trace of its own linked to the requests it served), so a sampled request
+always finds its pass.
+
 The exporter protocol defaults to ``http/protobuf`` (the specification's default; the extra
 installs that exporter). ``grpc`` works where ``opentelemetry-exporter-otlp-proto-grpc`` is
 installed; any other value is an error that names the variable. Locust-free: the Locust side
@@ -28,6 +38,15 @@ from typing import Any
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 PROTOCOLS = ("http/protobuf", "grpc")
 EXTRA_HINT = "install the tracing extra: pip install 'embed-bench[otel]'"
+DEFAULT_SAMPLE_RATIO = 0.1  # one trace in ten when OTEL_TRACES_SAMPLER is unset (see above)
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
 
 
 class TracingSetupError(ValueError):
@@ -74,12 +93,73 @@ def _span_exporter(name: str, env: Mapping[str, str]) -> Any:
     return OTLPSpanExporter()  # endpoint, headers, timeout: the OTEL_EXPORTER_OTLP_* variables
 
 
+def _ratio(env: Mapping[str, str]) -> float:
+    """``OTEL_TRACES_SAMPLER_ARG`` for the ratio samplers (1.0 when unset, as the SDK has it)."""
+    text = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    if not text:
+        return 1.0
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        raise TracingSetupError(f"OTEL_TRACES_SAMPLER_ARG: {text!r} is not a ratio from 0 to 1")
+    return ratio
+
+
+def sampler(env: Mapping[str, str]) -> Any:
+    """The sampler ``OTEL_TRACES_SAMPLER`` names (embed-bench's one-in-ten default when unset), which
+    also records a root span linked to a sampled span. An unknown name is an error naming the
+    variable (the SDK would warn and trace everything)."""
+    from opentelemetry.sdk.trace import sampling
+
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if not name:
+        inner: Any = sampling.ParentBased(sampling.TraceIdRatioBased(DEFAULT_SAMPLE_RATIO))
+    elif name not in SAMPLERS:
+        raise TracingSetupError(
+            f"OTEL_TRACES_SAMPLER: unknown sampler {name!r}; use one of {', '.join(SAMPLERS)}"
+        )
+    elif name == "traceidratio":
+        inner = sampling.TraceIdRatioBased(_ratio(env))
+    elif name == "parentbased_traceidratio":
+        inner = sampling.ParentBased(sampling.TraceIdRatioBased(_ratio(env)))
+    else:
+        inner = {
+            "always_on": sampling.ALWAYS_ON,
+            "always_off": sampling.ALWAYS_OFF,
+            "parentbased_always_on": sampling.DEFAULT_ON,
+            "parentbased_always_off": sampling.DEFAULT_OFF,
+        }[name]
+    return _follow_sampled_links(inner)
+
+
+def _follow_sampled_links(inner: Any) -> Any:
+    """``inner``, except that a root span with a sampled link is recorded and sampled."""
+    from opentelemetry.sdk.trace import sampling
+    from opentelemetry.trace import get_current_span
+
+    class FollowSampledLinks(sampling.Sampler):
+        def should_sample(
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+        ):
+            root = not get_current_span(parent_context).get_span_context().is_valid
+            if root and links and any(link.context.trace_flags.sampled for link in links):
+                return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, attributes)
+            return inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+        def get_description(self) -> str:
+            return f"FollowSampledLinks{{{inner.get_description()}}}"
+
+    return FollowSampledLinks()
+
+
 def tracer_provider(
     service_name: str, env: Mapping[str, str] | None = None, exporters: list[Any] | None = None
 ):
     """A TracerProvider for this process, its spans batched to the exporters ``OTEL_TRACES_EXPORTER``
     names (or to ``exporters``, which tests pass: the SDK's in-memory exporter). ``service_name``
-    unless ``OTEL_SERVICE_NAME`` names the service; the sampler is the SDK's (``OTEL_TRACES_SAMPLER``)."""
+    unless ``OTEL_SERVICE_NAME`` names the service; the sampler is :func:`sampler`'s."""
     env = os.environ if env is None else env
     try:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -88,7 +168,7 @@ def tracer_provider(
     except ImportError as error:
         raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {EXTRA_HINT}") from error
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler(env))
     if exporters is not None:  # given: kept synchronously, so a test reads every span at once
         for exporter in exporters:
             provider.add_span_processor(SimpleSpanProcessor(exporter))

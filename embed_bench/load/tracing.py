@@ -4,7 +4,9 @@ Locust's ``--otel`` instruments ``requests``-based users only; ``EmbeddingUser``
 ``FastHttpUser``, so its requests are traced here: one span per measured request (warm-ups are not
 measured and get none), a W3C ``traceparent`` header on the request (the SDK's propagator, so the
 target continues the trace), and the request's cell, batch size, tokens, status and failure class
-as attributes.
+as attributes. The sampler (``embed_bench.core.otel.sampler``: one trace in ten unless
+``OTEL_TRACES_SAMPLER`` says otherwise) decides which spans are recorded and sent; the header carries
+its decision, so the server records the same requests.
 
 Off, the cost is one ``None`` check per request: :func:`tracer_of` returns None and nothing of the
 SDK is imported. On, each Locust process builds its own tracer provider once, in its first user
@@ -100,7 +102,10 @@ def _build(environment: Environment) -> RequestTracer:
         provider.shutdown()  # exports what is still batched
 
     environment.events.quit.add_listener(flush)
-    log.info("tracing on: a span per measured request, traceparent on each request")
+    log.info(
+        "tracing on: a span per measured request, traceparent on each request; sampler %s",
+        provider.sampler.get_description(),
+    )
     return RequestTracer(
         tracer=provider.get_tracer("embed_bench.load"),
         provider=provider,

@@ -20,8 +20,10 @@ REQUESTS_PER_USER = 4
 CLIENT_KIND, SERVER_KIND = 3, 2  # OTLP's Span.SpanKind: SPAN_KIND_CLIENT, SPAN_KIND_SERVER
 
 
-def otel_env(endpoint: str) -> dict[str, str]:
+def otel_env(endpoint: str, sampler: str | None = "parentbased_always_on") -> dict[str, str]:
+    """Tracing to the receiver; every request traced unless ``sampler`` is None (the default: one in ten)."""
     return {
+        **({"OTEL_TRACES_SAMPLER": sampler} if sampler else {}),
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "200",  # export every 200 ms, so the server's spans arrive soon
         # Locust's --otel also exports its own metrics and logs (over gRPC unless told): not here.
@@ -82,6 +84,41 @@ def test_a_traced_run_links_each_server_pass_to_the_client_spans_it_served(tmp_p
         assert span.attributes["embed.pass.requests"] == len(span.links)
         assert span.attributes["embed.pass.inputs"] == CELL[1] * len(span.links)
     assert sum(len(span.links) for span in passes) == len(requests)  # each request in exactly one pass
+
+
+def test_by_default_one_request_in_ten_is_traced_and_the_server_follows_the_clients_choice(
+    tmp_path: Path,
+) -> None:
+    """No OTEL_TRACES_SAMPLER: the client samples one trace in ten (400 measured requests: 40
+    expected; 3.4 standard deviations either side), the server records exactly the requests the
+    client sampled (their traceparent says so) and a pass span for each of them."""
+    cell = (8, 1, 16)
+    per_user = 50
+    grid = write_grid(tmp_path / "grid.toml", [cell])
+    with otlp_receiver() as receiver:
+        env = otel_env(receiver.url, sampler=None)
+        with running_target_server("--model", "null:8", "--no-warmup", env=env) as url:
+            run = run_headless(
+                "self_hosted.py", tmp_path / "run", "-H", url, "--otel", "--grid", str(grid),
+                "--requests-per-user", str(per_user), env=env,
+            )  # fmt: skip
+            assert_complete_run(run, [cell], per_user, 1, tokens_per_request=lambda b, t: b * t)
+            client_ids = {(span.trace_id, span.span_id) for span in receiver.of("embed-bench")}
+
+            def continued() -> set[tuple[str, str]]:
+                spans = receiver.of("embed-bench-target")
+                return {(span.trace_id, span.parent_span_id) for span in spans if span.kind == SERVER_KIND}
+
+            assert wait_for(lambda: client_ids <= continued(), timeout_s=20)
+            time.sleep(0.5)
+        server_spans = receiver.of("embed-bench-target")
+    assert 18 <= len(client_ids) <= 62, len(client_ids)
+    continued_ids = {
+        (s.trace_id, s.parent_span_id) for s in server_spans if s.kind == SERVER_KIND and s.parent_span_id
+    }
+    assert continued_ids == client_ids  # nothing of the unsampled requests
+    linked = set().union(*(set(s.links) for s in server_spans if s.name == "embed pass"))
+    assert client_ids <= linked
 
 
 def test_a_run_without_otel_settings_traces_nothing(tmp_path: Path) -> None:

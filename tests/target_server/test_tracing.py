@@ -150,3 +150,36 @@ def test_without_otel_settings_the_server_traces_nothing(monkeypatch) -> None:
         assert app.test_client().post("/embed", json={"texts": ["x"]}).status_code == 200
     finally:
         service_of(app).close()
+
+
+def test_the_server_records_what_the_client_sampled_and_nothing_else() -> None:
+    """The server's own sampler (parent-based, roots never sampled here): a request whose
+    ``traceparent`` says sampled gets its spans and its pass span (recorded for its sampled link);
+    one that says not sampled, or carries none, costs no span at all."""
+    exporter = InMemorySpanExporter()
+    never = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    app = create_app(
+        {"model": "null:8", "warmup": False, "batching": "none"},
+        tracing=ServerTracing(tracer_provider(never, exporters=[exporter])),
+    )
+    client = app.test_client()
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    try:
+        for headers in ({"traceparent": f"00-{trace_id}-{parent_id}-00"}, {}):
+            assert client.post("/embed", json={"texts": ["left out"]}, headers=headers).status_code == 200
+        assert exporter.get_finished_spans() == ()
+        sampled = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+        assert client.post("/embed", json={"texts": ["kept"]}, headers=sampled).status_code == 200
+    finally:
+        service_of(app).close()
+    spans = list(exporter.get_finished_spans())
+    (server,) = [span for span in spans if span.kind == SpanKind.SERVER]
+    assert (format(server.context.trace_id, "032x"), format(server.parent.span_id, "016x")) == (
+        trace_id,
+        parent_id,
+    )
+    (pass_span,) = [span for span in spans if span.name == "embed pass"]
+    assert [format(link.context.span_id, "016x") for link in pass_span.links] == [parent_id]
+    assert {span.name for span in spans} == {
+        "POST /embed", "parse", "tokenize", "queue wait", "forward pass", "encode", "embed pass",
+    }  # fmt: skip
