@@ -39,6 +39,8 @@ import sys
 import time
 from pathlib import Path
 
+import gevent
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_load
 import loadgen
@@ -136,6 +138,46 @@ def server_round(
     return figures
 
 
+def span_cost(sink: str, requests: int = 20000) -> list[str]:
+    """CPU microseconds per request of the client's span path alone (start, traceparent, end; gevent
+    patched, as in Locust), exporting for real to the sink, for each sampling: the part of the load
+    generator's CPU per request that tracing adds, without the noise of a whole run."""
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    from embed_bench.core.otel import tracer_provider
+    from embed_bench.load.tracing import RequestTracer
+
+    lines = []
+    for sampling in (0.0, None, "all"):
+        env = traced_env(sink, sampling)
+        os.environ.update(env)  # the exporter reads its endpoint from the environment
+        provider = tracer_provider("embed-bench", env)
+        tracer = RequestTracer(
+            provider.get_tracer("span cost"),
+            provider,
+            TraceContextTextMapPropagator(),
+            SpanKind.CLIENT,
+            set_span_in_context,
+            lambda failure: Status(StatusCode.ERROR, failure),
+        )
+        headers = {"Content-Type": "application/json"}
+        started = time.process_time()
+        for index in range(requests):
+            span = tracer.start("POST /embed", "b=1 t=16 c=8", 1, 16, 16, "http://127.0.0.1:8000/embed")
+            tracer.headers(span, headers)
+            tracer.end(span, 200, None, 0.0)
+            if index % 8 == 7:
+                gevent.sleep(0)  # let the batch processor's greenlet export, as Locust's loop would
+        provider.shutdown()  # the last export included
+        micros = (time.process_time() - started) / requests * 1e6
+        for name in env:
+            os.environ.pop(name, None)
+        label = {0.0: "none sampled", None: "default (one in ten)", "all": "every request"}[sampling]
+        lines.append(f"client span path, {label}: {micros:.1f} us CPU per request ({requests} requests)")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,6 +190,7 @@ def main() -> int:
     sampling.add_argument("--sampler-ratio", type=float, help="trace this share of requests")
     sampling.add_argument("--every-request", action="store_true", help="trace every request")
     parser.add_argument("--server-model", default="null:1024", help="the server's --model")
+    parser.add_argument("--only", choices=("loadgen", "server", "spans"), help="measure one side only")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     for name in (*OTEL_VARIABLES, "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
@@ -159,9 +202,15 @@ def main() -> int:
     chosen: str | float | None = "all" if args.every_request else args.sampler_ratio
     try:
         for index in range(args.rounds):
-            figures = {
-                "loadgen": loadgen_round(host, sink_url, args.users, args.requests_per_user, chosen, index),
-                "server": server_round(
+            figures = {}
+            if args.only == "spans":
+                break
+            if args.only != "server":
+                figures["loadgen"] = loadgen_round(
+                    host, sink_url, args.users, args.requests_per_user, chosen, index
+                )
+            if args.only != "loadgen":
+                figures["server"] = server_round(
                     sink_url,
                     args.batch_sizes,
                     args.concurrency,
@@ -169,12 +218,12 @@ def main() -> int:
                     chosen,
                     index,
                     args.server_model,
-                ),
-            }
+                )
             rounds.append(figures)
             line = f"round {index + 1}: " + json.dumps(figures)
             print(line, flush=True)
             lines.append(line)
+        span_lines = span_cost(sink_url) if args.only in (None, "spans") else []
     finally:
         endpoint.terminate()
         sink.terminate()
@@ -200,18 +249,21 @@ def main() -> int:
         spread = ", ".join(f"{value:.3f}" for value in each)
         return f"{statistics.median(each):.3f}x (goal >= {goal}x; rounds: {spread})"
 
-    summary = []
-    off, on = median(["loadgen", "off", "requests_per_s"]), median(["loadgen", "on", "requests_per_s"])
-    cpu_off, cpu_on = (
-        median(["loadgen", "off", "cpu_ms_per_request"]),
-        median(["loadgen", "on", "cpu_ms_per_request"]),
-    )
-    loadgen_ratio = ratio_text(["loadgen", "on", "requests_per_s"], ["loadgen", "off", "requests_per_s"], 0.9)
-    summary.append(
-        f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, {on:.0f} on "
-        f"(medians): {loadgen_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on"
-    )
-    for batch in args.batch_sizes:
+    summary = span_lines
+    if args.only not in ("server", "spans"):
+        off, on = median(["loadgen", "off", "requests_per_s"]), median(["loadgen", "on", "requests_per_s"])
+        cpu_off, cpu_on = (
+            median(["loadgen", "off", "cpu_ms_per_request"]),
+            median(["loadgen", "on", "cpu_ms_per_request"]),
+        )
+        loadgen_ratio = ratio_text(
+            ["loadgen", "on", "requests_per_s"], ["loadgen", "off", "requests_per_s"], 0.9
+        )
+        summary.append(
+            f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, "
+            f"{on:.0f} on (medians): {loadgen_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on"
+        )
+    for batch in args.batch_sizes if args.only in (None, "server") else []:
         s_off = median(["server", "off", f"b={batch}", "requests_per_s"])
         s_on = median(["server", "on", f"b={batch}", "requests_per_s"])
         server_ratio = ratio_text(
@@ -220,16 +272,20 @@ def main() -> int:
             0.95,
         )
         summary.append(
-            f"server ({args.server_model}, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, {s_on:.1f} on "
-            f"(medians): {server_ratio}"
+            f"server ({args.server_model}, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, "
+            f"{s_on:.1f} on (medians): {server_ratio}"
         )
     sampled = {
         "all": "every request traced",
         None: "embed-bench's default sampling (one trace in ten)",
     }.get(chosen, f"sampler ratio {chosen}")
-    summary.append(
-        f"{sampled}; {args.rounds} rounds, off and on alternating in order; load averages: {os.getloadavg()}"
-    )
+    if args.only != "spans":
+        summary.append(
+            f"{sampled}; {args.rounds} rounds, off and on alternating in order; "
+            f"load averages: {os.getloadavg()}"
+        )
+    else:
+        summary.append(f"load averages: {os.getloadavg()}")
     for line in summary:
         print(line)
     if args.out is not None:

@@ -48,18 +48,20 @@ class RequestTracer:
     error_status: Any  # Status(StatusCode.ERROR, description)
 
     def start(self, name: str, cell: str, inputs: int, passage_tokens: int, tokens: int, url: str) -> Any:
-        return self.tracer.start_span(
-            name,
-            kind=self.client_kind,
-            attributes={
-                "embed_bench.cell": cell,
-                "embed_bench.batch_size": inputs,
-                "embed_bench.passage_tokens": passage_tokens,
-                "embed_bench.tokens": tokens,
-                "http.request.method": "POST",
-                "url.full": url,
-            },
-        )
+        """The request's span; its attributes only where the sampler kept it (most are left out)."""
+        span = self.tracer.start_span(name, kind=self.client_kind)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "embed_bench.cell": cell,
+                    "embed_bench.batch_size": inputs,
+                    "embed_bench.passage_tokens": passage_tokens,
+                    "embed_bench.tokens": tokens,
+                    "http.request.method": "POST",
+                    "url.full": url,
+                }
+            )
+        return span
 
     def headers(self, span: Any, headers: dict[str, str]) -> dict[str, str]:
         """A copy of the user's headers with this span's ``traceparent`` (and ``tracestate``)."""
@@ -69,6 +71,8 @@ class RequestTracer:
 
     def end(self, span: Any, status: int, failure: str | None, lag_ms: float = 0.0) -> None:
         """Close the span with the answer: its status, and the failure class where there is one."""
+        if not span.is_recording():
+            return
         if status:
             span.set_attribute("http.response.status_code", status)
         if lag_ms:
