@@ -523,11 +523,11 @@ class Progress:
             if not counted:
                 self.write(f"{name}: running")
                 continue
-            took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
             if record.drew_nothing:
                 again = "; the step runs again, twice as long" if searching and self.searching else ""
                 self.write(f"{name}: {record.outcome()}{again}")
                 continue
+            took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
             verdict = f", {step_verdict(step, steps.get('slo'))}" if step is not None else ""
             eta = "" if searching else self.eta(records, done)
             self.write(f"{name}: {record.outcome()}{took}{verdict}{eta}")

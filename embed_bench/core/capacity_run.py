@@ -13,7 +13,8 @@ twice): each is a rate cell like a search step, but lasts long enough for 200 re
 its cell (the same name, ``repeat`` 1, 2, ... in the records and cells.csv), so the report tells the
 steps apart. A step whose arrivals drew none (Poisson arrivals at a low rate over a short step: at a
 mean of 4, one step in 55) gives no evidence, so it runs again as a repeat, twice as long, up to
-``MAX_EMPTY_STRETCH`` times its duration; only then does the search end, saying how to lengthen it. ``capacity.json`` keeps the search's steps under ``steps`` (they give the point estimate),
+``MAX_EMPTY_STRETCH`` times its duration; only then does the search end, saying how to lengthen it.
+``capacity.json`` keeps the search's steps under ``steps`` (they give the point estimate),
 the confirmation steps under ``confirmation``, and the interval (``interval``: the bounds, the rates
 that straddle the target, each rate's pooled p95 and its 95% bounds) beside them; a run.json written
 before the interval existed simply lacks those keys.
@@ -219,16 +220,10 @@ class CapacityRun:
     def record(self, result: CapacityResult) -> dict:
         """``capacity.json``: what run.json's ``slo`` and ``capacity`` keys hold."""
         target = result.target
+        # Each step's repeat as it ran, from the progress measured() kept in the same order (a step that
+        # drew no arrival took a repeat number too, so counting steps per name would be off).
         measured = (*result.steps, *result.confirmation_steps)
-        # each step's repeat as it ran (a step that drew no arrival took a repeat number too)
         repeats = [entry["repeat"] for entry in self.progress]
-        if len(repeats) != len(measured):  # steps recorded without this run (tests): count them
-            seen: dict[str, int] = {}
-            repeats = []
-            for step in measured:
-                name = self.spec.step(step.rate_per_s).name
-                repeats.append(seen.get(name, 0))
-                seen[name] = seen.get(name, 0) + 1
         steps = [self._step(step, repeat) for step, repeat in zip(measured, repeats, strict=True)]
         interval = result.interval
         return {
