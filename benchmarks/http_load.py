@@ -42,12 +42,20 @@ def encode_bodies(texts: list[str], batch_size: int) -> list[bytes]:
     ]
 
 
-def closed_loop(url: str, bodies: list[bytes], connections: int, offset: int, until: float) -> LoopTotals:
-    """``connections`` threads, each a keep-alive connection sending the next body when answered."""
+def closed_loop(
+    url: str,
+    bodies: list[bytes],
+    connections: int,
+    offset: int,
+    until: float,
+    traceparents: list[str] | None = None,
+) -> LoopTotals:
+    """``connections`` threads, each a keep-alive connection sending the next body when answered
+    (request n with ``traceparents[n]``, cycling, where given: a traced client's headers)."""
     parts = urlsplit(url)
     lock = threading.Lock()
     totals = LoopTotals(0, 0, 0, [], 0.0)
-    headers = {"Content-Type": "application/json"}
+    plain = {"Content-Type": "application/json"}
 
     def client(index: int) -> None:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=300)
@@ -57,6 +65,9 @@ def closed_loop(url: str, bodies: list[bytes], connections: int, offset: int, un
         while time.time() < until:
             started = time.perf_counter()
             try:
+                headers = plain
+                if traceparents:
+                    headers = {**plain, "traceparent": traceparents[n % len(traceparents)]}
                 connection.request("POST", "/embed", bodies[n % len(bodies)], headers)
                 response = connection.getresponse()
                 data = response.read()
@@ -88,12 +99,19 @@ def closed_loop(url: str, bodies: list[bytes], connections: int, offset: int, un
     return totals
 
 
-def run_load(url: str, bodies: list[bytes], concurrency: int, seconds: float, processes: int) -> LoopTotals:
+def run_load(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    processes: int,
+    traceparents: list[str] | None = None,
+) -> LoopTotals:
     """Closed loop over ``processes`` client processes (connections split evenly) until a shared deadline."""
     until = time.time() + seconds
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     if processes == 1:
-        return closed_loop(url, bodies, concurrency, 0, until)
+        return closed_loop(url, bodies, concurrency, 0, until, traceparents)
     with ProcessPoolExecutor(processes) as pool:
         parts = list(
             pool.map(
@@ -103,6 +121,7 @@ def run_load(url: str, bodies: list[bytes], concurrency: int, seconds: float, pr
                 shares,
                 range(processes),
                 [until] * processes,
+                [traceparents] * processes,
             )
         )
     return LoopTotals(

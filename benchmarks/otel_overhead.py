@@ -13,14 +13,18 @@ answers every POST at once), so the figure includes building, batching and sendi
 - server: the bundled server (``--server-model``; ``null:1024`` by default, its forward pass
   instant, so the per-request work that tracing adds is the largest share it can be; the bundled
   model for a server that computes), started once without and once with tracing, driven by the lean
-  closed-loop client (``http_load.py``: no ``traceparent``, so every request is a root the server's
-  own sampler decides on) at each batch size; requests/s (goal >= 0.95x).
+  closed-loop client (``http_load.py``), its requests carrying the ``traceparent`` headers
+  embed-bench's client sends under the same sampling (one in ten says sampled by default), at each
+  batch size; requests/s (goal >= 0.95x). The server without tracing gets the same headers.
 
 Tracing on means embed-bench's default sampling (one trace in ten, ``embed_bench.core.otel``) unless
 ``--every-request`` (``OTEL_TRACES_SAMPLER=parentbased_always_on``) or ``--sampler-ratio R``
 (``parentbased_traceidratio`` at R). Each round measures off and on back to back, in alternating
 order (off first in odd rounds, on first in even ones), so a drift of the machine's speed touches both
-alike; the summary gives the median over rounds of each round's on/off ratio, and the spread.
+alike; the summary gives the median over rounds of each round's on/off ratio, a bootstrap 95%
+interval of that median, and every round's ratio, by requests/s and by CPU per request of the
+measured process (what a CPU-bound process's requests/s follow, far less disturbed by the other
+processes on a small machine).
 
 Figures are printed and, with --out, written with the raw measurements (otel_overhead.txt/json).
 """
@@ -33,6 +37,7 @@ import locust  # noqa: F401  first: gevent monkey-patches sockets before anythin
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -40,6 +45,7 @@ import time
 from pathlib import Path
 
 import gevent
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_load
@@ -120,6 +126,7 @@ def server_round(
     model: str,
 ) -> dict[str, dict]:
     texts = [f"passage number {i} " + "word " * 120 for i in range(4096)]
+    traceparents = client_traceparents(sampling)
     figures: dict[str, dict] = {}
     for traced in order(index):
         env = traced_env(sink, sampling) if traced else {"OTEL_SDK_DISABLED": "true"}
@@ -128,39 +135,73 @@ def server_round(
         with running_target_server(*args, env=env) as url:
             for batch in batch_sizes:
                 bodies = http_load.encode_bodies(texts, batch)
-                http_load.run_load(url, bodies, concurrency, 2.0, 1)  # warm the connections and caches
-                totals = http_load.run_load(url, bodies, concurrency, seconds, 1)
+                http_load.run_load(url, bodies, concurrency, 2.0, 1, traceparents)  # warm up
+                cpu_before = server_cpu_s()
+                totals = http_load.run_load(url, bodies, concurrency, seconds, 1, traceparents)
+                cpu_s = server_cpu_s() - cpu_before
                 figures.setdefault("on" if traced else "off", {})[f"b={batch}"] = {
                     "requests": totals.requests,
                     "failures": totals.failures,
                     "requests_per_s": totals.requests / totals.seconds,
+                    "cpu_ms_per_request": 1000.0 * cpu_s / max(totals.requests, 1),
                 }
     return figures
+
+
+def median_interval(values: list[float], resamples: int = 4000, seed: int = 1) -> tuple[float, float]:
+    """A percentile-bootstrap 95% interval of the median of ``values`` (the rounds' ratios): how far
+    the machine's noise leaves the figure open. Coarse with a few rounds, but never narrower than
+    what the rounds show."""
+    chooser = random.Random(seed)
+    medians = sorted(statistics.median(chooser.choices(values, k=len(values))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def server_cpu_s() -> float:
+    """CPU seconds (user and system) of the bundled server's processes under this one (gunicorn's
+    master and worker): what a CPU-bound server's requests/s follow, less disturbed by the client and
+    other jobs sharing the machine than its wall-clock rate."""
+    total = 0.0
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if "target_server" in " ".join(child.cmdline()):
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def client_traceparents(sampling: str | float | None, count: int = 4096) -> list[str]:
+    """The ``traceparent`` headers embed-bench's client sends under ``sampling`` (its own span path,
+    so one in ten says sampled by default), which the server continues or skips as in a traced run."""
+    from embed_bench.core.otel import tracer_provider
+    from embed_bench.core.request_spans import JudgedTraceIds, request_tracer
+
+    ids = JudgedTraceIds()
+    tracer = request_tracer(tracer_provider("embed-bench", traced_env("", sampling), [], ids), ids)
+    headers = []
+    for _ in range(count):
+        span = tracer.start("POST /embed", "server benchmark", 1, 128, 128, "http://127.0.0.1/embed")
+        headers.append(tracer.headers(span, {})["traceparent"])
+        tracer.end(span, 200, None)
+    return headers
 
 
 def span_cost(sink: str, requests: int = 20000) -> list[str]:
     """CPU microseconds per request of the client's span path alone (start, traceparent, end; gevent
     patched, as in Locust), exporting for real to the sink, for each sampling: the part of the load
     generator's CPU per request that tracing adds, without the noise of a whole run."""
-    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     from embed_bench.core.otel import tracer_provider
-    from embed_bench.load.tracing import RequestTracer
+    from embed_bench.core.request_spans import JudgedTraceIds, request_tracer
 
     lines = []
     for sampling in (0.0, None, "all"):
         env = traced_env(sink, sampling)
         os.environ.update(env)  # the exporter reads its endpoint from the environment
-        provider = tracer_provider("embed-bench", env)
-        tracer = RequestTracer(
-            provider.get_tracer("span cost"),
-            provider,
-            TraceContextTextMapPropagator(),
-            SpanKind.CLIENT,
-            set_span_in_context,
-            lambda failure: Status(StatusCode.ERROR, failure),
-        )
+        ids = JudgedTraceIds()
+        provider = tracer_provider("embed-bench", env, id_generator=ids)
+        tracer = request_tracer(provider, ids)
         headers = {"Content-Type": "application/json"}
         started = time.process_time()
         for index in range(requests):
@@ -237,7 +278,9 @@ def main() -> int:
             values.append(value)
         return statistics.median(values)
 
-    def ratio_text(on_path: list[str], off_path: list[str], goal: float) -> str:
+    def ratio_text(on_path: list[str], off_path: list[str], goal: float, inverse: bool = False) -> str:
+        """The median over rounds of each round's on/off ratio (off/on with ``inverse``: CPU per
+        request, where tracing's cost shows as more), and every round's."""
         each = []
         for figures in rounds:
             on_value, off_value = figures, figures
@@ -245,9 +288,13 @@ def main() -> int:
                 on_value = on_value[key]
             for key in off_path:
                 off_value = off_value[key]
-            each.append(on_value / off_value)
+            each.append(off_value / on_value if inverse else on_value / off_value)
         spread = ", ".join(f"{value:.3f}" for value in each)
-        return f"{statistics.median(each):.3f}x (goal >= {goal}x; rounds: {spread})"
+        low, high = median_interval(each)
+        return (
+            f"{statistics.median(each):.3f}x, 95% interval {low:.3f}-{high:.3f} "
+            f"(goal >= {goal}x; rounds: {spread})"
+        )
 
     summary = span_lines
     if args.only not in ("server", "spans"):
@@ -259,9 +306,13 @@ def main() -> int:
         loadgen_ratio = ratio_text(
             ["loadgen", "on", "requests_per_s"], ["loadgen", "off", "requests_per_s"], 0.9
         )
+        loadgen_cpu = ratio_text(
+            ["loadgen", "on", "cpu_ms_per_request"], ["loadgen", "off", "cpu_ms_per_request"], 0.9, True
+        )
         summary.append(
             f"load generator (1 Locust process, {args.users} users, tiny endpoint): {off:.0f} req/s off, "
-            f"{on:.0f} on (medians): {loadgen_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on"
+            f"{on:.0f} on (medians): {loadgen_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on: "
+            f"by CPU per request {loadgen_cpu}"
         )
     for batch in args.batch_sizes if args.only in (None, "server") else []:
         s_off = median(["server", "off", f"b={batch}", "requests_per_s"])
@@ -271,9 +322,18 @@ def main() -> int:
             ["server", "off", f"b={batch}", "requests_per_s"],
             0.95,
         )
+        server_cpu = ratio_text(
+            ["server", "on", f"b={batch}", "cpu_ms_per_request"],
+            ["server", "off", f"b={batch}", "cpu_ms_per_request"],
+            0.95,
+            True,
+        )
+        cpu_off = median(["server", "off", f"b={batch}", "cpu_ms_per_request"])
+        cpu_on = median(["server", "on", f"b={batch}", "cpu_ms_per_request"])
         summary.append(
             f"server ({args.server_model}, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, "
-            f"{s_on:.1f} on (medians): {server_ratio}"
+            f"{s_on:.1f} on (medians): {server_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on: "
+            f"by CPU per request {server_cpu}"
         )
     sampled = {
         "all": "every request traced",

@@ -144,8 +144,12 @@ def _follow_sampled_links(inner: Any) -> Any:
         def should_sample(
             self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
         ):
-            root = not get_current_span(parent_context).get_span_context().is_valid
-            if root and links and any(link.context.trace_flags.sampled for link in links):
+            # links first: most spans have none, and the parent lookup is the costly part
+            if (
+                links
+                and any(link.context.trace_flags.sampled for link in links)
+                and not get_current_span(parent_context).get_span_context().is_valid  # a root
+            ):
                 return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE, attributes)
             return inner.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
@@ -156,11 +160,15 @@ def _follow_sampled_links(inner: Any) -> Any:
 
 
 def tracer_provider(
-    service_name: str, env: Mapping[str, str] | None = None, exporters: list[Any] | None = None
+    service_name: str,
+    env: Mapping[str, str] | None = None,
+    exporters: list[Any] | None = None,
+    id_generator: Any = None,
 ):
     """A TracerProvider for this process, its spans batched to the exporters ``OTEL_TRACES_EXPORTER``
     names (or to ``exporters``, which tests pass: the SDK's in-memory exporter). ``service_name``
-    unless ``OTEL_SERVICE_NAME`` names the service; the sampler is :func:`sampler`'s."""
+    unless ``OTEL_SERVICE_NAME`` names the service; the sampler is :func:`sampler`'s; the ids the
+    SDK's random ones unless ``id_generator`` is given."""
     env = os.environ if env is None else env
     try:
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -169,7 +177,9 @@ def tracer_provider(
     except ImportError as error:
         raise TracingSetupError(f"tracing needs the OpenTelemetry SDK: {EXTRA_HINT}") from error
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler(env))
+    provider = TracerProvider(
+        resource=Resource.create(attributes), sampler=sampler(env), id_generator=id_generator
+    )
     if exporters is not None:  # given: kept synchronously, so a test reads every span at once
         for exporter in exporters:
             provider.add_span_processor(SimpleSpanProcessor(exporter))

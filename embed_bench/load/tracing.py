@@ -22,7 +22,6 @@ gevent.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from locust import events
@@ -30,57 +29,11 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner
 
 from embed_bench.core.otel import TracingSetupError, tracer_provider, tracing_requested
+from embed_bench.core.request_spans import JudgedTraceIds, RequestTracer, request_tracer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "embed-bench"
 _ATTRIBUTE = "_embed_bench_tracer"  # on the Environment: this process's RequestTracer, or False
-
-
-@dataclass
-class RequestTracer:
-    """This process's tracer and the few SDK names a request needs (bound once, at setup)."""
-
-    tracer: Any
-    provider: Any
-    propagator: Any
-    client_kind: Any
-    in_context: Any  # opentelemetry.trace.set_span_in_context
-    error_status: Any  # Status(StatusCode.ERROR, description)
-
-    def start(self, name: str, cell: str, inputs: int, passage_tokens: int, tokens: int, url: str) -> Any:
-        """The request's span; its attributes only where the sampler kept it (most are left out)."""
-        span = self.tracer.start_span(name, kind=self.client_kind)
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "embed_bench.cell": cell,
-                    "embed_bench.batch_size": inputs,
-                    "embed_bench.passage_tokens": passage_tokens,
-                    "embed_bench.tokens": tokens,
-                    "http.request.method": "POST",
-                    "url.full": url,
-                }
-            )
-        return span
-
-    def headers(self, span: Any, headers: dict[str, str]) -> dict[str, str]:
-        """A copy of the user's headers with this span's ``traceparent`` (and ``tracestate``)."""
-        carrier = dict(headers)
-        self.propagator.inject(carrier, context=self.in_context(span))
-        return carrier
-
-    def end(self, span: Any, status: int, failure: str | None, lag_ms: float = 0.0) -> None:
-        """Close the span with the answer: its status, and the failure class where there is one."""
-        if not span.is_recording():
-            return
-        if status:
-            span.set_attribute("http.response.status_code", status)
-        if lag_ms:
-            span.set_attribute("embed_bench.lag_ms", lag_ms)
-        if failure is not None:
-            span.set_attribute("error.type", failure)
-            span.set_status(self.error_status(failure))
-        span.end()
 
 
 def tracer_of(environment: Environment) -> RequestTracer | None:
@@ -98,9 +51,8 @@ def tracer_of(environment: Environment) -> RequestTracer | None:
 
 
 def _build(environment: Environment) -> RequestTracer:
-    provider = tracer_provider(SERVICE_NAME)  # first: says clearly when the SDK is missing
-    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    ids = JudgedTraceIds()  # before the SDK: tracer_provider says clearly when it is missing
+    provider = tracer_provider(SERVICE_NAME, id_generator=ids)
 
     def flush(**_: Any) -> None:
         provider.shutdown()  # exports what is still batched
@@ -110,14 +62,7 @@ def _build(environment: Environment) -> RequestTracer:
         "tracing on: a span per measured request, traceparent on each request; sampler %s",
         provider.sampler.get_description(),
     )
-    return RequestTracer(
-        tracer=provider.get_tracer("embed_bench.load"),
-        provider=provider,
-        propagator=TraceContextTextMapPropagator(),
-        client_kind=SpanKind.CLIENT,
-        in_context=set_span_in_context,
-        error_status=lambda failure: Status(StatusCode.ERROR, failure),
-    )
+    return request_tracer(provider, ids)
 
 
 @events.init.add_listener

@@ -183,3 +183,60 @@ def test_the_server_records_what_the_client_sampled_and_nothing_else() -> None:
     assert {span.name for span in spans} == {
         "POST /embed", "parse", "tokenize", "queue wait", "forward pass", "encode", "embed pass",
     }  # fmt: skip
+
+
+TRACE_ID, PARENT_ID = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+
+
+@pytest.mark.parametrize(
+    ("traceparent", "unsampled"),
+    [
+        (f"00-{TRACE_ID}-{PARENT_ID}-00", True),
+        (f"00-{TRACE_ID}-{PARENT_ID}-02", True),  # random trace id flag, as embed-bench's client sends
+        (f" 00-{TRACE_ID}-{PARENT_ID}-00 ", True),
+        (f"00-{TRACE_ID}-{PARENT_ID}-01", False),
+        (f"00-{TRACE_ID}-{PARENT_ID}-03", False),
+        (None, False),
+        ("", False),
+        (f"00-{TRACE_ID.upper()}-{PARENT_ID}-00", False),  # not lowercase hex: no parent at all
+        (f"01-{TRACE_ID}-{PARENT_ID}-00", False),  # a version this shortcut does not read
+        (f"00-{'0' * 32}-{PARENT_ID}-00", False),  # invalid trace id
+        (f"00-{TRACE_ID}-{'0' * 16}-00", False),  # invalid parent id
+        (f"00-{TRACE_ID}-{PARENT_ID}-0", False),
+    ],
+)
+def test_the_shortcut_reads_an_unsampled_parent_as_the_sdk_does(traceparent, unsampled) -> None:
+    from opentelemetry.trace import get_current_span
+
+    from target_server.tracing import unsampled_parent
+
+    assert unsampled_parent(traceparent) is unsampled
+    if unsampled:  # the SDK's extract agrees: a valid remote parent, not sampled
+        found = get_current_span(TraceContextTextMapPropagator().extract({"traceparent": traceparent}))
+        assert found.get_span_context().is_valid and not found.get_span_context().trace_flags.sampled
+
+
+@pytest.mark.parametrize(
+    ("env", "drops"),
+    [
+        ({}, True),  # the default: parent-based, one root in ten
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, True),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, True),
+        ({"OTEL_TRACES_SAMPLER": "always_off"}, True),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, False),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"}, False),
+    ],
+)
+def test_unsampled_parents_are_skipped_only_where_the_sampler_drops_them_all(env, drops) -> None:
+    """With ``always_on`` the server records a request whatever its parent said, so the shortcut must
+    not apply: such a request gets its span from the SDK."""
+    exporter = InMemorySpanExporter()
+    tracing = ServerTracing(tracer_provider(env, exporters=[exporter]))
+    trace = tracing.begin({"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-02"}, "POST", "/embed")
+    if drops:
+        assert trace is None
+    else:
+        assert trace is not None
+        trace.finish(200)
+        (span,) = exporter.get_finished_spans()
+        assert f"{span.context.trace_id:032x}" == TRACE_ID and f"{span.parent.span_id:016x}" == PARENT_ID
