@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from embed_bench.core.validation import positive_number
+from reports.cost.numbers import three_figures
 from reports.cost.pricing import Price
 from reports.cost.profile import (
     DailyProfile,
@@ -72,7 +73,7 @@ class Workload:
         return self.tokens_per_day * DAYS_PER_MONTH
 
     def describe(self) -> str:
-        text = f"{self.tokens_per_day:,.0f} tokens a day, peaks of {self.peak_requests_per_s:g} requests/s"
+        text = f"{self.tokens_per_day:,.0f} tokens a day, peaks of {three_figures(self.peak_requests_per_s)} requests/s"
         if self.profile is not None:
             text += (
                 f" (a 24-hour profile, busiest at {self.profile.peak_hour}:00; "

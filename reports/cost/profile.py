@@ -46,6 +46,7 @@ from typing import Any
 
 from embed_bench.core.trace import TIME_KEYS, TraceError, hourly_profile, load_trace
 from embed_bench.core.validation import is_number, positive_number
+from reports.cost.numbers import three_figures
 from reports.errors import ReportError
 
 # The decision table's month (reports.cost.decision), restated so that neither module imports the other.
@@ -169,7 +170,7 @@ class DailyProfile:
     def describe(self) -> str:
         text = (
             f"{self.tokens_per_day:,.0f} tokens a day, {self.mean_requests_per_s:.3g} requests/s on average, "
-            f"peaks of {self.peak_requests_per_s:g} requests/s at {self.peak_hour:02d}:00"
+            f"peaks of {three_figures(self.peak_requests_per_s)} requests/s at {self.peak_hour:02d}:00"
         )
         return f"{self.description}: {text}" if self.description else text
 
@@ -366,7 +367,7 @@ def profile_of_trace(path: str | Path) -> DailyProfile:
     return DailyProfile(
         requests_per_s=load.requests_per_s,
         tokens_per_request=load.tokens_per_request,
-        description=f"trace {name} ({len(trace):,} requests; its busiest minute {load.peak_minute_requests_per_s:g} requests/s)",
+        description=f"trace {name} ({len(trace):,} requests; its busiest minute {three_figures(load.peak_minute_requests_per_s)} requests/s)",
     )
 
 

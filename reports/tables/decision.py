@@ -6,6 +6,7 @@ assumptions), so the cost stage never imports the tables."""
 from __future__ import annotations
 
 from reports.cost.decision import DecisionRow, DecisionTable
+from reports.cost.numbers import three_figures
 from reports.tables.base import Section, Table, fmt
 
 DECISION_TITLE = "Decision: the cost of this workload"
@@ -72,7 +73,7 @@ def answer(table: DecisionTable) -> str:
         text = (
             f"Cheapest measured option that meets the target: {cheapest.option} at {cheapest.price.name}, "
             f"{cheapest.monthly_cost_usd:,.2f} USD a month, "
-            f"{cheapest.effective_usd_per_million_tokens:.4f} USD per million tokens"
+            f"{three_figures(cheapest.effective_usd_per_million_tokens)} USD per million tokens"
             + (
                 f", or {cheapest.monthly_cost_autoscaled_usd:,.2f} USD a month autoscaled over the day's profile"
                 if cheapest.monthly_cost_autoscaled_usd is not None

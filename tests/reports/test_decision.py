@@ -86,7 +86,7 @@ def test_the_section_opens_with_the_answer_and_lists_the_assumptions() -> None:
     assert section.text == (
         "Workload: 1,000,000,000 tokens a day, peaks of 50 requests/s. Target: p95 <= 200 ms and success >= 99.9%. "
         "Cheapest measured option that meets the target: self-hosted g5.xlarge at self_hosted_us_east_1, "
-        "4,800.48 USD a month, 0.1579 USD per million tokens."
+        "4,800.48 USD a month, 0.158 USD per million tokens."
     )
     table = section.tables[0]
     assert table.rows[1] == (
