@@ -17,12 +17,12 @@ Sampling: ``OTEL_TRACES_SAMPLER`` (and ``OTEL_TRACES_SAMPLER_ARG``) as the speci
 them; unset, embed-bench samples one trace in ten (``parentbased_traceidratio`` at
 ``DEFAULT_SAMPLE_RATIO``), because every request traced cost the load generator 0.58x of its
 requests/s at its ceiling: the SDK spends about as much CPU on a span as the generator spends on its
-request. One in ten cost 46 us of CPU per request on the client's span path; whether whole runs keep
-the goals (0.9x load generator, 0.95x server) is not settled on the 2-core machine
-(docs/guides/observability.md has the figures). Parent-based: the server records exactly the
-requests the client sampled. Every sampler here also records a root span whose links include a sampled span (the
-server's ``embed pass``, a trace of its own linked to the requests it served), so a sampled request
-always finds its pass.
+request. The requests left out take a short path on both sides (``embed_bench.core.request_spans``
+on the client, ``target_server.tracing.unsampled_parent`` on the server); what the default costs
+each side is in docs/guides/observability.md. Parent-based: the server records exactly the
+requests the client sampled. Every sampler here also records a root span whose links include a
+sampled span (the server's ``embed pass``, a trace of its own linked to the requests it served), so
+a sampled request always finds its pass.
 
 The exporter protocol defaults to ``http/protobuf`` (the specification's default; the extra
 installs that exporter). ``grpc`` works where ``opentelemetry-exporter-otlp-proto-grpc`` is
