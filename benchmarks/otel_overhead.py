@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/otel_overhead.py [--rounds 3] [--out DIR]
         [--every-request | --sampler-ratio R] [--server-model null:1024 | MODEL]
+        [--only loadgen|server|spans|header]
 
 Both sides export for real, over OTLP/HTTP, to a sink in its own process (a bare receiver that
 answers every POST at once), so the figure includes building, batching and sending the spans:
@@ -25,6 +26,9 @@ alike; the summary gives the median over rounds of each round's on/off ratio, a 
 interval of that median, and every round's ratio, by requests/s and by CPU per request of the
 measured process (what a CPU-bound process's requests/s follow, far less disturbed by the other
 processes on a small machine).
+
+``--only header`` measures what tracing cannot avoid: the load generator with tracing off, "on"
+sending a fresh ``traceparent`` header with each request and nothing else.
 
 Figures are printed and, with --out, written with the raw measurements (otel_overhead.txt/json).
 """
@@ -91,6 +95,32 @@ def traced_env(sink: str, sampling: str | float | None) -> dict[str, str]:
 def order(round_index: int) -> tuple[bool, bool]:
     """Off first in odd rounds, on first in even ones."""
     return (False, True) if round_index % 2 == 0 else (True, False)
+
+
+class HeaderOnlyUser(loadgen.TinyConstantUser):
+    """The tiny scenario's user with tracing off but a fresh ``traceparent`` on every request (as the
+    short path writes an unsampled one): what the header alone costs the load generator."""
+
+    def request_headers(self, body: bytes) -> dict[str, str]:
+        headers = dict(super().request_headers(body))
+        headers["traceparent"] = f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-02"
+        return headers
+
+
+def header_round(host: str, users: int, requests_per_user: int, index: int) -> dict[str, dict]:
+    """``--only header``: "off" the plain tiny user, "on" the same with a ``traceparent`` header."""
+    figures = {}
+    for with_header in order(index):
+        user = HeaderOnlyUser if with_header else loadgen.TinyConstantUser
+        scenario = loadgen.Scenario("tiny", user, 1, 1, 8, requests_per_user)
+        measured = loadgen.measure(scenario, host, users, records=True)
+        figures["on" if with_header else "off"] = {
+            "requests": measured.requests,
+            "failures": measured.failures,
+            "requests_per_s": measured.requests_per_s,
+            "cpu_ms_per_request": measured.cpu_ms_per_request,
+        }
+    return figures
 
 
 def loadgen_round(
@@ -231,7 +261,12 @@ def main() -> int:
     sampling.add_argument("--sampler-ratio", type=float, help="trace this share of requests")
     sampling.add_argument("--every-request", action="store_true", help="trace every request")
     parser.add_argument("--server-model", default="null:1024", help="the server's --model")
-    parser.add_argument("--only", choices=("loadgen", "server", "spans"), help="measure one side only")
+    parser.add_argument(
+        "--only",
+        choices=("loadgen", "server", "spans", "header"),
+        help="measure one side only (header: the load generator, tracing off, with and without a "
+        "traceparent header on each request)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     for name in (*OTEL_VARIABLES, "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
@@ -246,11 +281,13 @@ def main() -> int:
             figures = {}
             if args.only == "spans":
                 break
-            if args.only != "server":
+            if args.only == "header":
+                figures["loadgen"] = header_round(host, args.users, args.requests_per_user, index)
+            elif args.only != "server":
                 figures["loadgen"] = loadgen_round(
                     host, sink_url, args.users, args.requests_per_user, chosen, index
                 )
-            if args.only != "loadgen":
+            if args.only not in ("loadgen", "header"):
                 figures["server"] = server_round(
                     sink_url,
                     args.batch_sizes,
@@ -335,10 +372,14 @@ def main() -> int:
             f"{s_on:.1f} on (medians): {server_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on: "
             f"by CPU per request {server_cpu}"
         )
-    sampled = {
-        "all": "every request traced",
-        None: "embed-bench's default sampling (one trace in ten)",
-    }.get(chosen, f"sampler ratio {chosen}")
+    sampled = (
+        "tracing off; 'on' adds a traceparent header to each request"
+        if args.only == "header"
+        else {
+            "all": "every request traced",
+            None: "embed-bench's default sampling (one trace in ten)",
+        }.get(chosen, f"sampler ratio {chosen}")
+    )
     if args.only != "spans":
         summary.append(
             f"{sampled}; {args.rounds} rounds, off and on alternating in order; "
