@@ -107,26 +107,31 @@ class HeaderOnlyUser(loadgen.TinyConstantUser):
         return headers
 
 
+def tiny_figures(user: type, host: str, users: int, requests_per_user: int) -> dict:
+    """One measurement of ``loadgen.py``'s tiny scenario with ``user``: its count and rate, and the
+    Locust process's CPU per request."""
+    scenario = loadgen.Scenario("tiny", user, 1, 1, 8, requests_per_user)
+    measured = loadgen.measure(scenario, host, users, records=True)
+    return {
+        "requests": measured.requests,
+        "failures": measured.failures,
+        "requests_per_s": measured.requests_per_s,
+        "cpu_ms_per_request": measured.cpu_ms_per_request,
+    }
+
+
 def header_round(host: str, users: int, requests_per_user: int, index: int) -> dict[str, dict]:
     """``--only header``: "off" the plain tiny user, "on" the same with a ``traceparent`` header."""
     figures = {}
     for with_header in order(index):
         user = HeaderOnlyUser if with_header else loadgen.TinyConstantUser
-        scenario = loadgen.Scenario("tiny", user, 1, 1, 8, requests_per_user)
-        measured = loadgen.measure(scenario, host, users, records=True)
-        figures["on" if with_header else "off"] = {
-            "requests": measured.requests,
-            "failures": measured.failures,
-            "requests_per_s": measured.requests_per_s,
-            "cpu_ms_per_request": measured.cpu_ms_per_request,
-        }
+        figures["on" if with_header else "off"] = tiny_figures(user, host, users, requests_per_user)
     return figures
 
 
 def loadgen_round(
     host: str, sink: str, users: int, requests_per_user: int, sampling: str | float | None, index: int
 ) -> dict[str, dict]:
-    scenario = loadgen.Scenario("tiny", loadgen.TinyConstantUser, 1, 1, 8, requests_per_user)
     figures = {}
     for traced in order(index):
         for name, value in traced_env(sink, sampling).items():
@@ -134,13 +139,9 @@ def loadgen_round(
                 os.environ[name] = value
             else:
                 os.environ.pop(name, None)
-        measured = loadgen.measure(scenario, host, users, records=True)
-        figures["on" if traced else "off"] = {
-            "requests": measured.requests,
-            "failures": measured.failures,
-            "requests_per_s": measured.requests_per_s,
-            "cpu_ms_per_request": measured.cpu_ms_per_request,
-        }
+        figures["on" if traced else "off"] = tiny_figures(
+            loadgen.TinyConstantUser, host, users, requests_per_user
+        )
     for name in traced_env(sink, sampling):
         os.environ.pop(name, None)
     return figures
