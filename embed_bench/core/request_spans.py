@@ -2,7 +2,7 @@
 keeps, only a ``traceparent`` for what it leaves out.
 
 Locust-free, so the tests and benchmarks drive it as it is; ``embed_bench.load.tracing`` builds one
-per Locust process and the users call it. Most requests are not sampled (one trace in ten by
+per Locust process and the users call it. Most requests are not sampled (one trace in twenty by
 default, ``embed_bench.core.otel``), and the SDK's path for one (a non-recording span, a context to
 inject it from, the propagator's checks, two parent lookups in the parent-based sampler) cost the load
 generator as much CPU per request as its own bookkeeping; this path asks the configured sampler
@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Any
+
+LOW_64_BITS = 2**64 - 1  # TraceIdRatioBased judges these bits of the trace id
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +70,17 @@ class RequestTracer:
     error_status: Any  # Status(StatusCode.ERROR, description)
     root: Any  # an empty Context: each request's span is a root, found without contextvars
     ids: JudgedTraceIds
+    root_bound: int | None = None  # embed_bench.core.otel.sampler's rule for roots, where it has one
 
     def start(self, name: str, cell: str, inputs: int, passage_tokens: int, tokens: int, url: str) -> Any:
         """The request's span, or an :class:`Unsampled` where the sampler leaves the request out."""
         trace_id = self.ids.generate_trace_id()
-        judged = self.provider.sampler.should_sample(self.root, trace_id, name, self.client_kind)
-        if not judged.decision.is_recording() and not judged.trace_state:
+        if self.root_bound is not None:  # the sampler's own rule for a root without links
+            sampled = trace_id & LOW_64_BITS < self.root_bound
+        else:
+            judged = self.provider.sampler.should_sample(self.root, trace_id, name, self.client_kind)
+            sampled = judged.decision.is_recording() or bool(judged.trace_state)
+        if not sampled:
             # flags 02 as the SDK writes them for a dropped root: not sampled, random trace id
             return Unsampled(f"00-{trace_id:032x}-{self.ids.generate_span_id():016x}-02")
         self.ids.judged = trace_id
@@ -130,4 +137,5 @@ def request_tracer(provider: Any, ids: JudgedTraceIds) -> RequestTracer:
         error_status=lambda failure: Status(StatusCode.ERROR, failure),
         root=Context(),
         ids=ids,
+        root_bound=getattr(provider.sampler, "root_bound", None),
     )

@@ -4,7 +4,7 @@ Locust's ``--otel`` instruments ``requests``-based users only; ``EmbeddingUser``
 ``FastHttpUser``, so its requests are traced here: one span per measured request (warm-ups are not
 measured and get none), a W3C ``traceparent`` header on the request (the SDK's propagator, so the
 target continues the trace), and the request's cell, batch size, tokens, status and failure class
-as attributes. The sampler (``embed_bench.core.otel.sampler``: one trace in ten unless
+as attributes. The sampler (``embed_bench.core.otel.sampler``: one trace in twenty unless
 ``OTEL_TRACES_SAMPLER`` says otherwise) decides which spans are recorded and sent; the header carries
 its decision, so the server records the same requests.
 

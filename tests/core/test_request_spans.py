@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
+
 from embed_bench.core.otel import tracer_provider
-from embed_bench.core.request_spans import JudgedTraceIds, RequestTracer, Unsampled, request_tracer
+from embed_bench.core.request_spans import (
+    LOW_64_BITS,
+    JudgedTraceIds,
+    RequestTracer,
+    Unsampled,
+    request_tracer,
+)
 
 URL = "http://127.0.0.1:8000/embed"
 
@@ -61,11 +69,11 @@ def test_an_unsampled_request_carries_the_traceparent_the_sdk_writes_for_a_dropp
 
 
 def test_a_sampled_request_is_the_sdks_span_on_the_trace_id_the_sampler_judged() -> None:
-    """Default sampling (one in ten by trace id): 2,000 requests give 155-245 spans (3 standard
-    deviations of 200). Had the SDK drawn a new id and judged again, one in a hundred would remain."""
+    """Default sampling (one in twenty by trace id): 4,000 requests give 155-245 spans (3.3 standard
+    deviations of 200). Had the SDK drawn a new id and judged again, one in 400 would remain."""
     tracer, exporter = traced({})
     kept = []
-    for _ in range(2000):
+    for _ in range(4000):
         span, traceparent = one_request(tracer)
         if not isinstance(span, Unsampled):  # an SDK span (ended: no longer recording)
             context = span.get_span_context()
@@ -76,7 +84,7 @@ def test_a_sampled_request_is_the_sdks_span_on_the_trace_id_the_sampler_judged()
     spans = exporter.get_finished_spans()
     assert 155 <= len(spans) <= 245
     assert [span.context.trace_id for span in spans] == kept
-    bound = round(0.1 * (1 << 64))  # TraceIdRatioBased: the trace id's low 64 bits under the bound
+    bound = round(0.05 * (1 << 64))  # TraceIdRatioBased: the trace id's low 64 bits under the bound
     assert all((trace_id & 0xFFFFFFFFFFFFFFFF) < bound for trace_id in kept)
     assert spans[0].attributes["embed_bench.cell"] == "b=1 t=16 c=8"
     assert spans[0].attributes["http.response.status_code"] == 200
@@ -102,3 +110,74 @@ def test_the_ids_are_random_and_a_judged_trace_id_is_used_once() -> None:
     ids.judged = 12345
     assert ids.generate_trace_id() == 12345
     assert ids.generate_trace_id() != 12345
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"OTEL_TRACES_SAMPLER": "always_on"},
+        {"OTEL_TRACES_SAMPLER": "always_off"},
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+        {"OTEL_TRACES_SAMPLER": "parentbased_always_off"},
+        {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.37"},
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.002"},
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1"},
+    ],
+)
+def test_the_root_rule_the_client_applies_is_the_samplers_own_decision(env) -> None:
+    """The client judges its roots by the sampler's bound in one comparison; for every sampler and
+    ratio it keeps exactly the trace ids the SDK's sampler keeps (ids drawn at random, and ids
+    either side of the bound, where an off-by-one would show)."""
+    import random
+
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind
+
+    tracer, _ = traced(env)
+    assert tracer.root_bound is not None
+    chooser = random.Random(7)
+    edge = [tracer.root_bound + shift for shift in (-1, 0, 1) if 0 <= tracer.root_bound + shift < 1 << 64]
+    trace_ids = [chooser.getrandbits(128) or 1 for _ in range(3000)] + [(5 << 64) | low for low in edge]
+    for trace_id in trace_ids:
+        decision = tracer.provider.sampler.should_sample(Context(), trace_id, "POST /embed", SpanKind.CLIENT)
+        assert ((trace_id & LOW_64_BITS) < tracer.root_bound) == decision.decision.is_recording()
+
+
+def test_a_sampler_without_the_rule_is_asked_for_each_request() -> None:
+    """A provider whose sampler is not embed-bench's (no root rule): the client asks it for every
+    request, and keeps exactly the requests it keeps (here: the even trace ids)."""
+    from opentelemetry.sdk.trace import TracerProvider, sampling
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    asked: list[int] = []
+
+    class EvenTraceIds(sampling.Sampler):
+        def should_sample(
+            self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None
+        ):
+            asked.append(trace_id)
+            keep = trace_id % 2 == 0
+            decision = sampling.Decision.RECORD_AND_SAMPLE if keep else sampling.Decision.DROP
+            return sampling.SamplingResult(decision, attributes)
+
+        def get_description(self) -> str:
+            return "EvenTraceIds"
+
+    exporter = InMemorySpanExporter()
+    ids = JudgedTraceIds()
+    provider = TracerProvider(sampler=EvenTraceIds(), id_generator=ids)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = request_tracer(provider, ids)
+    assert tracer.root_bound is None
+    traceparents = [one_request(tracer)[1] for _ in range(200)]
+    trace_ids = [int(header.split("-")[1], 16) for header in traceparents]
+    assert len(set(asked)) == 200 and set(asked) == set(trace_ids)
+    kept = [trace_id for trace_id in trace_ids if trace_id % 2 == 0]
+    assert 60 <= len(kept) <= 140
+    assert [span.context.trace_id for span in exporter.get_finished_spans()] == kept
+    assert all(
+        header[-2:] == ("03" if trace_id % 2 == 0 else "02")
+        for header, trace_id in zip(traceparents, trace_ids, strict=True)
+    )

@@ -219,7 +219,7 @@ def test_the_shortcut_reads_an_unsampled_parent_as_the_sdk_does(traceparent, uns
 @pytest.mark.parametrize(
     ("env", "drops"),
     [
-        ({}, True),  # the default: parent-based, one root in ten
+        ({}, True),  # the default: parent-based, one root in twenty
         ({"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, True),
         ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, True),
         ({"OTEL_TRACES_SAMPLER": "always_off"}, True),
