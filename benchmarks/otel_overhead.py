@@ -175,14 +175,15 @@ def server_round(
             for batch in batch_sizes:
                 bodies = http_load.encode_bodies(texts, batch)
                 http_load.run_load(url, bodies, concurrency, 2.0, 1, traceparents)  # warm up
-                cpu_before = server_cpu_s()
+                cpu_before, helper_before = server_cpu_s(), server_cpu_s(HELPER)
                 totals = http_load.run_load(url, bodies, concurrency, seconds, 1, traceparents)
-                cpu_s = server_cpu_s() - cpu_before
+                cpu_s, helper_s = server_cpu_s() - cpu_before, server_cpu_s(HELPER) - helper_before
                 figures.setdefault("on" if traced else "off", {})[f"b={batch}"] = {
                     "requests": totals.requests,
                     "failures": totals.failures,
                     "requests_per_s": totals.requests / totals.seconds,
                     "cpu_ms_per_request": 1000.0 * cpu_s / max(totals.requests, 1),
+                    "helper_cpu_ms_per_request": 1000.0 * helper_s / max(totals.requests, 1),
                 }
     return figures
 
@@ -196,14 +197,18 @@ def median_interval(values: list[float], resamples: int = 4000, seed: int = 1) -
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
-def server_cpu_s() -> float:
+HELPER = "embed_bench.core.span_export"  # the span export helper's module, in its command line
+
+
+def server_cpu_s(named: str = "target_server") -> float:
     """CPU seconds (user and system) of the bundled server's processes under this one (gunicorn's
     master and worker): what a CPU-bound server's requests/s follow, less disturbed by the client and
-    other jobs sharing the machine than its wall-clock rate."""
+    other jobs sharing the machine than its wall-clock rate. With ``named=HELPER``: its span export
+    helper's, counted apart."""
     total = 0.0
     for child in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            if "target_server" in " ".join(child.cmdline()):
+            if named in " ".join(child.cmdline()):
                 times = child.cpu_times()
                 total += times.user + times.system
         except psutil.NoSuchProcess:
@@ -236,7 +241,9 @@ def span_cost(sink: str, requests: int = 20000) -> list[str]:
 
     lines = []
     for sampling in (0.0, None, "all"):
-        env = traced_env(sink, sampling)
+        # a queue that holds every span: spans made in a tight loop outrun the export helper, and a
+        # dropped span would skip its hand-off (a Locust process cannot make them that fast)
+        env = traced_env(sink, sampling) | {"OTEL_BSP_MAX_QUEUE_SIZE": str(requests)}
         os.environ.update(env)  # the exporter reads its endpoint from the environment
         ids = JudgedTraceIds()
         provider = tracer_provider("embed-bench", env, id_generator=ids)
@@ -258,38 +265,16 @@ def span_cost(sink: str, requests: int = 20000) -> list[str]:
     return lines
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--users", type=int, default=8)
-    parser.add_argument(
-        "--requests-per-user",
-        type=int,
-        default=2000,
-        help="tiny scenario; 2000 x 8 users runs past the span processor's 5 s export interval, so exports fall within the measured window",
-    )
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    sampling = parser.add_mutually_exclusive_group()
-    sampling.add_argument("--sampler-ratio", type=float, help="trace this share of requests")
-    sampling.add_argument("--every-request", action="store_true", help="trace every request")
-    parser.add_argument("--server-model", default="null:1024", help="the server's --model")
-    parser.add_argument(
-        "--only",
-        choices=("loadgen", "server", "spans", "header"),
-        help="measure one side only (header: the load generator, tracing off, with and without a "
-        "traceparent header on each request)",
-    )
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+def measure_rounds(
+    args: argparse.Namespace, chosen: str | float | None
+) -> tuple[list[dict], list[str], list[str]]:
+    """Every round's figures, their printed lines, and the span path's lines (``--only spans``)."""
     for name in (*OTEL_VARIABLES, "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"):
         os.environ.pop(name, None)
     sink, sink_url = start_sink()
     endpoint, host = loadgen.start_endpoint(8)
     rounds = []
     lines: list[str] = []
-    chosen: str | float | None = "all" if args.every_request else args.sampler_ratio
     try:
         for index in range(args.rounds):
             figures = {}
@@ -319,6 +304,50 @@ def main() -> int:
     finally:
         endpoint.terminate()
         sink.terminate()
+    return rounds, lines, span_lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument(
+        "--requests-per-user",
+        type=int,
+        default=2000,
+        help="tiny scenario; 2000 x 8 users runs past the span processor's 5 s export interval, so exports fall within the measured window",
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    sampling = parser.add_mutually_exclusive_group()
+    sampling.add_argument("--sampler-ratio", type=float, help="trace this share of requests")
+    sampling.add_argument("--every-request", action="store_true", help="trace every request")
+    parser.add_argument("--server-model", default="null:1024", help="the server's --model")
+    parser.add_argument(
+        "--only",
+        choices=("loadgen", "server", "spans", "header"),
+        help="measure one side only (header: the load generator, tracing off, with and without a "
+        "traceparent header on each request)",
+    )
+    parser.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="instead of measuring, summarize the rounds of earlier runs (their --out folders) together; "
+        "give the --only and sampling they were run with",
+    )
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    chosen: str | float | None = "all" if args.every_request else args.sampler_ratio
+    if args.pool:
+        rounds = [
+            r for run in args.pool for r in json.loads((run / "otel_overhead.json").read_text())["rounds"]
+        ]
+        lines = [f"pooled rounds of: {', '.join(str(run) for run in args.pool)}"]
+        span_lines: list[str] = []
+    else:
+        rounds, lines, span_lines = measure_rounds(args, chosen)
 
     def median(path: list[str]) -> float:
         values = []
@@ -387,10 +416,11 @@ def main() -> int:
         )
         cpu_off = median(["server", "off", f"b={batch}", "cpu_ms_per_request"])
         cpu_on = median(["server", "on", f"b={batch}", "cpu_ms_per_request"])
+        helper = median(["server", "on", f"b={batch}", "helper_cpu_ms_per_request"])
         summary.append(
             f"server ({args.server_model}, b={batch}, c={args.concurrency}): {s_off:.1f} req/s off, "
             f"{s_on:.1f} on (medians): {server_ratio}; CPU {cpu_off:.3f} ms/request off, {cpu_on:.3f} on: "
-            f"by CPU per request {server_cpu}"
+            f"by CPU per request {server_cpu}; span export helper {helper:.3f} ms CPU per request"
         )
     sampled = (
         "tracing off; 'on' adds a traceparent header to each request"
@@ -402,7 +432,7 @@ def main() -> int:
     )
     if args.only != "spans":
         summary.append(
-            f"{sampled}; {args.rounds} rounds, off and on alternating in order; "
+            f"{sampled}; {len(rounds)} rounds, off and on alternating in order; "
             f"load averages: {os.getloadavg()}"
         )
     else:
@@ -413,7 +443,7 @@ def main() -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "otel_overhead.txt").write_text("\n".join(lines + summary) + "\n")
         (args.out / "otel_overhead.json").write_text(
-            json.dumps({"args": vars(args) | {"out": str(args.out)}, "rounds": rounds}, indent=1)
+            json.dumps({"args": vars(args), "rounds": rounds}, indent=1, default=str)
         )
     return 0
 
