@@ -17,7 +17,8 @@ fall within it):
 - server: the bundled server (``--server-model``; ``null:1024`` by default, its forward pass
   instant, so the per-request work that tracing adds is the largest share it can be; the bundled
   model for a server that computes), started once without and once with tracing, driven by the lean
-  closed-loop client (``http_load.py``), its requests carrying the ``traceparent`` headers
+  closed-loop client (``http_load.py``), with server telemetry on as well (``/metrics`` sampled once a
+  second, as ``embed-bench run`` does, through its own plumbing), its requests carrying the ``traceparent`` headers
   embed-bench's client sends under the same sampling (one in twenty says sampled by default), at each
   batch size; requests/s (goal >= 0.95x). The server without tracing gets the same headers.
 
@@ -49,6 +50,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from embed_bench.commands.telemetry import Telemetry, TelemetryPlan  # noqa: E402
 from target_server.launcher import free_port, running_target_server  # noqa: E402
 
 SINK = """
@@ -175,15 +178,25 @@ def server_round(
             for batch in batch_sizes:
                 bodies = http_load.encode_bodies(texts, batch)
                 http_load.run_load(url, bodies, concurrency, 2.0, 1, traceparents)  # warm up
-                cpu_before, helper_before = server_cpu_s(), server_cpu_s(HELPER)
-                totals = http_load.run_load(url, bodies, concurrency, seconds, 1, traceparents)
-                cpu_s, helper_s = server_cpu_s() - cpu_before, server_cpu_s(HELPER) - helper_before
+                with tempfile.TemporaryDirectory(prefix="otel-telemetry-") as run_dir:
+                    # on: server telemetry too, as embed-bench run samples it (once a second)
+                    telemetry = Telemetry(
+                        TelemetryPlan(f"{url}/metrics" if traced else None, 1.0, discover=True),
+                        Path(run_dir),
+                        lambda line: print(line, file=sys.stderr),
+                    ).start()
+                    cpu_before, helper_before = server_cpu_s(), server_cpu_s(HELPER)
+                    totals = http_load.run_load(url, bodies, concurrency, seconds, 1, traceparents)
+                    cpu_s, helper_s = server_cpu_s() - cpu_before, server_cpu_s(HELPER) - helper_before
+                    sampled = telemetry.finish()
                 figures.setdefault("on" if traced else "off", {})[f"b={batch}"] = {
                     "requests": totals.requests,
                     "failures": totals.failures,
                     "requests_per_s": totals.requests / totals.seconds,
                     "cpu_ms_per_request": 1000.0 * cpu_s / max(totals.requests, 1),
                     "helper_cpu_ms_per_request": 1000.0 * helper_s / max(totals.requests, 1),
+                    "telemetry_scrapes": sampled.get("scrapes", 0),
+                    "telemetry_failed": sampled.get("failed", 0),
                 }
     return figures
 
