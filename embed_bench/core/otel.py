@@ -17,7 +17,8 @@ Sampling: ``OTEL_TRACES_SAMPLER`` (and ``OTEL_TRACES_SAMPLER_ARG``) as the speci
 them; unset, embed-bench samples one trace in twenty (``parentbased_traceidratio`` at
 ``DEFAULT_SAMPLE_RATIO``), because every request traced cost the load generator 0.58x of its
 requests/s at its ceiling (the SDK spends about as much CPU on a span as the generator spends on its
-request), and one in ten still 0.91x, its interval down to 0.88x, against a goal of 0.9x. The requests left out take a short path on both sides (``embed_bench.core.request_spans``
+request), and one in ten still 0.91x, its interval down to 0.88x, against a goal of 0.9x. The
+requests left out take a short path on both sides (``embed_bench.core.request_spans``
 on the client, ``target_server.tracing.unsampled_parent`` on the server); what the default costs
 each side is in docs/guides/observability.md. Parent-based: the server records exactly the
 requests the client sampled. Every sampler here also records a root span whose links include a
