@@ -27,11 +27,13 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
 
@@ -176,6 +178,7 @@ class HelperProcessExporter(SpanExporter):
         self._process: subprocess.Popen[bytes] | None = None
         self._pid = -1
         self._flushes = 0
+        self._partial = b""  # the start of a flush answer not yet read to its end
         self._failed = False
         self._closed = False
         self._helper()  # now, before the load starts: forking mid-run stalled the gevent hub
@@ -189,6 +192,7 @@ class HelperProcessExporter(SpanExporter):
                 env=self._env,
             )
             self._pid = os.getpid()
+            self._partial = b""
         return self._process
 
     def _send(self, message: tuple) -> subprocess.Popen[bytes] | None:
@@ -214,7 +218,8 @@ class HelperProcessExporter(SpanExporter):
             return SpanExportResult.SUCCESS if self._send(message) else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """True once the helper has exported everything written before this call."""
+        """True once the helper has exported everything written before this call; False when it
+        has not within ``timeout_millis`` (a collector that does not answer) or is gone."""
         with self._lock:
             if self._process is None or self._pid != os.getpid():
                 return not self._failed  # nothing was ever written from this process
@@ -223,8 +228,23 @@ class HelperProcessExporter(SpanExporter):
             if process is None:
                 return False
             assert process.stdout is not None
-            answer = process.stdout.readline()  # the helper answers each flush in order
-            return answer.strip() == f"flushed {self._flushes}".encode()
+            answers = process.stdout.fileno()  # read raw: select sees no data a buffer holds
+            expected = f"flushed {self._flushes}".encode()
+            deadline = time.monotonic() + timeout_millis / 1000.0
+            while (left := deadline - time.monotonic()) > 0:
+                readable, _, _ = select.select([answers], [], [], left)
+                if not readable:
+                    break
+                chunk = os.read(answers, 4096)
+                if not chunk:
+                    return False  # the helper is gone
+                # the helper answers each flush in order, a line each; an earlier flush's answer
+                # (come after that flush gave up waiting) is read past
+                *lines, self._partial = (self._partial + chunk).split(b"\n")
+                if expected in lines:
+                    return True
+            log.warning("span export helper did not finish a flush within %d ms", timeout_millis)
+            return False
 
     def shutdown(self) -> None:
         """Close the pipe and wait for the helper to export what it has and exit."""

@@ -132,3 +132,34 @@ def test_a_helper_that_dies_costs_its_spans_and_says_so_once(caplog: pytest.LogC
         assert not exporter.force_flush()
         exporter.shutdown()  # nothing left to wait for: returns at once
         assert len(receiver.of("round-trip")) == len(spans)
+
+
+@pytest.mark.usefixtures("spawn")
+def test_a_flush_gives_up_at_its_timeout_and_a_later_one_still_gets_its_own_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A collector that takes the connection and never answers holds the helper's export until the
+    exporter's own timeout (2 s here): a flush allowed 0.3 s gives up, and one allowed 15 s skips the
+    first flush's late answer and returns on its own."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections complete in the backlog; nothing reads or answers
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+        }
+        exporter = HelperProcessExporter("otlp", env)
+        try:
+            exporter.export(finished_spans())
+            began = time.monotonic()
+            with caplog.at_level(logging.WARNING, logger="embed_bench.core.span_export"):
+                assert not exporter.force_flush(timeout_millis=300)
+            assert time.monotonic() - began < 1.5
+            assert any("did not finish a flush" in record.getMessage() for record in caplog.records)
+            assert exporter.force_flush(timeout_millis=15000)
+        finally:
+            exporter.shutdown()
+        assert exporter._process.returncode == 0
