@@ -27,15 +27,45 @@ def in_memory() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
+def traced(config: dict) -> tuple:
+    provider, exporter = in_memory()
+    app = create_app({"model": "null:8", "warmup": False, **config}, tracing=ServerTracing(provider))
+    return app, exporter
+
+
 @pytest.fixture
 def traced_app() -> Iterator[tuple]:
-    """The real app on ``null:8`` with the timeout batcher: requests sent together share one pass."""
-    provider, exporter = in_memory()
-    app = create_app(
-        {"model": "null:8", "warmup": False, "batching": "timeout", "batch_timeout_s": 0.5},
-        tracing=ServerTracing(provider),
-    )
+    """The real app on ``null:8`` with the timeout batcher, for one request at a time."""
+    app, exporter = traced({"batching": "timeout", "batch_timeout_s": 0.5})
     yield app, exporter
+    service_of(app).close()
+
+
+def tokens_of(texts: list[str]) -> int:
+    """The real tokens a request of ``texts`` queues (its usage, from an untraced app)."""
+    app = create_app({"model": "null:8", "warmup": False, "batching": "none"})
+    try:
+        response = app.test_client().post("/v1/embeddings", json={"input": texts, "model": "null:8"})
+        return response.get_json()["usage"]["total_tokens"]
+    finally:
+        service_of(app).close()
+
+
+@pytest.fixture
+def gathering_app(request) -> Iterator[tuple]:
+    """The timeout batcher whose pass fires when exactly ``REQUESTS`` requests are queued.
+
+    A fixed short timeout made sharing a pass a race: on a loaded machine the fourth thread could
+    arrive after the first's timeout (seen in CI). The token budget ends the wait as soon as all
+    four are in; the long timeout only bounds a failing run. The budget also caps a pass's padded
+    tokens, so the body's inputs are of one length: the four requests then fill exactly one pass.
+    """
+    path, body = request.param
+    texts = body.get("texts") or body["input"]
+    assert len({tokens_of([text]) for text in texts}) == 1, "inputs of one length"
+    budget = REQUESTS * tokens_of(texts)
+    app, exporter = traced({"batching": "timeout", "batch_timeout_s": 60.0, "max_batch_tokens": budget})
+    yield app, exporter, path, body
     service_of(app).close()
 
 
@@ -65,17 +95,18 @@ def send_together(app, path: str, body: dict) -> tuple[list, list[int]]:
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
-    [("/embed", {"texts": ["a passage to embed", "another one"]}),
-     ("/v1/embeddings", {"input": ["a passage to embed", "another one"], "model": "null:8"})],
+    "gathering_app",
+    [("/embed", {"texts": ["a passage to embed", "one more to embed"]}),
+     ("/v1/embeddings", {"input": ["a passage to embed", "one more to embed"], "model": "null:8"})],
+    indirect=True,
 )  # fmt: skip
-def test_one_pass_span_links_the_client_spans_of_the_requests_it_served(traced_app, path, body) -> None:
-    app, exporter = traced_app
+def test_one_pass_span_links_the_client_spans_of_the_requests_it_served(gathering_app) -> None:
+    app, exporter, path, body = gathering_app
     clients, statuses = send_together(app, path, body)
     assert statuses == [200] * REQUESTS
     spans = list(exporter.get_finished_spans())
     passes = [span for span in spans if span.name == "embed pass"]
-    assert len(passes) == 1, [span.name for span in spans]  # the timeout batcher took all four at once
+    assert len(passes) == 1, [span.name for span in spans]  # the batcher took all four at once
     (pass_span,) = passes
     client_contexts = {(span.context.trace_id, span.context.span_id) for span in clients}
     linked = {(link.context.trace_id, link.context.span_id) for link in pass_span.links}
