@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import requests
-from http_load import LoopTotals, encode_bodies, run_load
+from http_load import EMBED, LoopTotals, Route, encode_bodies, run_load
 from raw_out import raw_results
 
 from embed_bench.core.lengths import LengthDistribution, parse_lengths
@@ -96,13 +96,13 @@ class ModeResult:
 
 
 def p50_latency_ms(
-    url: str, bodies: list[list[str]], count: int, samples: list[float] | None = None
+    url: str, bodies: list[list[str]], count: int, samples: list[float] | None = None, route: Route = EMBED
 ) -> float:
     session = requests.Session()
     latencies = []
     for body in bodies[:count]:
         started = time.perf_counter()
-        response = session.post(url + "/embed", json={"texts": body}, timeout=60)
+        response = session.post(url + route.path, json=route.body(body), timeout=60)
         latencies.append((time.perf_counter() - started) * 1e3)
         response.raise_for_status()
     if samples is not None:

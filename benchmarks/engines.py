@@ -13,6 +13,7 @@ each server), DIR/engines-load.json (load averages before and after) and DIR/ser
 
     .venv/bin/python benchmarks/engines.py                   # ~5 minutes on 2 CPU cores
     .venv/bin/python benchmarks/engines.py --engines torch,onnx,onnx:int8 --cells 1,32 --out DIR
+    .venv/bin/python benchmarks/engines.py --infinity /tmp/infvenv/bin/infinity_emb --out DIR   # with the peer
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import infinity_peer
 import numpy as np
 import requests
 from batching import p50_latency_ms, parse_cells, raw_totals
-from http_load import encode_bodies, run_load
+from http_load import Counted, Route, batches, encode_bodies, run_load
 from raw_out import raw_results, write_json
 
 from embed_bench.core.payloads import PassageFactory
+from target_server.embedder import bundled_model_path
 from target_server.launcher import running_target_server
 
 PARITY_LENGTHS = (3, 8, 17, 33, 64, 100, 129, 200, 254)  # special tokens included: up to the 256 limit
@@ -92,6 +97,16 @@ def main() -> int:
     parser.add_argument("--engine-cache", help="passed to every server (default: the server's)")
     parser.add_argument("--server-start-timeout", type=float, default=900)
     parser.add_argument(
+        "--infinity",
+        help="an infinity_emb executable (in its own virtual environment): Infinity joins the run as a peer",
+    )
+    parser.add_argument("--infinity-engines", default="torch,optimum,optimum:int8")
+    parser.add_argument(
+        "--peer-cache",
+        default="/tmp/embed-bench-peer-models",
+        help="the peer's ONNX model folders, made once",
+    )
+    parser.add_argument(
         "--out", type=Path, help="raw results: DIR/engines.txt, .json, -load.json, server logs"
     )
     args = parser.parse_args()
@@ -99,8 +114,57 @@ def main() -> int:
         return measure(args)
 
 
+@dataclass(frozen=True)
+class Contender:
+    """A server measured in the run: the bundled one on an engine, or the peer on one of its own."""
+
+    label: str
+    start: Callable[[Path | None], AbstractContextManager[str]]  # log path -> URL while running
+    peer: bool = False
+
+
+def contenders(args: argparse.Namespace) -> list[Contender]:
+    common = ["--batching", args.batching, "--threads", "32", "--device", "cpu"]
+    common += ["--cpu-threads", str(args.cpu_threads)] if args.cpu_threads else []
+    common += ["--engine-cache", args.engine_cache] if args.engine_cache else []
+    ours = [
+        Contender(
+            spec.label,
+            lambda log, spec=spec: running_target_server(
+                *common, *spec.server_args, timeout_s=args.server_start_timeout, log_path=log
+            ),
+        )
+        for spec in parse_engines(args.engines)
+    ]
+    if not args.infinity:
+        return ours
+    executable = Path(args.infinity).resolve()
+    cache = Path(args.peer_cache).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    source = Path(bundled_model_path())
+    peers = []
+    for spec in infinity_peer.parse_peers(args.infinity_engines):
+        folder = infinity_peer.prepare_model(executable, spec, source, cache)  # before any timing
+        peers.append(
+            Contender(
+                spec.label,
+                lambda log, spec=spec, folder=folder: infinity_peer.running_infinity(
+                    executable, spec, folder, cache, timeout_s=args.server_start_timeout, log_path=log
+                ),
+                peer=True,
+            )
+        )
+    return ours + peers
+
+
+def token_counts(factory: PassageFactory, texts: list[str], batch_size: int) -> Counted:
+    """Each body's inputs and tokens, special tokens included (what either server's usage reports)."""
+    bodies = batches(texts, batch_size)
+    lengths = dict(zip(texts, (len(e.ids) for e in factory.tokenizer.encode_batch(texts)), strict=True))
+    return Counted([len(body) for body in bodies], [sum(lengths[text] for text in body) for body in bodies])
+
+
 def measure(args: argparse.Namespace) -> int:
-    specs = parse_engines(args.engines)
     cells = parse_cells(args.cells, args.passage_tokens)
     factory = PassageFactory("", seed=1)
     passages = {
@@ -110,38 +174,44 @@ def measure(args: argparse.Namespace) -> int:
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
     # Lengths counted without the 2 special tokens the server adds.
     parity_texts = factory.passages_of([n - 2 for n in PARITY_LENGTHS], stream="parity")
-    common = ["--batching", args.batching, "--threads", "32", "--device", "cpu"]
-    common += ["--cpu-threads", str(args.cpu_threads)] if args.cpu_threads else []
-    common += ["--engine-cache", args.engine_cache] if args.engine_cache else []
+    # One route and one count of tokens for every server, ours and the peer's: its OpenAI route.
+    route = Route("/embeddings", infinity_peer.SERVED_NAME)
+    bodies = {cell: encode_bodies(passages[cell], cell.batch_size, route) for cell in cells}
+    counted = {cell: token_counts(factory, passages[cell], cell.batch_size) for cell in cells}
+    servers = contenders(args)
 
     reference: np.ndarray | None = None
     results: list[EngineResult] = []
     raw: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "engines": {}}
-    for spec in specs:
-        log_path = args.out / f"server-{spec.label}.log" if args.out else None
+    for server in servers:
+        log_path = args.out / f"server-{server.label}.log" if args.out else None
         started = time.perf_counter()
-        with running_target_server(
-            *common, *spec.server_args, timeout_s=args.server_start_timeout, log_path=log_path
-        ) as url:
+        with server.start(log_path) as url:
             start_s = time.perf_counter() - started
-            info = requests.get(url + "/info", timeout=10).json()
-            response = requests.post(url + "/embed", json={"texts": parity_texts}, timeout=60)
+            info = server_info(url, server.peer)
+            response = requests.post(url + route.path, json=route.body(parity_texts), timeout=60)
             response.raise_for_status()
-            vectors = np.array(response.json()["embeddings"], dtype=np.float64)
+            vectors = np.array(route.vectors(response.json()), dtype=np.float64)
             reference = vectors if reference is None else reference
             similarity = cosines(reference, vectors)
             singles_ms: list[float] = []
-            p50 = p50_latency_ms(url, singles, args.latency_requests, singles_ms)
+            p50 = p50_latency_ms(url, singles, args.latency_requests, singles_ms, route)
             rates, raw_cells, failures = {}, {}, 0
             for cell in cells:
                 totals = run_load(
-                    url, encode_bodies(passages[cell], cell.batch_size), args.concurrency, args.duration, 1
+                    url,
+                    bodies[cell],
+                    args.concurrency,
+                    args.duration,
+                    1,
+                    path=route.path,
+                    counted=counted[cell],
                 )
                 rates[cell.label] = totals.tokens_per_s
                 failures += totals.failures
                 raw_cells[f"{cell.label} c={args.concurrency}"] = raw_totals(totals)
         result = EngineResult(
-            spec.label,
+            server.label,
             start_s,
             float(similarity.min()),
             float(similarity.mean()),
@@ -150,7 +220,8 @@ def measure(args: argparse.Namespace) -> int:
             failures,
         )
         results.append(result)
-        raw["engines"][spec.label] = asdict(result) | {
+        raw["engines"][server.label] = asdict(result) | {
+            "peer": server.peer,
             "info": info,
             "parity_cosines": similarity.tolist(),
             "parity_lengths": list(PARITY_LENGTHS),
@@ -161,7 +232,7 @@ def measure(args: argparse.Namespace) -> int:
             write_json(args.out / "engines.json", raw)
         summary = ", ".join(f"{label} {rate:,.0f} tok/s" for label, rate in rates.items())
         print(
-            f"{spec.label}: started in {start_s:.1f} s, parity min cos {result.parity_min_cosine:.5f}, "
+            f"{server.label}: started in {start_s:.1f} s, parity min cos {result.parity_min_cosine:.5f}, "
             f"{summary} (c={args.concurrency}), p50 b=1 c=1 {p50:.1f} ms, {failures} failures",
             flush=True,
         )
@@ -169,7 +240,8 @@ def measure(args: argparse.Namespace) -> int:
     torch = results[0]
     print(
         f"\nbundled model, batching={args.batching}, {args.concurrency} clients, t={args.passage_tokens}, "
-        f"{args.duration:g} s per cell; ratios are to torch (fp32)\n"
+        f"{args.duration:g} s per cell, POST {route.path} for every server, tokens counted by the client; "
+        "ratios are to the bundled server on torch (fp32)\n"
     )
     header = "".join(f" tokens/s {c.label} c={args.concurrency} | x torch |" for c in cells)
     print(f"| engine | start s | parity min cos | mean cos |{header} p50 ms b=1 c=1 | x torch | failures |")
@@ -183,7 +255,64 @@ def measure(args: argparse.Namespace) -> int:
             f"| {r.label} | {r.start_s:.1f} | {r.parity_min_cosine:.5f} | {r.parity_mean_cosine:.5f} |{row} "
             f"{r.b1_c1_p50_ms:.1f} | {r.b1_c1_p50_ms / torch.b1_c1_p50_ms:.2f} | {r.failures} |"
         )
+    peers = [r for r, server in zip(results, servers, strict=True) if server.peer]
+    if peers:
+        ours = [r for r, server in zip(results, servers, strict=True) if not server.peer]
+        print(against_peers(ours, peers, [c.label for c in cells]))
+        raw["against_peers"] = peer_ratios(ours, peers, [c.label for c in cells])
+        if args.out:
+            write_json(args.out / "engines.json", raw)
     return 0
+
+
+def geometric_mean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values)))) if values and min(values) > 0 else 0.0
+
+
+def best(results: list[EngineResult], cells: list[str]) -> EngineResult:
+    """The result with the highest geometric mean of tokens/s over the cells: one engine for all cells."""
+    return max(results, key=lambda r: geometric_mean([r.tokens_per_s[c] for c in cells]))
+
+
+def peer_ratios(ours: list[EngineResult], peers: list[EngineResult], cells: list[str]) -> dict:
+    """Our best engine against each peer engine, cell by cell (tokens/s) and at a lone request (p50)."""
+    mine = best(ours, cells)
+    return {
+        "ours_best": mine.label,
+        "peers": {
+            peer.label: {
+                "tokens_per_s_ratio": {c: mine.tokens_per_s[c] / peer.tokens_per_s[c] for c in cells},
+                "geometric_mean_ratio": geometric_mean(
+                    [mine.tokens_per_s[c] / peer.tokens_per_s[c] for c in cells]
+                ),
+                "b1_c1_p50_ratio": mine.b1_c1_p50_ms / peer.b1_c1_p50_ms,
+            }
+            for peer in peers
+        },
+    }
+
+
+def against_peers(ours: list[EngineResult], peers: list[EngineResult], cells: list[str]) -> str:
+    ratios = peer_ratios(ours, peers, cells)
+    lines = [
+        f"\nours/peer: the bundled server's best engine ({ratios['ours_best']}, by the geometric mean "
+        "of its tokens/s over the cells) against each peer engine\n",
+        "| peer | "
+        + " | ".join(f"tokens/s {c}, ours/peer" for c in cells)
+        + " | geometric mean | p50 b=1, ours/peer |",
+        "|---|" + "---:|" * (len(cells) + 2),
+    ]
+    for label, figures in ratios["peers"].items():
+        cellwise = " | ".join(f"{figures['tokens_per_s_ratio'][c]:.2f}x" for c in cells)
+        lines.append(
+            f"| {label} | {cellwise} | {figures['geometric_mean_ratio']:.2f}x | {figures['b1_c1_p50_ratio']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def server_info(url: str, peer: bool) -> dict:
+    """Our server's ``/info``; the peer's ``/models`` (what it says it serves, with which engine)."""
+    return requests.get(url + ("/models" if peer else "/info"), timeout=10).json()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ connection on its own thread (they wait on sockets, so the GIL is rarely contend
 read whole but only their ``usage.total_tokens`` is parsed (a regex over the body's tail), because
 ``json.loads`` of a 128 x 1024 response costs ~45 ms of client CPU. Several processes split the
 connections when one Python process is not enough (many cores, tiny requests).
+
+Against another server (a peer such as Infinity, on its OpenAI-compatible route), the server's own
+usage count is not trusted to count tokens as ours does: :class:`Route` gives the tokens of each body,
+counted once by the client, and an answer counts when it is a 200 holding one embedding per input.
 """
 
 from __future__ import annotations
@@ -19,6 +23,37 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 TOTAL_TOKENS = re.compile(rb'"total_tokens":(\d+)')
+EMBEDDING_KEY = b'"embedding":'
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where bodies go and what they look like: the bundled server's ``/embed`` by default, or an
+    OpenAI-compatible ``path`` taking ``{"input": [...], "model": model}``."""
+
+    path: str = "/embed"
+    model: str | None = None
+
+    def body(self, texts: list[str]) -> dict:
+        return {"texts": texts} if self.model is None else {"input": texts, "model": self.model}
+
+    def vectors(self, answer: dict) -> list[list[float]]:
+        """The embeddings of a parsed answer, in input order."""
+        if self.model is None:
+            return answer["embeddings"]
+        return [item["embedding"] for item in sorted(answer["data"], key=lambda item: item["index"])]
+
+
+EMBED = Route()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What an answer to each body must hold and what it is worth, counted by the client: the body's
+    inputs (one embedding each) and their tokens."""
+
+    rows: list[int]
+    tokens: list[int]
 
 
 @dataclass
@@ -34,12 +69,14 @@ class LoopTotals:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
-def encode_bodies(texts: list[str], batch_size: int) -> list[bytes]:
-    """``/embed`` bodies of ``batch_size`` consecutive texts each (a short tail is dropped)."""
-    return [
-        json.dumps({"texts": texts[i : i + batch_size]}).encode()
-        for i in range(0, len(texts) - batch_size + 1, batch_size)
-    ]
+def batches(texts: list[str], batch_size: int) -> list[list[str]]:
+    """``batch_size`` consecutive texts each (a short tail is dropped)."""
+    return [texts[i : i + batch_size] for i in range(0, len(texts) - batch_size + 1, batch_size)]
+
+
+def encode_bodies(texts: list[str], batch_size: int, route: Route = EMBED) -> list[bytes]:
+    """The bodies of ``batch_size`` consecutive texts each, for ``route``."""
+    return [json.dumps(route.body(batch)).encode() for batch in batches(texts, batch_size)]
 
 
 def closed_loop(
@@ -49,9 +86,14 @@ def closed_loop(
     offset: int,
     until: float,
     traceparents: list[str] | None = None,
+    path: str = "/embed",
+    counted: Counted | None = None,
 ) -> LoopTotals:
     """``connections`` threads, each a keep-alive connection sending the next body when answered
-    (request n with ``traceparents[n]``, cycling, where given: a traced client's headers)."""
+    (request n with ``traceparents[n]``, cycling, where given: a traced client's headers).
+
+    Tokens come from each answer's ``usage.total_tokens``, or with ``counted`` from the client's own
+    count of the body answered."""
     parts = urlsplit(url)
     lock = threading.Lock()
     totals = LoopTotals(0, 0, 0, [], 0.0)
@@ -68,7 +110,7 @@ def closed_loop(
                 headers = plain
                 if traceparents:
                     headers = {**plain, "traceparent": traceparents[n % len(traceparents)]}
-                connection.request("POST", "/embed", bodies[n % len(bodies)], headers)
+                connection.request("POST", path, bodies[n % len(bodies)], headers)
                 response = connection.getresponse()
                 data = response.read()
                 ok = response.status == 200
@@ -76,8 +118,15 @@ def closed_loop(
                 connection.close()
                 ok, data = False, b""
             latencies.append((time.perf_counter() - started) * 1e3)
+            index = n % len(bodies)
             n += connections
             requests += 1
+            if counted is not None:
+                if ok and data.count(EMBEDDING_KEY) == counted.rows[index]:
+                    tokens += counted.tokens[index]
+                else:
+                    failures += 1
+                continue
             match = TOTAL_TOKENS.search(data, max(0, len(data) - 200)) if ok else None
             if match:
                 tokens += int(match.group(1))
@@ -106,12 +155,14 @@ def run_load(
     seconds: float,
     processes: int,
     traceparents: list[str] | None = None,
+    path: str = "/embed",
+    counted: Counted | None = None,
 ) -> LoopTotals:
     """Closed loop over ``processes`` client processes (connections split evenly) until a shared deadline."""
     until = time.time() + seconds
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     if processes == 1:
-        return closed_loop(url, bodies, concurrency, 0, until, traceparents)
+        return closed_loop(url, bodies, concurrency, 0, until, traceparents, path, counted)
     with ProcessPoolExecutor(processes) as pool:
         parts = list(
             pool.map(
@@ -122,6 +173,8 @@ def run_load(
                 range(processes),
                 [until] * processes,
                 [traceparents] * processes,
+                [path] * processes,
+                [counted] * processes,
             )
         )
     return LoopTotals(
