@@ -7,8 +7,15 @@ For each engine (``--engines``, torch first: it is the reference), the real serv
     vector's cosine with torch's vector for the same passage (min and mean);
   * p50 latency of a lone b=1 request (c=1, sequential);
   * tokens/s at --concurrency for each cell of --cells (closed loop for --duration seconds).
-Prints one table with every figure and its ratio to torch. With --out DIR: DIR/engines.txt (what it
-prints), DIR/engines.json (every figure, each cell's raw counts and latency percentiles, /info of
+Prints one table with every figure and its ratio to torch.
+
+With --infinity (an ``infinity_emb`` in its own virtual environment), Infinity's engines
+(--infinity-engines) follow ours in the same run, on the same model folder (its ONNX engines on
+folders made once, see ``infinity_peer.py``), and a last table sets our best engine against each of
+them. Every server gets the same ``POST /embeddings`` bodies, and the client counts each answered
+body's tokens itself, so no server's own count decides a ratio.
+
+With --out DIR: DIR/engines.txt (what it prints), DIR/engines.json (every figure, each cell's raw counts and latency percentiles, /info of
 each server), DIR/engines-load.json (load averages before and after) and DIR/server-ENGINE.log.
 
     .venv/bin/python benchmarks/engines.py                   # ~5 minutes on 2 CPU cores
@@ -158,7 +165,8 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
 
 
 def token_counts(factory: PassageFactory, texts: list[str], batch_size: int) -> Counted:
-    """Each body's inputs and tokens, special tokens included (what either server's usage reports)."""
+    """Each body's inputs and tokens, special tokens included, as our server's ``usage`` counts them
+    (Infinity's counts characters unless it runs with ``--lengths-via-tokenize``)."""
     bodies = batches(texts, batch_size)
     lengths = dict(zip(texts, (len(e.ids) for e in factory.tokenizer.encode_batch(texts)), strict=True))
     return Counted([len(body) for body in bodies], [sum(lengths[text] for text in body) for body in bodies])
