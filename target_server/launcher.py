@@ -97,11 +97,11 @@ def running_target_server(
             log_path.unlink(missing_ok=True)
 
 
-def stop(process: subprocess.Popen, grace_s: float = 15) -> None:
-    """SIGTERM the process group (gunicorn master and worker), SIGKILL if it lingers."""
+def stop(process: subprocess.Popen, grace_s: float = 15, signum: int = signal.SIGTERM) -> None:
+    """``signum`` (SIGTERM) to the process group (gunicorn master and worker), SIGKILL if it lingers."""
     # Signal the group even if the gunicorn master is gone: its worker may still hold the model.
     try:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signum)
     except ProcessLookupError:
         return
     try:

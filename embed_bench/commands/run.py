@@ -991,11 +991,16 @@ def _search_banner(spec: CapacitySpec) -> str:
 
 def _stop_processes(processes: Sequence[subprocess.Popen]) -> None:
     """Stop every Locust process gracefully, the master first: it tells the workers to stop and
-    writes the CSVs. Stop signals are ignored from here on, so a second Ctrl-C cannot cut that short."""
+    writes the CSVs. Stop signals are ignored from here on, so a second Ctrl-C cannot cut that short.
+
+    Locust is stopped with SIGINT, as a terminal's Ctrl-C would: a headless run with a load shape
+    (every embed-bench run) waits on the shape before Locust installs its SIGTERM handler, so SIGTERM
+    killed it outright -- no test_stop, so the running cell's counts never reached cells.csv and
+    the console counted that cell's requests as 0 while its records held them."""
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     for process in processes:
-        stop(process, grace_s=STOP_GRACE_S)
+        stop(process, grace_s=STOP_GRACE_S, signum=signal.SIGINT)
 
 
 def _locust_failure(plan: RunPlan, status: str) -> RunError:
