@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from target_server.launcher import free_port, stop, wait_healthy
+from target_server.launcher import free_port, running_http_server
 
 SERVED_NAME = "minilm"
 QUANTIZE = """
@@ -136,28 +135,12 @@ def running_infinity(
     # cosines of 0.16-0.64 showed it); the model pools by mean, as its 1_Pooling config says.
     command += ["--no-bettertransformer"] if spec.engine == "torch" else ["--pooling-method", "mean"]
     env = {
-        **os.environ,
         "INFINITY_ANONYMOUS_USAGE_STATS": "0",
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_CACHE": str(cache / f"{spec.label}.hf-cache"),
     }
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    try:
-        process = subprocess.Popen(
-            command,
-            cwd=folder,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, timeout_s, process, log_path)
-            yield url
-        finally:
-            stop(process)
-    finally:
-        if log_path:
-            log.close()
+    with running_http_server(
+        command, port, timeout_s=timeout_s, env=env, log_path=log_path, cwd=folder
+    ) as url:
+        yield url

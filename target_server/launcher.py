@@ -72,16 +72,34 @@ def running_target_server(
     a temporary file (removed).
     """
     port = port or free_port()
+    command = [sys.executable, "-m", "target_server", "--host", "127.0.0.1", "--port", str(port), *args]
+    with running_http_server(command, port, timeout_s=timeout_s, env=env, log_path=log_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_http_server(
+    command: list[str],
+    port: int,
+    *,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> Iterator[str]:
+    """Start ``command`` (a server listening on 127.0.0.1:``port`` with ``GET /health``) in its own
+    process group, yield its URL once healthy, stop it on exit. Its output goes to ``log_path``
+    (kept) or to a temporary file (removed); ``env`` is added to this process's environment."""
     keep_log = log_path is not None
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix="target-server-", suffix=".log")
         os.close(handle)
         log_path = Path(name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "target_server", "--host", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
