@@ -10,6 +10,8 @@ Measures, on the bundled model (or --model) and the same passages throughout:
         returns, for --duration seconds, then drains),
       - the share of padding in the passes the server ran for each cell (from its /metrics),
       - p50 latency at concurrency 1, batch 1.
+A mode may name the attention too: ``continuous+packed`` serves with ``--attention packed`` (no
+compute on padding), so padded and packed passes compare in one run.
 A cell's passages are all --passage-tokens long (``32``), or of the cell's own length (``32x512``), or
 of lengths drawn from a log-normal (``16xln300x0.8[8-8192]``: median 300, sigma 0.8, 8 to 8192
 tokens): real traffic mixes lengths, and a mix of lengths costs padding that one length never shows.
@@ -24,6 +26,7 @@ The model is loaded as the server loads it (target_server.models.load_embedder),
     .venv/bin/python benchmarks/batching.py --device cuda --model jinaai/jina-embeddings-v3 --trust-remote-code
     .venv/bin/python benchmarks/batching.py --device cuda --model synthetic:jina-embeddings-v3 --cells 32x512,128x128
     .venv/bin/python benchmarks/batching.py --cells '32,8xln64x0.8[8-254]'   # a variable-length cell on CPU
+    .venv/bin/python benchmarks/batching.py --modes continuous,continuous+packed --cells '32,32xln64x0.8[8-254]'
 """
 
 from __future__ import annotations
@@ -289,7 +292,11 @@ def main() -> int:
         "--duration", "--seconds", type=float, default=10.0, help="seconds each closed-loop phase sends"
     )
     parser.add_argument("--latency-requests", type=int, default=30, help="sequential b=1 requests for p50")
-    parser.add_argument("--modes", default="none,timeout,continuous")
+    parser.add_argument(
+        "--modes",
+        default="none,timeout,continuous",
+        help="batching modes, each optionally +packed (--attention packed): none,continuous,continuous+packed",
+    )
     parser.add_argument("--max-batch-tokens", type=int, help="passed to every server (default: each mode's)")
     parser.add_argument("--server-start-timeout", type=float, default=600)
     parser.add_argument("--json-out", type=Path)
@@ -326,16 +333,18 @@ def measure(args: argparse.Namespace) -> int:
     server_args += ["--max-batch-tokens", str(args.max_batch_tokens)] if args.max_batch_tokens else []
     measured: list[tuple[str, dict[CellShape, float], float, int, dict[CellShape, float | None]]] = []
     for mode in args.modes.split(","):
-        with running_target_server(
-            *server_args, "--batching", mode, timeout_s=args.server_start_timeout
-        ) as url:
+        batching, _, attention_mode = mode.partition("+")
+        mode_args = ["--batching", batching] + (["--attention", attention_mode] if attention_mode else [])
+        with running_target_server(*server_args, *mode_args, timeout_s=args.server_start_timeout) as url:
             if not attention:
                 limit = requests.get(url + "/info", timeout=10).json()["max_input_tokens"]
                 for cell, texts in passages.items():  # as the server counts: special tokens, truncation
                     lengths = [min(n + 2, limit) for n in count_tokens(factory.tokenizer, texts)]
                     attention[cell] = attention_tokens(lengths)
             singles_ms: list[float] = []
-            p50 = p50_latency_ms(url, singles, 8 if mode == "timeout" else args.latency_requests, singles_ms)
+            p50 = p50_latency_ms(
+                url, singles, 8 if batching == "timeout" else args.latency_requests, singles_ms
+            )
             rates, failures, padding = {}, 0, {}
             raw_cells = {}
             for cell in cells:

@@ -36,13 +36,14 @@ from pathlib import Path
 import infinity_peer
 import numpy as np
 import requests
-from batching import p50_latency_ms, parse_cells, raw_totals
+from batching import cell_passages, p50_latency_ms, parse_cells, raw_totals
 from http_load import Counted, Route, batches, encode_bodies, run_load
 from raw_out import raw_results, write_json
 
 from embed_bench.core.payloads import PassageFactory
 from target_server.embedder import bundled_model_path
 from target_server.launcher import running_target_server
+from target_server.synthetic import SYNTHETIC_PREFIX
 
 PARITY_LENGTHS = (3, 8, 17, 33, 64, 100, 129, 200, 254)  # special tokens included: up to the 256 limit
 
@@ -51,14 +52,16 @@ PARITY_LENGTHS = (3, 8, 17, 33, 64, 100, 129, 200, 254)  # special tokens includ
 class EngineSpec:
     engine: str
     quantize: str
+    attention: str = "padded"
 
     @property
     def label(self) -> str:
-        return self.engine if self.quantize == "none" else f"{self.engine}-{self.quantize}"
+        label = self.engine if self.quantize == "none" else f"{self.engine}-{self.quantize}"
+        return label if self.attention == "padded" else f"{label}-{self.attention}"
 
     @property
     def server_args(self) -> list[str]:
-        return ["--engine", self.engine, "--quantize", self.quantize]
+        return ["--engine", self.engine, "--quantize", self.quantize, "--attention", self.attention]
 
 
 @dataclass
@@ -73,13 +76,15 @@ class EngineResult:
 
 
 def parse_engines(text: str) -> list[EngineSpec]:
-    """``torch,onnx,onnx:int8``: engine, optionally ``:int8``; torch (fp32) must come first."""
+    """``torch,torch+packed,onnx,onnx:int8``: engine, optionally ``:int8``, optionally ``+packed``
+    (``--attention packed``); torch (fp32, padded) must come first."""
     specs = []
     for item in text.split(","):
-        engine, _, quantize = item.strip().partition(":")
-        specs.append(EngineSpec(engine, quantize or "none"))
+        item, _, attention = item.strip().partition("+")
+        engine, _, quantize = item.partition(":")
+        specs.append(EngineSpec(engine, quantize or "none", attention or "padded"))
     if specs[0] != EngineSpec("torch", "none"):
-        raise SystemExit("error: --engines must start with torch (fp32): the reference of every ratio")
+        raise SystemExit("error: --engines must start with torch (padded): the reference of every ratio")
     return specs
 
 
@@ -92,7 +97,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--engines", default="torch,onnx,onnx:int8,openvino,openvino:int8")
+    parser.add_argument(
+        "--model",
+        default="bundled",
+        help="bundled, a local model folder, or synthetic:NAME (saved once under --peer-cache, so every "
+        "server, ours and the peer's, loads the same weights)",
+    )
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument(
+        "--dtype", default="auto", help="every server's (auto: fp32 on the CPU, bf16 ours on CUDA)"
+    )
+    parser.add_argument(
+        "--engines",
+        default="torch,onnx,onnx:int8,openvino,openvino:int8",
+        help="each ENGINE[:int8][+packed]; torch first (on CUDA: torch,torch+packed)",
+    )
     parser.add_argument("--batching", default="continuous")
     parser.add_argument("--passage-tokens", type=int, default=128)
     parser.add_argument("--cells", default="1,32", help="batch sizes, each optionally xTOKENS")
@@ -106,6 +125,11 @@ def main() -> int:
     parser.add_argument(
         "--infinity",
         help="an infinity_emb executable (in its own virtual environment): Infinity joins the run as a peer",
+    )
+    parser.add_argument(
+        "--infinity-site",
+        help="instead of --infinity: a folder Infinity and its pins were installed into with pip --target "
+        "(the GPU machine's wheels); it runs as this Python's -m infinity_emb.cli, torch engine only",
     )
     parser.add_argument("--infinity-engines", default="torch,optimum,optimum:int8")
     parser.add_argument(
@@ -130,8 +154,9 @@ class Contender:
     peer: bool = False
 
 
-def contenders(args: argparse.Namespace) -> list[Contender]:
-    common = ["--batching", args.batching, "--threads", "32", "--device", "cpu"]
+def contenders(args: argparse.Namespace, source: Path) -> list[Contender]:
+    common = ["--batching", args.batching, "--threads", "32", "--device", args.device, "--dtype", args.dtype]
+    common += ["--model", str(source)]
     common += ["--cpu-threads", str(args.cpu_threads)] if args.cpu_threads else []
     common += ["--engine-cache", args.engine_cache] if args.engine_cache else []
     ours = [
@@ -143,25 +168,51 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
         )
         for spec in parse_engines(args.engines)
     ]
-    if not args.infinity:
+    if not (args.infinity or args.infinity_site):
         return ours
-    executable = Path(args.infinity).resolve()
+    if args.infinity:
+        launch = infinity_peer.PeerLaunch.of_executable(Path(args.infinity).resolve())
+    else:
+        launch = infinity_peer.PeerLaunch.of_site(Path(args.infinity_site).resolve())
     cache = Path(args.peer_cache).resolve()
     cache.mkdir(parents=True, exist_ok=True)
-    source = Path(bundled_model_path())
     peers = []
     for spec in infinity_peer.parse_peers(args.infinity_engines):
-        folder = infinity_peer.prepare_model(executable, spec, source, cache)  # before any timing
+        folder = infinity_peer.prepare_model(launch, spec, source, cache)  # before any timing
         peers.append(
             Contender(
                 spec.label,
                 lambda log, spec=spec, folder=folder: infinity_peer.running_infinity(
-                    executable, spec, folder, cache, timeout_s=args.server_start_timeout, log_path=log
+                    launch,
+                    spec,
+                    folder,
+                    cache,
+                    device=args.device,
+                    dtype=args.dtype,
+                    timeout_s=args.server_start_timeout,
+                    log_path=log,
                 ),
                 peer=True,
             )
         )
     return ours + peers
+
+
+def model_source(args: argparse.Namespace) -> Path:
+    """The folder every server loads: the bundled model's, the one given, or a synthetic model saved
+    once (its weights drawn as the server draws them) into --peer-cache."""
+    if args.model == "bundled":
+        return Path(bundled_model_path())
+    if not args.model.startswith(SYNTHETIC_PREFIX):
+        return Path(args.model).resolve()
+    folder = Path(args.peer_cache).resolve() / args.model.replace(":", "-")
+    if not (folder / "modules.json").exists():
+        from target_server.config import ServerConfig
+        from target_server.models import load_embedder
+
+        model = load_embedder(ServerConfig(model=args.model, device="cpu", dtype="float32")).model
+        infinity_peer.save_for_peer(model, folder)
+    return folder
 
 
 def token_counts(factory: PassageFactory, texts: list[str], batch_size: int) -> Counted:
@@ -174,11 +225,10 @@ def token_counts(factory: PassageFactory, texts: list[str], batch_size: int) -> 
 
 def measure(args: argparse.Namespace) -> int:
     cells = parse_cells(args.cells, args.passage_tokens)
-    factory = PassageFactory("", seed=1)
-    passages = {
-        cell: factory.passages(args.passages, cell.passage_tokens, stream=f"engines-{cell.passage_tokens}")
-        for cell in cells
-    }
+    source = model_source(args)
+    # The served model's own tokenizer (synthetic shapes use the bundled one, as their folder does).
+    factory = PassageFactory("" if ":" in args.model or args.model == "bundled" else str(source), seed=1)
+    passages = {cell: cell_passages(factory, cell, args.passages) for cell in cells}
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
     # Lengths counted without the 2 special tokens the server adds.
     parity_texts = factory.passages_of([n - 2 for n in PARITY_LENGTHS], stream="parity")
@@ -186,7 +236,7 @@ def measure(args: argparse.Namespace) -> int:
     route = Route("/embeddings", infinity_peer.SERVED_NAME)
     bodies = {cell: encode_bodies(passages[cell], cell.batch_size, route) for cell in cells}
     counted = {cell: token_counts(factory, passages[cell], cell.batch_size) for cell in cells}
-    servers = contenders(args)
+    servers = contenders(args, source)
 
     reference: np.ndarray | None = None
     results: list[EngineResult] = []
@@ -247,9 +297,9 @@ def measure(args: argparse.Namespace) -> int:
 
     torch = results[0]
     print(
-        f"\nbundled model, batching={args.batching}, {args.concurrency} clients, t={args.passage_tokens}, "
+        f"\nmodel {args.model} on {args.device} ({args.dtype}), batching={args.batching}, {args.concurrency} clients, "
         f"{args.duration:g} s per cell, POST {route.path} for every server, tokens counted by the client; "
-        "ratios are to the bundled server on torch (fp32)\n"
+        "ratios are to the bundled server on torch, padded (the first engine)\n"
     )
     header = "".join(f" tokens/s {c.label} c={args.concurrency} | x torch |" for c in cells)
     print(f"| engine | start s | parity min cos | mean cos |{header} p50 ms b=1 c=1 | x torch | failures |")

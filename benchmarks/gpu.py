@@ -6,12 +6,18 @@
 Parts, each a child process with its own time limit (a hang costs that part only; servers it
 started are stopped by their marker in the environment):
   batching  benchmarks/batching.py with synthetic:jina-embeddings-v3 in bf16: offline limit vs the
-            three batching modes at c=10 for b=32 t=512 and b=128 t=128
+            batching modes (continuous padded and packed, none, timeout) at c=10 for b=32 t=512,
+            b=128 t=128 and a variable-length mix (log-normal around 300 tokens, up to 8192)
   oom       a real CUDA out-of-memory, recovered: this process fills the GPU but for --oom-headroom-gib,
             then a server (no warm-up, a huge --max-batch-tokens) gets one request of 256 x 8192
             tokens; its forward pass runs out of memory, is halved until it fits, answers 200; then
             /health is 200 and a normal request succeeds
   mfu       model FLOPs utilization implied by the tokens/s of `batching` (computed here, no device)
+  peer      benchmarks/engines.py: the bundled server (continuous, padded and packed) against Infinity
+            0.0.78 on its torch engine, same GPU, model folder (the synthetic model saved once), dtype,
+            passages and client, at c=10 for b=32 t=512 and the variable-length mix; Infinity comes
+            from --infinity-site (its wheels installed with pip --target, see gpu_session.sh) or
+            --infinity (a venv's infinity_emb); without either the part is skipped, and says so
   overhead  benchmarks/overhead.py with the null model on all cores
 
 Writes $OUT (default ./gpu-out): one log and one JSON per part, summary.json and summary.md.
@@ -57,6 +63,10 @@ class Plan:
     oom_rows: int
     oom_tokens: int
     overhead_args: tuple[str, ...]
+    peer_cells: str
+    # Batching modes in the order measured (a part cut short keeps the earlier ones): padded and
+    # packed continuous passes first, then the study's baselines.
+    modes: str = "continuous,continuous+packed,none,timeout"
     limits_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -74,7 +84,8 @@ PLANS = {
         oom_rows=256,
         oom_tokens=8192,
         overhead_args=("--client-processes", "4", "--seconds", "4", "--profile-seconds", "5"),
-        limits_s={"batching": 270, "oom": 100, "overhead": 90},
+        peer_cells="32x512,16xln300x0.8[8-8192]",
+        limits_s={"batching": 330, "oom": 100, "overhead": 90, "peer": 240},
     ),
     "smoke": Plan(
         model="synthetic:bge-small",
@@ -91,7 +102,8 @@ PLANS = {
             *("--batch-sizes", "1,8", "--concurrency", "4", "--seconds", "1"),
             *("--profile-seconds", "1", "--profile-batch-size", "8"),
         ),
-        limits_s={"batching": 400, "oom": 200, "overhead": 200},
+        peer_cells="4x32,4xln16x0.8[2-64]",
+        limits_s={"batching": 400, "oom": 200, "overhead": 200, "peer": 400},
     ),
 }
 
@@ -270,6 +282,29 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.1f}%"
 
 
+def peer_table(figures: dict) -> str:
+    """Each contender's tokens/s per cell and parity, then ours (best) / Infinity per cell."""
+    engines = figures["engines"]
+    cells = list(next(iter(engines.values()))["tokens_per_s"])
+    lines = [
+        "| server | parity min cos | "
+        + " | ".join(f"tokens/s {c}" for c in cells)
+        + " | p50 b=1 ms | failures |",
+        "|---|---:|" + "---:|" * (len(cells) + 2),
+    ]
+    for label, e in engines.items():
+        rates = " | ".join(f"{e['tokens_per_s'][c]:,.0f}" for c in cells)
+        lines.append(
+            f"| {label} | {e['parity_min_cosine']:.4f} | {rates} | {e['b1_c1_p50_ms']:.1f} | {e['failures']} |"
+        )
+    ratios = figures["against_peers"]
+    lines += ["", f"ours ({ratios['ours_best']}) / peer:", ""]
+    for peer, r in ratios["peers"].items():
+        cellwise = ", ".join(f"{c} {x:.2f}x" for c, x in r["tokens_per_s_ratio"].items())
+        lines.append(f"- {peer}: {cellwise}; geometric mean {r['geometric_mean_ratio']:.2f}x")
+    return "\n".join(lines)
+
+
 def summary_markdown(device: str, parts: list[PartResult]) -> str:
     lines = [f"# GPU session: {device}", "", "| part | status | seconds |", "|---|---|---:|"]
     lines += [f"| {p.name} | {p.status} | {p.seconds:.0f} |" for p in parts]
@@ -287,6 +322,8 @@ def summary_markdown(device: str, parts: list[PartResult]) -> str:
                 f"{100 * r['mfu']:.1f}% |"
                 for r in part.figures["rows"]
             ]
+        elif part.name == "peer" and part.figures.get("against_peers"):
+            lines += ["", "## Against Infinity on the same device", "", peer_table(part.figures)]
         elif part.figures:
             lines += ["", f"## {part.name}", "", "```json", json.dumps(part.figures, indent=2)[:4000], "```"]
     return "\n".join(lines) + "\n"
@@ -300,11 +337,17 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="synthetic:bge-small on the CPU, seconds per part"
     )
-    parser.add_argument("--parts", default="batching,oom,mfu,overhead")
+    parser.add_argument("--parts", default="batching,oom,mfu,overhead,peer")
     parser.add_argument(
         "--oom-headroom-gib", type=float, default=24.0, help="GPU memory left to the OOM server"
     )
     parser.add_argument("--peak-tflops", type=float, default=H200_BF16_DENSE_TFLOPS)
+    parser.add_argument(
+        "--infinity-site",
+        default=os.environ.get("PEER_SITE", "/tmp/peer-site"),
+        help="the peer part's Infinity, installed with pip --target (default: $PEER_SITE or /tmp/peer-site)",
+    )
+    parser.add_argument("--infinity", help="the peer part's Infinity as a venv's infinity_emb (instead)")
     args = parser.parse_args()
     plan = PLANS["smoke" if args.smoke else "gpu"]
     out = Path(os.environ.get("OUT") or "gpu-out").resolve()
@@ -320,7 +363,7 @@ def main() -> int:
             *(python, str(BENCHMARKS / "batching.py"), "--model", plan.model, "--device", plan.device),
             *("--dtype", plan.dtype, "--cells", plan.cells, "--concurrency", str(plan.concurrency)),
             *("--duration", str(plan.duration_s), "--passages", str(plan.passages)),
-            *("--latency-requests", str(plan.latency_requests), "--modes", "continuous,none,timeout"),
+            *("--latency-requests", str(plan.latency_requests), "--modes", plan.modes),
             *("--json-out", str(out / "batching.json")),
         ],
         "oom": [
@@ -335,6 +378,14 @@ def main() -> int:
             *(python, str(BENCHMARKS / "overhead.py"), *plan.overhead_args),
             *("--json-out", str(out / "overhead.json")),
         ],
+        "peer": [
+            *(python, str(BENCHMARKS / "engines.py"), "--model", plan.model, "--device", plan.device),
+            *("--dtype", plan.dtype, "--engines", "torch,torch+packed", "--infinity-engines", "torch"),
+            *(["--infinity", args.infinity] if args.infinity else ["--infinity-site", args.infinity_site]),
+            *("--cells", plan.peer_cells, "--concurrency", str(plan.concurrency)),
+            *("--duration", str(plan.duration_s), "--passages", str(plan.passages)),
+            *("--latency-requests", str(plan.latency_requests), "--out", str(out / "peer")),
+        ],
     }
     parts: list[PartResult] = []
     for name in args.parts.split(","):
@@ -345,9 +396,13 @@ def main() -> int:
             except (OSError, KeyError, ValueError) as error:
                 figures, status = {}, f"failed ({type(error).__name__}: {error})"
             parts.append(PartResult(name, status, time.perf_counter() - started, figures))
+        elif name == "peer" and not (args.infinity or Path(args.infinity_site, "infinity_emb").is_dir()):
+            why = f"skipped (no Infinity: nothing installed in {args.infinity_site}, no --infinity)"
+            print(f"\n=== peer: {why}", flush=True)
+            parts.append(PartResult(name, why, 0.0, {}))
         else:
             status, seconds = run_part(name, commands[name], plan.limits_s[name], out)
-            result = out / f"{name}.json"
+            result = out / ("peer/engines.json" if name == "peer" else f"{name}.json")
             figures = json.loads(result.read_text()) if result.exists() else {}
             parts.append(PartResult(name, status, seconds, figures))
         (out / "summary.json").write_text(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from target_server.config import (
+    ATTENTIONS,
     BATCHING_MODES,
     DEVICES,
     DTYPES,
@@ -76,6 +77,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--quantize",
         choices=QUANTIZATIONS,
         help="int8: dynamic int8 quantization (int8 weights) with --engine onnx or openvino; default: none",
+    )
+    model.add_argument(
+        "--attention",
+        choices=ATTENTIONS,
+        help="padded (default): a pass pads its passages to the longest. packed: the passages' tokens "
+        "end to end, attention per passage, no compute on padding (torch; BERT and XLM-RoBERTa models)",
     )
     model.add_argument(
         "--engine-cache",

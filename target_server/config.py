@@ -19,6 +19,9 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 # ONNX Runtime or OpenVINO at start (CPU only); QUANTIZATIONS: int8 for those two.
 ENGINES = ("torch", "onnx", "openvino")
 QUANTIZATIONS = ("none", "int8")
+# How a torch forward pass treats passages of unlike lengths (target_server.packed): padded to the
+# longest of the pass, or packed end to end with attention per passage (BERT and XLM-RoBERTa models).
+ATTENTIONS = ("padded", "packed")
 BUNDLED_MODEL = "bundled"
 ENV_PREFIX = "EMBED_BENCH"
 
@@ -37,6 +40,7 @@ class ServerConfig:
     dtype: str = "auto"
     engine: str = "torch"
     quantize: str = "none"
+    attention: str = "padded"
     # Where exported models are kept between starts (None: $XDG_CACHE_HOME or ~/.cache, /embed-bench/engines).
     engine_cache: str | None = None
     batching: str = "continuous"
@@ -126,6 +130,17 @@ class ServerConfig:
             need(
                 not (self.model == "null" or self.model.startswith("null:")),
                 f"{what}: the null model has no forward pass to run elsewhere; use --engine torch",
+            )
+        need(self.attention in ATTENTIONS, f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
+        if self.attention == "packed":
+            need(
+                self.engine == "torch" and self.quantize == "none",
+                f"--attention packed runs in torch; --engine {self.engine} runs the exported model padded "
+                "(drop one of them)",
+            )
+            need(
+                not (self.model == "null" or self.model.startswith("null:")),
+                "--attention packed: the null model has no attention to pack; drop --attention",
             )
         need(
             self.engine_cache is None or bool(self.engine_cache),

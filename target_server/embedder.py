@@ -94,6 +94,8 @@ class ModelInfo:
     quantization: str | None = None
     # The runtime, its version and the exported file it runs (None for torch as loaded).
     engine_detail: str | None = None
+    # How a pass treats unlike lengths (--attention): "padded", or "packed (KERNEL)" (target_server.packed).
+    attention: str = "padded"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,10 @@ class Flight:
 
 class SentenceTransformerEmbedder:
     """A sentence-transformers model split into thread-safe tokenization and a batch forward pass."""
+
+    # A pass costs longest x rows tokens (padded), or the sum of its inputs' (packed: PackedEmbedder);
+    # the batchers cut passes to the budget by that measure.
+    pads = True
 
     def __init__(
         self,

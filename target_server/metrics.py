@@ -76,7 +76,7 @@ class ServerMetrics:
         )
         self.batch_tokens = Histogram(
             "embed_batch_padded_tokens",
-            "Padded tokens per forward pass",
+            "Tokens a forward pass computed on: longest x rows, or only the real ones when packed (--attention)",
             buckets=_powers_of_two(1 << 20),
             registry=registry,
         )

@@ -22,6 +22,7 @@ from target_server.embedder import (
 from target_server.engines import engine_embedder
 from target_server.engines.cache import model_fingerprint
 from target_server.null_model import NullEmbedder, is_null
+from target_server.packed import PackedEmbedder
 from target_server.synthetic import SEED as SYNTHETIC_SEED
 from target_server.synthetic import SHAPES, SYNTHETIC_PREFIX, build_synthetic
 
@@ -53,12 +54,8 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
             shape = SHAPES[config.model.removeprefix(SYNTHETIC_PREFIX)]
             key = {"source": config.model, "seed": SYNTHETIC_SEED, "shape": dataclasses.asdict(shape)}
             return engine_embedder(model.eval(), config.model, config, key=key, synthetic=True, note=note)
-        return SentenceTransformerEmbedder(
-            model.to(dtype).eval(),
-            config.model,
-            synthetic=True,
-            note=note,
-        )
+        torch_embedder = PackedEmbedder if config.attention == "packed" else SentenceTransformerEmbedder
+        return torch_embedder(model.to(dtype).eval(), config.model, synthetic=True, note=note)
     if config.model == BUNDLED_MODEL:
         source, name = bundled_model_path(), BUNDLED_MODEL_ID
     else:
@@ -79,4 +76,6 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
     model.eval()
     if exported:
         return engine_embedder(model, name, config, key=model_fingerprint(source))
+    if config.attention == "packed":
+        return PackedEmbedder(model, name)
     return SentenceTransformerEmbedder(model, name)

@@ -138,6 +138,11 @@ def _schemas(config: ServerConfig, dimensions: int | None) -> dict[str, Any]:
                         "description": "the runtime, its version and the exported file it runs",
                     }
                 ),
+                "attention": {
+                    "type": "string",
+                    "description": "how a pass treats unlike lengths (--attention): padded, or packed (and "
+                    "its kernel: nested, or runs of one length)",
+                },
                 "hardware": {
                     "type": "object",
                     "description": "what serves the model; run.json records it, and prices are matched to it",

@@ -151,6 +151,7 @@ class EmbeddingService:
                 "engine": info.engine,
                 "quantization": info.quantization,
                 "engine_detail": info.engine_detail,
+                "attention": info.attention,
                 "hardware": describe_hardware(info.device).as_dict(),
             }
             if info.note:

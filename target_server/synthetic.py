@@ -122,12 +122,16 @@ def _st_modules():
 
 def build_synthetic(name: str, device: str, model_kwargs: dict[str, Any]) -> tuple[Any, str]:
     """A SentenceTransformer of shape ``SHAPES[name]`` with seeded random weights on ``device``, and a note."""
+    if name not in SHAPES:
+        raise ValueError(f"unknown synthetic model {name!r}; known: {', '.join(SHAPES)}")
+    return build_shape(SHAPES[name], device, model_kwargs)
+
+
+def build_shape(shape: SyntheticShape, device: str, model_kwargs: dict[str, Any]) -> tuple[Any, str]:
+    """A SentenceTransformer of any shape (tests build small ones) with seeded random weights, and a note."""
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
-    if name not in SHAPES:
-        raise ValueError(f"unknown synthetic model {name!r}; known: {', '.join(SHAPES)}")
-    shape = SHAPES[name]
     Transformer, Pooling, Normalize = _st_modules()
     # The wrapper brings the bundled tokenizer; its small BERT is then replaced by the random model.
     transformer = Transformer(bundled_model_path())

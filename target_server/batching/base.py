@@ -38,6 +38,8 @@ class Embedder(Protocol):
     """The batcher's view of the model (see target_server.embedder): one call, or three stages on CUDA."""
 
     asynchronous: bool
+    # False when a pass computes on real tokens only (packed attention): budgets count real tokens.
+    pads: bool
 
     def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> np.ndarray: ...
     def stage(self, batch: Sequence[Sequence[int]]) -> Any: ...
@@ -147,9 +149,16 @@ class Entry:
 
 
 def cut_batches(
-    entries: Iterable[Entry], max_batch_tokens: int, split_cost_tokens: float = math.inf
+    entries: Iterable[Entry],
+    max_batch_tokens: int,
+    split_cost_tokens: float = math.inf,
+    *,
+    padded: bool = True,
 ) -> list[list[Entry]]:
     """Cut entries, in the order given, into batches with ``longest x rows <= max_batch_tokens``.
+
+    An embedder that packs its passes (``padded=False``: no padding computed) fills the budget with
+    real tokens instead, and never splits for padding.
 
     Sorting by length before cutting (as the continuous batcher does) keeps padding small; an input
     longer than the budget alone still gets a batch of its own. With ``split_cost_tokens`` (what one
@@ -160,6 +169,15 @@ def cut_batches(
     batches: list[list[Entry]] = []
     current: list[Entry] = []
     longest = 0
+    if not padded:
+        tokens = 0
+        for entry in entries:
+            if current and tokens + entry.length > max_batch_tokens:
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(entry)
+            tokens += entry.length
+        return [*batches, current] if current else batches
     for entry in entries:
         widest = max(longest, entry.length)
         over_budget = widest * (len(current) + 1) > max_batch_tokens
@@ -376,7 +394,7 @@ class Batcher(ABC):
         for group in group_by_task(entries).values():
             if sort:
                 group.sort(key=lambda entry: entry.length)
-            batches += cut_batches(group, self.max_batch_tokens, split_cost_tokens)
+            batches += cut_batches(group, self.max_batch_tokens, split_cost_tokens, padded=self.embedder.pads)
         self.execute(batches)
 
     def execute(self, batches: Iterable[Sequence[Entry]]) -> None:
@@ -449,7 +467,8 @@ class Batcher(ABC):
 
     def _record(self, part: Sequence[Entry], vectors: np.ndarray, seconds: float) -> None:
         tokens = sum(entry.length for entry in part)
-        padded = max(entry.length for entry in part) * len(part)
+        # What the pass computed on: a packed pass (embedder.pads False) pads nothing.
+        padded = max(entry.length for entry in part) * len(part) if self.embedder.pads else tokens
         self.metrics.batch_size.observe(len(part))
         self.metrics.batch_tokens.observe(padded)
         self.metrics.batch_real_tokens.observe(tokens)

@@ -18,6 +18,7 @@ class AsynchronousDouble:
     first token id, so order and completeness can be checked."""
 
     asynchronous = True
+    pads = True
 
     def __init__(self, oom_above_rows: int | None = None) -> None:
         self.oom_above_rows = oom_above_rows
