@@ -529,9 +529,19 @@ class Progress:
                 continue
             took = f" in {record.end - record.start:.1f} s" if record.end is not None else " (interrupted)"
             verdict = f", {step_verdict(step, steps.get('slo'))}" if step is not None else ""
-            eta = "" if searching else self.eta(records, done)
+            if searching:
+                eta = ""
+            elif record.end is None:  # cut short: the walk ends here, nothing is left to wait for
+                eta = self.not_run(done)
+            else:
+                eta = self.eta(records, done)
             self.write(f"{name}: {record.outcome()}{took}{verdict}{eta}")
         return records
+
+    def not_run(self, done: int) -> str:
+        """``; the run stopped, 2 cells not run`` after a cell cut short (an interrupted run)."""
+        left = max(0, self.total - done)
+        return f"; the run stopped, {left} cell{'s' if left > 1 else ''} not run" if left else ""
 
     def eta(self, records: Sequence[CellRecord], done: int) -> str:
         """``; ETA 1:10`` from the cells left's twins in an earlier repeat, else ``; 7 cells left``."""

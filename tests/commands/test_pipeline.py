@@ -150,6 +150,14 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     }, stdout
     assert len(rows) >= 2 and measured[rows[1]["cell"]] > 0, stdout  # the cut cell had done some
     assert f"{sum(measured.values()):,} completed" in stdout
+    # The cut cell's line says the walk ended there, not how many cells are left to wait for.
+    cut = [line for line in stdout.splitlines() if "(interrupted)" in line]
+    assert cut and all("left" not in line and "ETA" not in line for line in cut), stdout
+    not_run = 4 - len(rows)
+    ending = (
+        f"the run stopped, {not_run} cell{'s' if not_run > 1 else ''} not run" if not_run else "(interrupted)"
+    )
+    assert any(line.endswith(ending) for line in cut), stdout
     report = embed_bench("report", str(run_dir), "--out", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     assert_no_secret(tmp_path, stdout, stderr)
