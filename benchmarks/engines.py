@@ -200,17 +200,19 @@ def contenders(args: argparse.Namespace, source: Path) -> list[Contender]:
 
 def model_source(args: argparse.Namespace) -> Path:
     """The folder every server loads: the bundled model's, the one given, or a synthetic model saved
-    once (its weights drawn as the server draws them) into --peer-cache."""
+    once (its weights drawn as the server draws them, kept in --dtype when it names one: half the
+    bytes to write and load in bf16) into --peer-cache."""
     if args.model == "bundled":
         return Path(bundled_model_path())
     if not args.model.startswith(SYNTHETIC_PREFIX):
         return Path(args.model).resolve()
-    folder = Path(args.peer_cache).resolve() / args.model.replace(":", "-")
+    dtype = args.dtype if args.dtype in ("float32", "float16", "bfloat16") else "float32"
+    folder = Path(args.peer_cache).resolve() / f"{args.model.replace(':', '-')}-{dtype}"
     if not (folder / "modules.json").exists():
         from target_server.config import ServerConfig
         from target_server.models import load_embedder
 
-        model = load_embedder(ServerConfig(model=args.model, device="cpu", dtype="float32")).model
+        model = load_embedder(ServerConfig(model=args.model, device="cpu", dtype=dtype)).model
         infinity_peer.save_for_peer(model, folder)
     return folder
 

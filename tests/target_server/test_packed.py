@@ -82,9 +82,11 @@ def test_packed_vectors_match_the_padded_ones_on_the_bundled_model(bundled_model
     assert got.shape == expected.shape and got.dtype == np.float32
     assert cosines(expected, got).min() >= 0.999999
     np.testing.assert_allclose(got, expected, atol=2e-6)
-    # Each passage alone gives the same vector: no passage sees another's tokens.
-    alone = np.stack([packed.embed([ids])[0] for ids in batch])
-    np.testing.assert_allclose(alone, got, atol=2e-6)
+    # Each passage alone gives the same vector: no passage sees another's tokens. (The runs kernel
+    # groups passages of one length into one call, where a leak could hide; nested has no groups.)
+    if kernel == "runs":
+        alone = np.stack([packed.embed([ids])[0] for ids in batch])
+        np.testing.assert_allclose(alone, got, atol=2e-6)
 
 
 @pytest.mark.parametrize("shape", [SMALL_XLM_R, SMALL_BERT_CLS], ids=["xlm-roberta-mean", "bert-cls"])
