@@ -137,12 +137,6 @@ class PackedEncoder(torch.nn.Module):
         padding_idx = getattr(self.embeddings, "padding_idx", None)
         self.position_offset = padding_idx + 1 if config.model_type == "xlm-roberta" else 0
         self.pooling = _pooling_mode(modules[1])
-        device = str(next(auto_model.parameters()).device)
-        self.kernel = kernel or ("nested" if device.startswith("cuda") else "runs")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"unknown packed attention kernel {self.kernel!r}; known: {', '.join(KERNELS)}")
-        if kernel is None and self.kernel == "nested" and not self._nested_runs(device, self.qkv[0][0].dtype):
-            self.kernel = "runs"
         self.normalize = len(modules) > 2
         # One (hidden -> 3 x hidden) matmul instead of three: fewer, larger kernels.
         self.qkv = [
@@ -164,6 +158,13 @@ class PackedEncoder(torch.nn.Module):
             )
             for layer in self.layers
         ]
+        if kernel is not None and kernel not in KERNELS:
+            raise ValueError(f"unknown packed attention kernel {kernel!r}; known: {', '.join(KERNELS)}")
+        self.kernel = kernel or self._default_kernel(str(self.qkv[0][0].device), self.qkv[0][0].dtype)
+
+    def _default_kernel(self, device: str, dtype: torch.dtype) -> str:
+        """nested on CUDA where a nested kernel takes the head size and dtype, else runs."""
+        return "nested" if device.startswith("cuda") and self._nested_runs(device, dtype) else "runs"
 
     def embed(self, batch: PackedBatch) -> torch.Tensor:
         """Word, position and token-type (type 0) embeddings, normalized: ``(tokens, hidden)``."""

@@ -110,6 +110,17 @@ def test_the_kernel_defaults_to_runs_on_the_cpu_and_info_names_it(bundled_model)
         PackedEncoder(bundled_model, "flash")
 
 
+def test_cuda_takes_the_nested_kernel_only_where_a_probe_pass_runs(bundled_model) -> None:
+    encoder = PackedEncoder(bundled_model)
+    # The probe: a two-passage nested pass runs (here on the CPU, in float32), or it does not.
+    assert encoder._nested_runs("cpu", torch.float32)
+    assert not encoder._nested_runs("cpu", torch.int32)  # no SDPA kernel for it: refused, not raised
+    assert encoder._default_kernel("cpu", torch.float32) == "runs"  # the slow math path is never the CPU's
+    for runs, kernel in ((True, "nested"), (False, "runs")):
+        encoder._nested_runs = lambda device, dtype, runs=runs: runs  # as the device's probe would answer
+        assert encoder._default_kernel("cuda:0", torch.bfloat16) == kernel
+
+
 def test_a_model_it_cannot_pack_is_refused_with_the_reason(bundled_model) -> None:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense
