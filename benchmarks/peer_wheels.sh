@@ -21,7 +21,7 @@ PACKAGES=(
   pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing_extensions==4.16.0
   uvicorn==0.32.1 prometheus-fastapi-instrumentator==8.1.0 typer==0.12.5 click==8.1.8 rich==13.9.4
   posthog==7.91.1 backoff==2.2.1 distro==1.9.0 orjson==3.13.0
-  kernels==0.10.4 httptools==0.9.0 uvloop==0.23.0
+  kernels==0.10.4 httptools==0.9.0
 )
 mkdir -p "$DEST"
 $PIP download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp \

