@@ -216,6 +216,12 @@ def write_json(
     return results
 
 
+def served_tokenizer(model: str) -> str:
+    """The tokenizer a PassageFactory needs for ``model``: its own, or the bundled one ("") for
+    ``bundled``, ``synthetic:NAME`` and ``null:WIDTH`` (both take the bundled tokenizer)."""
+    return "" if model == "bundled" or ":" in model else model
+
+
 def parse_cells(text: str, passage_tokens: int) -> list[CellShape]:
     """``1,32``, ``32x512,128x128`` or ``16xln300x0.8[8-8192]``: batch size, optionally x passage
     tokens (else --passage-tokens) or a log-normal length distribution (a variable-length cell)."""
@@ -315,8 +321,7 @@ def measure(args: argparse.Namespace) -> int:
     cells = parse_cells(args.cells, args.passage_tokens)
     # The Locust side's token-exact, distinct passages, under the served model's own tokenizer
     # (synthetic shapes and the null model use the bundled one).
-    tokenizer = args.model if args.model != "bundled" and ":" not in args.model else ""
-    factory = PassageFactory(tokenizer, seed=1)
+    factory = PassageFactory(served_tokenizer(args.model), seed=1)
     passages = {cell: cell_passages(factory, cell, args.passages) for cell in cells}
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
     attention: dict[CellShape, float] = {}  # per cell, once the model's input limit is known

@@ -36,7 +36,7 @@ from pathlib import Path
 import infinity_peer
 import numpy as np
 import requests
-from batching import cell_passages, p50_latency_ms, parse_cells, raw_totals
+from batching import cell_passages, p50_latency_ms, parse_cells, raw_totals, served_tokenizer
 from http_load import Counted, Route, batches, encode_bodies, run_load
 from raw_out import raw_results, write_json
 
@@ -228,8 +228,7 @@ def token_counts(factory: PassageFactory, texts: list[str], batch_size: int) -> 
 def measure(args: argparse.Namespace) -> int:
     cells = parse_cells(args.cells, args.passage_tokens)
     source = model_source(args)
-    # The served model's own tokenizer (synthetic shapes use the bundled one, as their folder does).
-    factory = PassageFactory("" if ":" in args.model or args.model == "bundled" else str(source), seed=1)
+    factory = PassageFactory(served_tokenizer(args.model), seed=1)
     passages = {cell: cell_passages(factory, cell, args.passages) for cell in cells}
     singles = [[t] for t in factory.passages(args.latency_requests, args.passage_tokens, stream="latency")]
     # Lengths counted without the 2 special tokens the server adds.

@@ -276,9 +276,9 @@ class PackedEmbedder(SentenceTransformerEmbedder):
 
     def __init__(self, model, name: str, *, kernel: str | None = None, **kwargs) -> None:
         super().__init__(model, name, **kwargs)
-        self.encoder = PackedEncoder(model, kernel)
         if self.info.tasks:
             raise ValueError("this model cannot run with --attention packed: it has task adapters")
+        self.encoder = PackedEncoder(model, kernel)
         self.info = dataclasses.replace(self.info, attention=f"packed ({self.encoder.kernel})")
 
     def stage(self, batch: Sequence[Sequence[int]]) -> PackedBatch:

@@ -13,24 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from target_server.synthetic import SyntheticShape, build_shape
+from target_server.synthetic import build_shape
 from tests.benchmarks.scripts import load_script
+from tests.target_server.test_packed import SMALL_XLM_R
 
 engines = load_script("engines")
 infinity_peer = load_script("infinity_peer")
-
-SMALL = SyntheticShape(
-    architecture="xlm-roberta",
-    layers=1,
-    hidden=32,
-    heads=2,
-    ffn=64,
-    positions=514,
-    vocab=30_522,
-    max_input_tokens=512,
-    pooling="mean",
-    real_model="a one-layer XLM-RoBERTa for tests",
-)
 
 
 def test_a_saved_synthetic_model_loads_back_with_the_same_vectors_in_the_classic_format(
@@ -38,7 +26,7 @@ def test_a_saved_synthetic_model_loads_back_with_the_same_vectors_in_the_classic
 ) -> None:
     from sentence_transformers import SentenceTransformer
 
-    model, _ = build_shape(SMALL, "cpu", {})
+    model, _ = build_shape(SMALL_XLM_R, "cpu", {})
     folder = tmp_path / "synthetic-small"
     infinity_peer.save_for_peer(model.eval(), folder)
     modules = json.loads((folder / "modules.json").read_text())
@@ -53,7 +41,7 @@ def test_a_saved_synthetic_model_loads_back_with_the_same_vectors_in_the_classic
         "do_lower_case": False,
     }
     pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
-    assert pooling["word_embedding_dimension"] == 32 and pooling["pooling_mode_mean_tokens"] is True
+    assert pooling["word_embedding_dimension"] == 64 and pooling["pooling_mode_mean_tokens"] is True
     assert [key for key, on in pooling.items() if key.startswith("pooling_mode_") and on] == [
         "pooling_mode_mean_tokens"
     ]

@@ -8,6 +8,8 @@ refused with the reason.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -33,15 +35,10 @@ SMALL_XLM_R = SyntheticShape(
     pooling="mean",
     real_model="a two-layer XLM-RoBERTa for tests",
 )
-SMALL_BERT_CLS = SyntheticShape(
+SMALL_BERT_CLS = dataclasses.replace(
+    SMALL_XLM_R,
     architecture="bert",
-    layers=2,
-    hidden=64,
-    heads=4,
-    ffn=128,
     positions=512,
-    vocab=30_522,
-    max_input_tokens=512,
     pooling="cls",
     real_model="a two-layer BERT with CLS pooling for tests",
 )
