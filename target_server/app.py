@@ -12,7 +12,8 @@ from target_server.config import resolve_config
 from target_server.embedder import SentenceTransformerEmbedder
 from target_server.errors import register_error_handlers
 from target_server.routes import bp
-from target_server.service import EXTENSION, EmbeddingService
+from target_server.service import EmbeddingService
+from target_server.serving import EXTENSION
 from target_server.tracing import ServerTracing
 
 

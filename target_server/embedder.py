@@ -21,12 +21,16 @@ import importlib.resources
 import json
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from target_server.serving import ModelInfo as ModelInfo  # where embedders' callers found it
+from target_server.tokenization import InputTooLong as InputTooLong  # idem
+from target_server.tokenization import TextTokenizer
+from target_server.tokenization import UnknownTask as UnknownTask  # idem
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +38,6 @@ BUNDLED_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 # The key in a model folder's config.json that marks it a tokenizer carrier (benchmarks/gpu_bundle.py):
 # the bundled tokenizer with a tiny random model, for machines that serve only synthetic and null models.
 TOKENIZER_CARRIER = "embed_bench_tokenizer_carrier"
-
-
-class InputTooLong(ValueError):
-    """An input over the model's limit while the client asked not to truncate."""
-
-    def __init__(self, index: int, tokens: int, limit: int) -> None:
-        super().__init__(
-            f"input {index} has {tokens} tokens, over the model's limit of {limit}; "
-            "shorten it or send truncate: true"
-        )
-        self.index, self.tokens, self.limit = index, tokens, limit
-
-
-class UnknownTask(ValueError):
-    """A task name the model does not define."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -93,27 +82,6 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    dimensions: int
-    max_input_tokens: int
-    device: str
-    dtype: str
-    tasks: tuple[str, ...] | None
-    parameters: int
-    # Random weights or no model at all: the vectors mean nothing; `note` says what it is instead.
-    synthetic: bool = False
-    note: str | None = None
-    # What runs the forward pass (--engine) and how its weights are quantized (--quantize; None: not).
-    engine: str = "torch"
-    quantization: str | None = None
-    # The runtime, its version and the exported file it runs (None for torch as loaded).
-    engine_detail: str | None = None
-    # How a pass treats unlike lengths (--attention): "padded", or "packed (KERNEL)" (target_server.packed).
-    attention: str = "padded"
-
-
-@dataclass(frozen=True)
 class Flight:
     """A launched forward pass: float32 vectors (being copied to the host on CUDA) and when they are there."""
 
@@ -147,66 +115,38 @@ class SentenceTransformerEmbedder:
         # Non-tensor entries ST's own preprocess adds (e.g. modality="text"), so forward sees the same input.
         template = model.preprocess(["x"])
         self._extra_features = {k: v for k, v in template.items() if not isinstance(v, torch.Tensor)}
-        self._prompts: dict[str, str] = dict(getattr(model, "prompts", None) or {})
+        prompts: dict[str, str] = dict(getattr(model, "prompts", None) or {})
         default_prompt = getattr(model, "default_prompt_name", None)
-        self._default_prompt = self._prompts.get(default_prompt, "") if default_prompt else ""
+        tasks = _model_tasks(model)
+        # Tokenization runs on request threads, or in front-end processes (a pickled copy).
+        self.text_tokenizer = TextTokenizer(
+            tokenizer,
+            max_input_tokens=self.max_input_tokens,
+            prompts=prompts,
+            default_prompt=prompts.get(default_prompt, "") if default_prompt else "",
+            tasks=tasks,
+        )
         self.info = ModelInfo(
             name=name,
             dimensions=int(_embedding_dimension(model)),
             max_input_tokens=self.max_input_tokens,
             device=self.device,
             dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-            tasks=_model_tasks(model),
+            tasks=tasks,
             parameters=sum(p.numel() for p in model.parameters()),
             synthetic=synthetic,
             note=note,
         )
-        # Fast tokenizers are Rust objects that must not be re-configured concurrently ("Already
-        # borrowed"), so keep two clones configured once: truncating and not. Slow ones take a lock.
-        if tokenizer.is_fast:
-            from tokenizers import Tokenizer
-
-            serialized = tokenizer.backend_tokenizer.to_str()
-            self._truncating = Tokenizer.from_str(serialized)
-            self._truncating.no_padding()
-            self._truncating.enable_truncation(self.max_input_tokens)
-            self._full = Tokenizer.from_str(serialized)
-            self._full.no_padding()
-            self._full.no_truncation()
-        else:
-            self._slow_lock = threading.Lock()
-            self._slow = tokenizer
 
     # ---- request thread -------------------------------------------------------------------------
     def prompt_for(self, task: str | None) -> str:
-        if task is None:
-            return self._default_prompt
-        if self.info.tasks is not None and task not in self.info.tasks:
-            raise UnknownTask(f"unknown task {task!r}; this model knows {', '.join(self.info.tasks)}")
-        return self._prompts.get(task, self._default_prompt)
+        return self.text_tokenizer.prompt_for(task)
 
     def tokenize(
         self, texts: Sequence[str], truncate: bool = True, task: str | None = None
     ) -> list[list[int]]:
         """Token ids with special tokens, truncated to the model's limit (or InputTooLong if not allowed)."""
-        prompt = self.prompt_for(task)
-        texts = [prompt + text for text in texts] if prompt else list(texts)
-        if hasattr(self, "_slow"):
-            with self._slow_lock:
-                ids = self._slow(
-                    texts,
-                    add_special_tokens=True,
-                    truncation=truncate,
-                    max_length=self.max_input_tokens if truncate else None,
-                )["input_ids"]
-        else:
-            encoder = self._truncating if truncate else self._full
-            ids = [encoding.ids for encoding in encoder.encode_batch(texts, add_special_tokens=True)]
-        if not truncate:
-            for index, row in enumerate(ids):
-                if len(row) > self.max_input_tokens:
-                    raise InputTooLong(index, len(row), self.max_input_tokens)
-        return ids
+        return self.text_tokenizer.tokenize(texts, truncate, task)
 
     # ---- batcher thread -------------------------------------------------------------------------
     def embed(self, batch: Sequence[Sequence[int]], task: str | None = None) -> np.ndarray:

@@ -23,7 +23,7 @@ from target_server.domain_errors import (
     ServiceError,
     TimedOut,
 )
-from target_server.embedder import InputTooLong, UnknownTask
+from target_server.tokenization import InputTooLong, UnknownTask
 
 log = logging.getLogger(__name__)
 

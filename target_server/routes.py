@@ -13,7 +13,7 @@ from target_server.openapi import openapi_document
 from target_server.parsing import parse_embed, parse_openai, read_json_object
 from target_server.responses import json_response as _json
 from target_server.responses import vector_rows
-from target_server.service import EmbedResult, current_service
+from target_server.serving import EmbedResult, current_service
 from target_server.tracing import step
 
 bp = Blueprint("embed", __name__)
@@ -54,7 +54,7 @@ def _authenticate() -> None:
 @bp.after_app_request
 def _count(response: Response) -> Response:
     endpoint = (request.endpoint or "unknown").removeprefix("embed.")
-    current_service().metrics.requests.labels(endpoint, str(response.status_code)).inc()
+    current_service().count_request(endpoint, response.status_code)
     trace = g.get("trace")
     if trace is not None:
         trace.finish(response.status_code)
@@ -77,20 +77,21 @@ def info() -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    return Response(current_service().metrics.render(), content_type=METRICS_CONTENT_TYPE)
+    return Response(current_service().render_metrics(), content_type=METRICS_CONTENT_TYPE)
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
     service = current_service()
-    dimensions = service.embedder.info.dimensions if service.embedder is not None else None
+    info = service.model_info
+    dimensions = info.dimensions if info is not None else None
     return _json(openapi_document(service.config, dimensions))
 
 
 @bp.post("/embed")
 def embed() -> Response:
     service = current_service()
-    model = service.require_ready().info.name
+    model = service.require_ready().name
     trace = g.trace
     with step(trace, "parse"):
         parsed = parse_embed(read_json_object(request), service.config.max_inputs_per_request)
@@ -108,7 +109,7 @@ def embed() -> Response:
 @bp.post("/embeddings")
 def openai_embeddings() -> Response:
     service = current_service()
-    info = service.require_ready().info
+    info = service.require_ready()
     trace = g.trace
     with step(trace, "parse"):
         parsed = parse_openai(

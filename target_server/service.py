@@ -1,7 +1,9 @@
 """The embedding service: model, batcher and metrics behind the routes, and the readiness state.
 
 Kept apart from the routes so the HTTP layer only parses and renders, and from the app factory so
-tests can inject an embedder. It lives in ``app.extensions["embed_bench"]`` (Flask's ``init_app``).
+tests can inject an embedder. It lives in ``app.extensions["embed_bench"]`` (Flask's ``init_app``),
+or, with ``serve --frontends N``, in the model process (target_server.model_process), which front ends
+reach over a socket: there :meth:`EmbeddingService.embed_ids` takes ids a front end tokenized.
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-from flask import Flask, current_app
+from flask import Flask
 
 from target_server.batching import BATCHERS, Batcher, Job
 from target_server.config import ServerConfig
@@ -23,18 +24,10 @@ from target_server.hardware import describe_hardware
 from target_server.metrics import ServerMetrics
 from target_server.models import load_embedder
 from target_server.parsing import EmbedRequest
-from target_server.tracing import RequestTrace, ServerTracing, step
+from target_server.serving import EXTENSION, EmbedResult, ModelInfo, shape_vectors
+from target_server.tracing import RequestTrace, ServerTracing, step, trace_job
 
 log = logging.getLogger(__name__)
-EXTENSION = "embed_bench"
-
-
-@dataclass(frozen=True)
-class EmbedResult:
-    vectors: np.ndarray  # float32, inputs x dims, in input order
-    tokens: int
-    queue_ms: float
-    inference_ms: float
 
 
 class EmbeddingService:
@@ -57,6 +50,10 @@ class EmbeddingService:
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
+        self.start()
+
+    def start(self) -> None:
+        """Load now, or in a background thread while /health answers 503 (``load_in_background``)."""
         if self.config.load_in_background:
             threading.Thread(target=self._load_logged, name="model-loader", daemon=True).start()
         else:
@@ -159,45 +156,47 @@ class EmbeddingService:
         return payload
 
     # ---- the work -----------------------------------------------------------------------------
-    def require_ready(self) -> SentenceTransformerEmbedder:
-        """The loaded embedder, or :class:`NotReady` while loading (or after a failed load)."""
+    @property
+    def model_info(self) -> ModelInfo | None:
+        return self.embedder.info if self.embedder is not None else None
+
+    def require_ready(self) -> ModelInfo:
+        """The loaded model's description, or :class:`NotReady` while loading (or after a failed load)."""
         if not self.healthy or self.embedder is None or self.batcher is None:
             raise NotReady.because(self.state)
-        return self.embedder
+        return self.embedder.info
 
-    def embed(self, request: EmbedRequest, trace: RequestTrace | None = None) -> EmbedResult:
+    def embed(self, request: EmbedRequest, trace: Any = None) -> EmbedResult:
         """The request's embeddings; ``trace`` (tracing on) gains its tokenize, queue and pass spans."""
         self.require_ready()
         # InputTooLong and UnknownTask pass up to the HTTP layer, which answers 422 and 400.
         with step(trace, "tokenize"):
             ids = self.embedder.tokenize(request.texts, truncate=request.truncate, task=request.task)
+        job = self.embed_ids(ids, request.task, trace)
+        queue_ms, inference_ms = job.timings_ms()
+        vectors = shape_vectors(job.vectors, request.dimensions, request.normalized)
+        return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
+
+    def embed_ids(self, ids: list[list[int]], task: str | None, trace: Any = None) -> Job:
+        """Run tokenized inputs through the batcher; the answered job, its vectors in ``job.vectors``.
+
+        Raises the batcher's errors (Overloaded, TimedOut, ForwardPassFailed, ...). ``trace`` is
+        what the passes link to: this process's RequestTrace, or a front end's (tracing.PassLinks).
+        """
+        self.require_ready()
         # Plain models ignore the task (beyond its prompt), so it must not split their batches.
-        job = self.batcher.submit(ids, request.task if self.embedder.info.tasks else None, trace)
+        job = self.batcher.submit(ids, task if self.embedder.info.tasks else None, trace)
         try:
-            vectors = job.wait(self.config.request_timeout_s)
+            job.vectors = job.wait(self.config.request_timeout_s)
         finally:
             self.batcher.release(job)
             self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
-            if trace is not None:
-                self._trace_job(trace, job)
-        if request.dimensions is not None:
-            vectors = vectors[:, : request.dimensions]
-        if request.normalized:  # as torch.nn.functional.normalize: v / max(||v||, 1e-12)
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        queue_ms, inference_ms = job.timings_ms()
-        return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
+            if isinstance(trace, RequestTrace):  # a front end's trace gets its spans there
+                trace_job(trace, len(job.ids), job.tokens, job.enqueued_at, job.started_at, job.finished_at)
+        return job
 
-    @staticmethod
-    def _trace_job(trace: RequestTrace, job: Job) -> None:
-        """The queue wait and the passes, as the batcher measured them (a job cut short by its timeout
-        has only the part it lived through)."""
-        trace.span.set_attribute("embed.inputs", len(job.ids))
-        trace.span.set_attribute("embed.tokens", job.tokens)
-        started = job.started_at
-        trace.interval("queue wait", job.enqueued_at, started if started is not None else time.perf_counter())
-        if started is not None:
-            trace.interval("forward pass", started, job.finished_at or time.perf_counter(), trace.passes)
+    def count_request(self, endpoint: str, status: int) -> None:
+        self.metrics.requests.labels(endpoint, str(status)).inc()
 
-
-def current_service() -> EmbeddingService:
-    return current_app.extensions[EXTENSION]
+    def render_metrics(self) -> bytes:
+        return self.metrics.render()

@@ -87,6 +87,38 @@ class RequestTrace:
         self.span.end()
 
 
+@dataclass
+class PassLinks:
+    """What the passes of a request traced in another process (a front end: target_server.frontend)
+    need: the span context to link, and the passes' contexts to send back."""
+
+    link: Any  # SpanContext
+    passes: list[Any] = field(default_factory=list)
+
+
+def trace_job(
+    trace: RequestTrace,
+    inputs: int,
+    tokens: int,
+    enqueued_at: float,
+    started_at: float | None,
+    finished_at: float | None,
+) -> None:
+    """The queue wait and the passes, as the batcher measured them (``time.perf_counter``, which is
+    the same clock in every process of a machine); a job cut short by its timeout has only the part
+    it lived through."""
+    trace.span.set_attribute("embed.inputs", inputs)
+    trace.span.set_attribute("embed.tokens", tokens)
+    trace.interval("queue wait", enqueued_at, started_at if started_at is not None else time.perf_counter())
+    if started_at is not None:
+        trace.interval("forward pass", started_at, finished_at or time.perf_counter(), trace.passes)
+
+
+def span_ids(context: Any) -> tuple[int, int, int]:
+    """A SpanContext as plain ints (trace id, span id, flags), to cross a process boundary."""
+    return context.trace_id, context.span_id, int(context.trace_flags)
+
+
 class ServerTracing:
     """The server's tracer: request spans from route threads, pass spans from the batcher thread."""
 
@@ -176,6 +208,13 @@ class ServerTracing:
         context = span.get_span_context()
         for trace in traces.values():
             trace.passes.append(context)
+
+    def remote_context(self, ids: tuple[int, int, int]) -> Any:
+        """The SpanContext :func:`span_ids` gave, in this process."""
+        from opentelemetry.trace import SpanContext, TraceFlags
+
+        trace_id, span_id, flags = ids
+        return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags))
 
     def close(self) -> None:
         self.provider.shutdown()  # exports what is still batched

@@ -68,7 +68,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
-    trace: Any = None  # target_server.tracing.RequestTrace when tracing is on: pass spans link it
+    trace: Any = None  # target_server.tracing.RequestTrace (or PassLinks) when traced: pass spans link it
+    vectors: np.ndarray | None = None  # the answer (inputs x dims, input order), once waited for
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
