@@ -164,7 +164,17 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "images pass it)",
     )
     http.add_argument("--port", type=int, default=8000, help="default: 8000")
-    http.add_argument("--threads", type=int, default=64, help="request threads of the worker (default: 64)")
+    http.add_argument("--threads", type=int, default=64, help="request threads of each worker (default: 64)")
+    http.add_argument(
+        "--frontends",
+        type=int,
+        default=1,
+        metavar="N",
+        help="front-end processes (default 1: one process parses, tokenizes and runs the model). N > 1: "
+        "the model, batcher, admission and metrics in a model process of their own, and N gunicorn "
+        "workers that parse, tokenize and encode for it, as vLLM's --api-server-count; pays where "
+        "HTTP and tokenization, not the model, limit small requests",
+    )
     http.add_argument(
         "--metrics-port",
         type=int,
@@ -188,7 +198,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-SERVER_FLAGS = ("host", "port", "threads", "metrics_port", "access_log", "log_level")
+SERVER_FLAGS = ("host", "port", "threads", "frontends", "metrics_port", "access_log", "log_level")
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -231,9 +241,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except (ConfigError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.threads < 1:
-        print("error: --threads must be at least 1", file=sys.stderr)
-        return 2
+    for flag, value in (("--threads", args.threads), ("--frontends", args.frontends)):
+        if value < 1:
+            print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
+            return 2
     tracing_error = check_tracing(config.otel)
     if tracing_error is not None:
         print(f"error: {tracing_error}", file=sys.stderr)
@@ -242,24 +253,78 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     warning = exposure_warning(args.host, args.port, config.api_key)
     if warning is not None:
         print(f"[embed-bench serve] {warning}", file=sys.stderr, flush=True)
+    options = {
+        "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": args.threads,
+        "metrics_port": args.metrics_port if args.metrics_port >= 0 else None,  # ours, not gunicorn's
+        "timeout": 120,
+        "graceful_timeout": 30,
+        "keepalive": 30,
+        "backlog": 2048,
+        "accesslog": "-" if args.access_log else None,
+        "loglevel": args.log_level,
+        # No per-user control socket: several servers (tests, one per GPU) must not share one.
+        "control_socket_disable": True,
+    }
+    if args.frontends > 1:
+        return serve_with_frontends(overrides, options, args.frontends)
     from target_server.gunicorn_app import GunicornServer
 
-    GunicornServer(
-        overrides,
-        {
-            "bind": f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}",
-            "workers": 1,
-            "worker_class": "gthread",
-            "threads": args.threads,
-            "metrics_port": args.metrics_port if args.metrics_port >= 0 else None,  # ours, not gunicorn's
-            "timeout": 120,
-            "graceful_timeout": 30,
-            "keepalive": 30,
-            "backlog": 2048,
-            "accesslog": "-" if args.access_log else None,
-            "loglevel": args.log_level,
-            # No per-user control socket: several servers (tests, one per GPU) must not share one.
-            "control_socket_disable": True,
-        },
-    ).run()
+    GunicornServer(overrides, options).run()
     return 0
+
+
+def serve_with_frontends(overrides: dict[str, Any], options: dict[str, Any], frontends: int) -> int:
+    """The model process first (it listens at once, then loads), then gunicorn with one worker per
+    front end; the model process stops after the last front end. If it exits on its own, the
+    front ends answer 503 and this stops them, exiting 1."""
+    import os
+    import signal
+    import threading
+
+    from target_server.gunicorn_app import GunicornServer, bind_host
+    from target_server.model_link import ModelProcessFailed, ModelProcessHandle
+
+    model = ModelProcessHandle.launch(
+        overrides,
+        workers=frontends * options["threads"],
+        metrics_host=bind_host(options["bind"]),
+        metrics_port=options["metrics_port"],
+    )
+    stopping = threading.Event()
+    lost = threading.Event()
+
+    def watch() -> None:
+        if model.exited(None) and not stopping.is_set():
+            lost.set()
+            print("[embed-bench serve] the model process exited; stopping the front ends", file=sys.stderr)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        model.wait_listening()
+    except ModelProcessFailed as error:
+        stopping.set()
+        model.stop()
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    threading.Thread(target=watch, name="model-process-watch", daemon=True).start()
+    code: int | str | None = 0
+    serve_pid = os.getpid()
+    try:
+        GunicornServer(
+            overrides,
+            options | {"workers": frontends, "metrics_port": None, "model_link": model.address},
+        ).run()
+    except SystemExit as exit_:
+        if os.getpid() != serve_pid:  # a worker (forked in run()) exiting: not ours to clean up
+            raise
+        code = exit_.code
+    finally:
+        if os.getpid() == serve_pid:
+            stopping.set()
+            model.stop()
+    if lost.is_set():
+        return 1
+    return code if isinstance(code, int) else 1

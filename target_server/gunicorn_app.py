@@ -1,4 +1,5 @@
-"""gunicorn as a library: one gthread worker that builds the Flask app (and loads the model) itself."""
+"""gunicorn as a library: one gthread worker that builds the Flask app (and loads the model) itself, or,
+with ``serve --frontends N``, N workers that parse and tokenize for a model process (model_link.py)."""
 
 from __future__ import annotations
 
@@ -26,20 +27,24 @@ class GunicornServer(BaseApplication):
             level=self.options.get("loglevel", "info").upper(),
             format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
         )
+        link = self.options.get("model_link")
+        if link is not None:  # serve --frontends N: this worker parses and tokenizes, the model is elsewhere
+            from target_server.app import create_frontend_app
+
+            return create_frontend_app(self.overrides, link, frontends=self.options["workers"])
         from target_server.app import create_app, service_of
+        from target_server.metrics import serve_metrics
 
         app = create_app(self.overrides)
         port = self.options.get("metrics_port")
         if port is not None:
-            self._serve_metrics(service_of(app), port)
+            service = service_of(app)
+            service.metrics_port = serve_metrics(
+                service.metrics.registry, bind_host(self.options["bind"]), port
+            )
         return app
 
-    def _serve_metrics(self, service: Any, port: int) -> None:
-        """``/metrics`` on a listener of its own (prometheus-client's, a daemon thread of this worker):
-        the request threads may all be busy with queued work exactly when a scrape matters most."""
-        from prometheus_client import start_wsgi_server
 
-        host = self.options["bind"].rsplit(":", 1)[0].strip("[]")
-        server, _thread = start_wsgi_server(port, addr=host, registry=service.metrics.registry)
-        service.metrics_port = server.server_port
-        logging.getLogger("target_server").info("metrics also on %s:%d/metrics", host, service.metrics_port)
+def bind_host(bind: str) -> str:
+    """The host of a gunicorn bind address: ``127.0.0.1:8000`` -> 127.0.0.1, ``[::1]:8000`` -> ::1."""
+    return bind.rsplit(":", 1)[0].strip("[]")

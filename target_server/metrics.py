@@ -13,6 +13,7 @@ seconds, memory, from prometheus-client's ``ProcessCollector``) and, on a GPU, h
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -22,9 +23,12 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     disable_created_metrics,
+    start_wsgi_server,
 )
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("target_server.metrics")
 
 # The text format generate_latest writes (newer clients call it CONTENT_TYPE_PLAIN_0_0_4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -116,3 +120,12 @@ class ServerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> int:
+    """``/metrics`` on a listener of its own (prometheus-client's, a daemon thread): the request
+    threads may all be busy with queued work exactly when a scrape matters most. Returns its port
+    (``port`` 0: any free one)."""
+    server, _thread = start_wsgi_server(port, addr=host, registry=registry)
+    log.info("metrics also on %s:%d/metrics", host, server.server_port)
+    return server.server_port

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -178,22 +179,37 @@ class EmbeddingService:
         return EmbedResult(vectors=vectors, tokens=job.tokens, queue_ms=queue_ms, inference_ms=inference_ms)
 
     def embed_ids(self, ids: list[list[int]], task: str | None, trace: Any = None) -> Job:
-        """Run tokenized inputs through the batcher; the answered job, its vectors in ``job.vectors``.
-
-        Raises the batcher's errors (Overloaded, TimedOut, ForwardPassFailed, ...). ``trace`` is
-        what the passes link to: this process's RequestTrace, or a front end's (tracing.PassLinks).
-        """
-        self.require_ready()
-        # Plain models ignore the task (beyond its prompt), so it must not split their batches.
-        job = self.batcher.submit(ids, task if self.embedder.info.tasks else None, trace)
+        """Run tokenized inputs through the batcher, waiting on this thread; the answered job, its
+        vectors in ``job.vectors``. Raises the batcher's errors (Overloaded, TimedOut, ...)."""
+        job = self.submit_ids(ids, task, trace)
         try:
             job.vectors = job.wait(self.config.request_timeout_s)
         finally:
-            self.batcher.release(job)
-            self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
-            if isinstance(trace, RequestTrace):  # a front end's trace gets its spans there
-                trace_job(trace, len(job.ids), job.tokens, job.enqueued_at, job.started_at, job.finished_at)
+            self.settle(job, trace)
         return job
+
+    def submit_ids(
+        self,
+        ids: list[list[int]],
+        task: str | None,
+        trace: Any = None,
+        on_done: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Admit tokenized inputs to the batcher (Overloaded at once if over the budget); the caller
+        waits on the job, or ``on_done`` is called when it ends, and then calls :meth:`settle`.
+        ``trace`` is what the passes link to: this process's RequestTrace, or a front end's
+        (tracing.PassLinks)."""
+        self.require_ready()
+        # Plain models ignore the task (beyond its prompt), so it must not split their batches.
+        return self.batcher.submit(ids, task if self.embedder.info.tasks else None, trace, on_done)
+
+    def settle(self, job: Job, trace: Any = None) -> None:
+        """Once per job, after it ended (answered, failed or given up): its tokens leave the
+        admission budget, its time is observed, and a local trace gets its queue and pass spans."""
+        self.batcher.release(job)
+        self.metrics.request_seconds.observe(time.perf_counter() - job.enqueued_at)
+        if isinstance(trace, RequestTrace):  # a front end's trace gets its spans there
+            trace_job(trace, len(job.ids), job.tokens, job.enqueued_at, job.started_at, job.finished_at)
 
     def count_request(self, endpoint: str, status: int) -> None:
         self.metrics.requests.labels(endpoint, str(status)).inc()

@@ -19,7 +19,7 @@ def test_every_layer_contract_is_kept(monkeypatch, capsys) -> None:
     code = cli.lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True)
     output = capsys.readouterr().out
     assert code == 0, output
-    assert "Contracts: 8 kept, 0 broken." in output
+    assert "Contracts: 9 kept, 0 broken." in output
 
 
 def lint_copy(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess[str]:
@@ -50,3 +50,10 @@ def test_the_glue_importing_a_command_breaks_the_layers(tmp_path: Path, spawn: N
     result = lint_copy(tmp_path, "embed_bench.load.recorder", "import embed_bench.commands.run  # noqa")
     assert result.returncode != 0
     assert "commands over the Locust glue over the core BROKEN" in result.stdout
+
+
+def test_a_front_end_that_imports_the_embedder_breaks_its_contract(tmp_path: Path, spawn: None) -> None:
+    result = lint_copy(tmp_path, "target_server.frontend", "import target_server.embedder  # noqa")
+    assert result.returncode != 0
+    assert "loads no model: neither torch nor the" in result.stdout and "BROKEN" in result.stdout
+    assert "target_server.frontend -> target_server.embedder" in result.stdout

@@ -70,7 +70,11 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     trace: Any = None  # target_server.tracing.RequestTrace (or PassLinks) when traced: pass spans link it
     vectors: np.ndarray | None = None  # the answer (inputs x dims, input order), once waited for
+    # Called once, on the thread that finished the job (the batcher's, or a timeout's), right after
+    # ``done`` is set: how a model process answers front ends without a thread waiting per request.
+    on_done: Callable[[Job], None] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False  # the last result or the error is in: finish exactly once
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.ids)
@@ -96,35 +100,42 @@ class Job:
 
     def complete(self, index: int, vector: np.ndarray) -> None:
         with self._lock:
-            if self.done.is_set() or self.results[index] is not None:
+            if self._closed or self.results[index] is not None:
                 return
             self.results[index] = vector
             self.remaining -= 1
-            last = self.remaining == 0
+            last = self._closed = self.remaining == 0
         if last:
             self._finish()
 
     def fail(self, error: ServiceError) -> None:
         with self._lock:
-            if self.done.is_set():
+            if self._closed:
                 return
+            self._closed = True
             self.error = error
         self._finish()
 
     def _finish(self) -> None:
         self.finished_at = time.perf_counter()
         self.done.set()
+        if self.on_done is not None:
+            self.on_done(self)
+
+    def answer(self) -> np.ndarray:
+        """The float32 embeddings (inputs x dims) in input order of a finished job, or its error."""
+        if self.error is not None:
+            # A copy per request thread: the error is shared by every job of a failed batch, and
+            # raising one object from several threads would chain their tracebacks together.
+            raise dataclasses.replace(self.error)
+        return np.stack(self.results)  # type: ignore[arg-type]
 
     def wait(self, timeout_s: float) -> np.ndarray:
         """The float32 embeddings (inputs x dims) in input order, or the job's error; never past ``timeout_s``."""
         if not self.done.wait(timeout_s):
             self.cancelled = True  # inputs not yet run are skipped by the batcher
             raise TimedOut.after(timeout_s)
-        if self.error is not None:
-            # A copy per request thread: the error is shared by every job of a failed batch, and
-            # raising one object from several threads would chain their tracebacks together.
-            raise dataclasses.replace(self.error)
-        return np.stack(self.results)  # type: ignore[arg-type]
+        return self.answer()
 
     def timings_ms(self) -> tuple[float, float]:
         """(queue time, inference time): admission to first forward pass, first pass to last result."""
@@ -356,9 +367,15 @@ class Batcher(ABC):
             return 1
         return max(1, min(60, math.ceil(self._in_flight_tokens / self._tokens_per_s)))
 
-    def submit(self, ids: list[list[int]], task: str | None = None, trace: Any = None) -> Job:
+    def submit(
+        self,
+        ids: list[list[int]],
+        task: str | None = None,
+        trace: Any = None,
+        on_done: Callable[[Job], None] | None = None,
+    ) -> Job:
         """Admit a request (or raise 429 at once) and hand it to the mode's scheduling; ``trace``:
-        the request's trace, which the spans of the passes it joins link."""
+        the request's trace, which the spans of the passes it joins link; ``on_done``: see Job."""
         tokens = sum(map(len, ids))
         with self._admission_lock:
             # An empty server admits anything, so one request larger than the limit is never starved.
@@ -366,7 +383,7 @@ class Batcher(ABC):
                 self.metrics.rejections.inc()
                 raise Overloaded.retry_after(self.retry_after_s())
             self._in_flight_tokens += tokens
-            job = Job(ids=ids, task=task, tokens=tokens, trace=trace)
+            job = Job(ids=ids, task=task, tokens=tokens, trace=trace, on_done=on_done)
             self._admitted.add(job)
         try:
             self._enqueue(job)
