@@ -20,11 +20,13 @@ import os
 import statistics
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psutil
 from http_load import encode_bodies, run_load
 from raw_out import raw_results
 
@@ -47,6 +49,61 @@ class Cell:
     p50_ms: float
     failures: int
     time: str
+    # CPU seconds per request of each part of the server over the cell (psutil): "server" (one
+    # process), or "front ends" (all of them) and "model process".
+    cpu_ms_per_request: dict[str, float]
+
+
+def server_processes(url: str) -> dict[str, list[psutil.Process]]:
+    """The server's processes by part: the gunicorn worker that answered ``/info`` has the master as
+    its parent, whose children are the workers and (split) the model process."""
+    with urllib.request.urlopen(f"{url}/info", timeout=10) as answer:
+        worker = psutil.Process(json.load(answer)["frontends"]["this_pid"])
+    children = worker.parent().children()
+    model = [p for p in children if "target_server.model_process" in " ".join(p.cmdline())]
+    workers = [p for p in children if p not in model]
+    return {"model process": model, "front ends": workers} if model else {"server": workers}
+
+
+def cpu_seconds(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    return {name: sum(used(p) for p in processes) for name, processes in parts.items()}
+
+
+def cpu_shares(cells: list[Cell]) -> str:
+    names = dict.fromkeys(name for cell in cells for name in cell.cpu_ms_per_request)
+    return ", ".join(
+        f"{name} {statistics.median(c.cpu_ms_per_request[name] for c in cells):.2f}" for name in names
+    )
+
+
+def ratio_table(cells: list[Cell], frontends: list[int], batch_sizes: list[int]) -> list[str]:
+    """Per batch size and front-end count: tokens/s per round, and each round's ratio to the first
+    count's cell of the same round (the baseline); the median over rounds."""
+    base = frontends[0]
+    lines = [
+        f"| b | frontends | tokens/s per round | requests/s (median) | p50 ms (median) | ratio to frontends={base}, "
+        "per round | median ratio | server CPU ms per request (median) | failures |",
+        "|---:|---:|---|---:|---:|---|---:|---|---:|",
+    ]
+    for b in batch_sizes:
+        baseline = {c.round: c for c in cells if c.batch_size == b and c.frontends == base}
+        for count in frontends:
+            mine = [c for c in cells if c.batch_size == b and c.frontends == count]
+            ratios = [
+                c.tokens_per_s / baseline[c.round].tokens_per_s if baseline[c.round].tokens_per_s else 0.0
+                for c in mine
+            ]
+            lines.append(
+                f"| {b} | {count} | {', '.join(f'{c.tokens_per_s:,.0f}' for c in mine)} | "
+                f"{statistics.median(c.requests_per_s for c in mine):,.0f} | "
+                f"{statistics.median(c.p50_ms for c in mine):.1f} | {', '.join(f'{r:.2f}' for r in ratios)} | "
+                f"{statistics.median(ratios):.2f} | {cpu_shares(mine)} | {sum(c.failures for c in mine)} |"
+            )
+    return lines
 
 
 def main() -> int:
@@ -83,8 +140,14 @@ def measure(args: argparse.Namespace) -> int:
             server = ["--model", args.model, "--frontends", str(frontends), *args.server_args.split()]
             with running_target_server(*server, timeout_s=600, log_path=log) as url:
                 run_load(url, bodies[args.batch_sizes[0]], args.concurrency, 2.0, args.client_processes)
+                parts = server_processes(url)
                 for b in args.batch_sizes:
+                    before = cpu_seconds(parts)
                     totals = run_load(url, bodies[b], args.concurrency, args.seconds, args.client_processes)
+                    after = cpu_seconds(parts)
+                    per_request = {
+                        name: 1e3 * (after[name] - before[name]) / max(1, totals.requests) for name in parts
+                    }
                     cell = Cell(
                         round=round_,
                         frontends=frontends,
@@ -95,38 +158,21 @@ def measure(args: argparse.Namespace) -> int:
                         p50_ms=statistics.median(totals.latencies_ms) if totals.latencies_ms else 0.0,
                         failures=totals.failures,
                         time=time.strftime("%H:%M:%S"),
+                        cpu_ms_per_request=per_request,
                     )
                     cells.append(cell)
                     print(
                         f"round {round_} frontends={frontends} b={b}: {cell.requests_per_s:,.0f} req/s, "
-                        f"{cell.tokens_per_s:,.0f} tokens/s, p50 {cell.p50_ms:.1f} ms, {cell.failures} failures",
+                        f"{cell.tokens_per_s:,.0f} tokens/s, p50 {cell.p50_ms:.1f} ms, {cell.failures} failures; "
+                        "CPU ms per request: "
+                        + ", ".join(f"{name} {ms:.2f}" for name, ms in per_request.items()),
                         flush=True,
                     )
     print(
         f"\n{args.model}, t={args.passage_tokens}, c={args.concurrency}, {os.cpu_count()} CPU cores, "
         f"{args.client_processes} client processes, {args.seconds:g} s per cell, {args.rounds} rounds\n"
     )
-    base = args.frontends[0]
-    print(
-        "| b | frontends | tokens/s per round | requests/s (median) | p50 ms (median) | ratio to "
-        f"frontends={base}, per round | median ratio | failures |"
-    )
-    print("|---:|---:|---|---:|---:|---|---:|---:|")
-    for b in args.batch_sizes:
-        for frontends in args.frontends:
-            mine = [c for c in cells if c.batch_size == b and c.frontends == frontends]
-            ratios = []
-            for cell in mine:
-                baseline = next(
-                    c for c in cells if c.batch_size == b and c.frontends == base and c.round == cell.round
-                )
-                ratios.append(cell.tokens_per_s / baseline.tokens_per_s if baseline.tokens_per_s else 0.0)
-            print(
-                f"| {b} | {frontends} | {', '.join(f'{c.tokens_per_s:,.0f}' for c in mine)} | "
-                f"{statistics.median(c.requests_per_s for c in mine):,.0f} | "
-                f"{statistics.median(c.p50_ms for c in mine):.1f} | {', '.join(f'{r:.2f}' for r in ratios)} | "
-                f"{statistics.median(ratios):.2f} | {sum(c.failures for c in mine)} |"
-            )
+    print("\n".join(ratio_table(cells, args.frontends, args.batch_sizes)))
     if args.out:
         payload = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
         payload |= {"cpu_count": os.cpu_count(), "cells": [asdict(c) for c in cells]}

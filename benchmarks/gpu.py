@@ -19,6 +19,8 @@ started are stopped by their marker in the environment):
             from --infinity-site (its wheels installed with pip --target, see gpu_session.sh) or
             --infinity (a venv's infinity_emb); without either the part is skipped, and says so
   overhead  benchmarks/overhead.py with the null model on all cores
+  frontends benchmarks/frontends.py: serve --frontends 1 against 4 on the null model, b=1 and b=32,
+            on all cores (where one process's GIL, not the cores, limits small requests)
 
 Writes $OUT (default ./gpu-out): one log and one JSON per part, summary.json and summary.md.
 """
@@ -64,6 +66,7 @@ class Plan:
     oom_tokens: int
     overhead_args: tuple[str, ...]
     peer_cells: str
+    frontends_args: tuple[str, ...]
     # Batching modes in the order measured (a part cut short keeps the earlier ones): padded and
     # packed continuous passes first, then the study's baselines.
     modes: str = "continuous,continuous+packed,none,timeout"
@@ -85,7 +88,11 @@ PLANS = {
         oom_tokens=8192,
         overhead_args=("--client-processes", "4", "--seconds", "4", "--profile-seconds", "5"),
         peer_cells="32x512,16xln300x0.8[8-8192]",
-        limits_s={"batching": 330, "oom": 100, "overhead": 90, "peer": 240},
+        frontends_args=(
+            *("--frontends", "1,4", "--rounds", "1", "--seconds", "4"),
+            *("--concurrency", "128", "--client-processes", "4"),
+        ),
+        limits_s={"batching": 330, "oom": 100, "overhead": 90, "peer": 240, "frontends": 90},
     ),
     "smoke": Plan(
         model="synthetic:bge-small",
@@ -103,7 +110,11 @@ PLANS = {
             *("--profile-seconds", "1", "--profile-batch-size", "8"),
         ),
         peer_cells="4x32,4xln16x0.8[2-64]",
-        limits_s={"batching": 400, "oom": 200, "overhead": 200, "peer": 400},
+        frontends_args=(
+            *("--frontends", "1,2", "--rounds", "1", "--seconds", "1"),
+            *("--concurrency", "8", "--client-processes", "1", "--batch-sizes", "1,8"),
+        ),
+        limits_s={"batching": 400, "oom": 200, "overhead": 200, "peer": 400, "frontends": 200},
     ),
 }
 
@@ -337,7 +348,7 @@ def main() -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="synthetic:bge-small on the CPU, seconds per part"
     )
-    parser.add_argument("--parts", default="batching,oom,mfu,overhead,peer")
+    parser.add_argument("--parts", default="batching,oom,mfu,peer,overhead,frontends")
     parser.add_argument(
         "--oom-headroom-gib", type=float, default=24.0, help="GPU memory left to the OOM server"
     )
@@ -378,6 +389,10 @@ def main() -> int:
             *(python, str(BENCHMARKS / "overhead.py"), *plan.overhead_args),
             *("--json-out", str(out / "overhead.json")),
         ],
+        "frontends": [
+            *(python, str(BENCHMARKS / "frontends.py"), "--model", "null:1024", *plan.frontends_args),
+            *("--out", str(out / "frontends")),
+        ],
         "peer": [
             *(python, str(BENCHMARKS / "engines.py"), "--model", plan.model, "--device", plan.device),
             *("--dtype", plan.dtype, "--engines", "torch,torch+packed", "--infinity-engines", "torch"),
@@ -402,7 +417,8 @@ def main() -> int:
             parts.append(PartResult(name, why, 0.0, {}))
         else:
             status, seconds = run_part(name, commands[name], plan.limits_s[name], out)
-            result = out / ("peer/engines.json" if name == "peer" else f"{name}.json")
+            nested = {"peer": "peer/engines.json", "frontends": "frontends/frontends.json"}
+            result = out / nested.get(name, f"{name}.json")
             figures = json.loads(result.read_text()) if result.exists() else {}
             parts.append(PartResult(name, status, seconds, figures))
         (out / "summary.json").write_text(

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU session as one command (about 8 minutes, no network): wheels from .whl/, the bundled
 # tokenizer from .gpu/site/, Infinity's wheels from .peer-whl/ (into their own folder, $PEER_SITE),
-# then benchmarks/gpu.py (batching, OOM, MFU, the Infinity peer, the server overhead on all cores, in
-# that order: a session cut short loses the last), each part under its own time limit,
+# then benchmarks/gpu.py (batching, OOM, MFU, the Infinity peer, the server overhead on all cores,
+# serve --frontends 1 against 4, in that order: a session cut short loses the last), each part under its own time limit,
 # and everything packed into $OUT in 3-4 files (the device returns at most 8): summary.md, console.txt,
 # gpu-session.tgz, and with ARTICLE=1 article-report.md (the study's grid, benchmarks/gpu_article.sh:
 # measured on the H200 on 2026-11-29, so left out by default to keep the session in its budget).
@@ -33,11 +33,11 @@ work=$(mktemp -d /tmp/gpu-session.XXXX)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
   python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())'
   if [ -n "${SMOKE:-}" ]; then
-    OUT=$work/gpu timeout 1500 python3 benchmarks/gpu.py --smoke --parts batching,oom,mfu,peer,overhead "${peer[@]}"
+    OUT=$work/gpu timeout 1500 python3 benchmarks/gpu.py --smoke --parts batching,oom,mfu,peer,overhead,frontends "${peer[@]}"
     [ -z "${ARTICLE:-}" ] || OUT=$work/article GRID=quick MODEL=synthetic:bge-small DEVICE=cpu DTYPE=float32 \
       LIMIT_S=120 bash benchmarks/gpu_article.sh
   else
-    [ -n "${ARTICLE_ONLY:-}" ] || OUT=$work/gpu timeout ${GPU_PARTS_S:-540} python3 benchmarks/gpu.py --parts batching,oom,mfu,peer,overhead "${peer[@]}"
+    [ -n "${ARTICLE_ONLY:-}" ] || OUT=$work/gpu timeout ${GPU_PARTS_S:-540} python3 benchmarks/gpu.py --parts batching,oom,mfu,peer,overhead,frontends "${peer[@]}"
     [ -z "${ARTICLE:-}${ARTICLE_ONLY:-}" ] || OUT=$work/article LIMIT_S=${ARTICLE_S:-180} bash benchmarks/gpu_article.sh
   fi
 } 2>&1 | tee "$FINAL/console.txt"

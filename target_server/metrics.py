@@ -53,7 +53,8 @@ class ServerMetrics:
         self.registry = CollectorRegistry()
         registry = self.registry
         # process_cpu_seconds_total, process_resident_memory_bytes, ...: of the process that serves
-        # this registry, the gunicorn worker that holds the model (read from /proc at scrape time).
+        # this registry, the one that holds the model (read from /proc at scrape time): the gunicorn
+        # worker, or with serve --frontends N the model process (the front ends' are not in them).
         ProcessCollector(registry=registry)
         self.requests = Counter(
             "embed_requests_total", "HTTP requests answered", ("endpoint", "status"), registry=registry

@@ -163,6 +163,17 @@ def _schemas(config: ServerConfig, dimensions: int | None) -> dict[str, Any]:
                     "--metrics-port; null: none), which answers while every request thread is busy",
                 },
                 "limits": {"type": "object"},
+                "frontends": {
+                    "type": "object",
+                    "description": "the processes that take HTTP requests (serve --frontends): how many, and "
+                    "the pid of the one that answered; with more than one, a model process of its own "
+                    "runs the batcher, and /metrics adds up every front end",
+                    "required": ["processes", "this_pid"],
+                    "properties": {
+                        "processes": {"type": "integer", "minimum": 1},
+                        "this_pid": {"type": "integer"},
+                    },
+                },
             },
         },
         "EmbedRequest": {

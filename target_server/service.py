@@ -9,6 +9,7 @@ reach over a socket: there :meth:`EmbeddingService.embed_ids` takes ids a front 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -134,6 +135,8 @@ class EmbeddingService:
                 "max_body_bytes": self.config.max_body_bytes,
                 "request_timeout_s": self.config.request_timeout_s,
             },
+            # One process takes the requests (a front end of serve --frontends N rewrites this).
+            "frontends": {"processes": 1, "this_pid": os.getpid()},
         }
         if self.embedder is not None:
             info = self.embedder.info
