@@ -335,6 +335,13 @@ def summary_markdown(device: str, parts: list[PartResult]) -> str:
             ]
         elif part.name == "peer" and part.figures.get("against_peers"):
             lines += ["", "## Against Infinity on the same device", "", peer_table(part.figures)]
+        elif part.name == "frontends" and part.figures.get("cells"):
+            from frontends import Cell, ratio_table
+
+            cells = [Cell(**cell) for cell in part.figures["cells"]]
+            args = part.figures["args"]
+            lines += ["", "## serve --frontends N (null model)", ""]
+            lines += ratio_table(cells, args["frontends"], args["batch_sizes"])
         elif part.figures:
             lines += ["", f"## {part.name}", "", "```json", json.dumps(part.figures, indent=2)[:4000], "```"]
     return "\n".join(lines) + "\n"

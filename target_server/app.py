@@ -8,7 +8,7 @@ Each imports its service when called, so a front end's process never imports tor
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
@@ -61,13 +61,16 @@ def create_frontend_app(
     *,
     frontends: int,
     tracing: ServerTracing | None = None,
+    on_lost: Callable[[str], None] | None = None,
 ) -> Flask:
     """One front end of ``serve --frontends N``: it parses, tokenizes and encodes; the model process
-    at ``address`` batches and runs the model. ``tracing`` as for :func:`create_app`."""
+    at ``address`` batches and runs the model. ``tracing`` as for :func:`create_app`; ``on_lost``:
+    what to do once the connection to the model process is gone (ModelLink)."""
     from target_server.frontend import FrontendService
 
     app, config = _flask_app(overrides)
-    FrontendService.connect(config, address, frontends=frontends, tracing=tracing).init_app(app)
+    service = FrontendService.connect(config, address, frontends=frontends, tracing=tracing, on_lost=on_lost)
+    service.init_app(app)
     return app
 
 

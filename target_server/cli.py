@@ -295,34 +295,34 @@ def serve_with_frontends(overrides: dict[str, Any], options: dict[str, Any], fro
     )
     stopping = threading.Event()
     lost = threading.Event()
+    serve_pid = os.getpid()
 
     def watch() -> None:
         if model.exited(None) and not stopping.is_set():
             lost.set()
             print("[embed-bench serve] the model process exited; stopping the front ends", file=sys.stderr)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(serve_pid, signal.SIGTERM)
 
+    # Until gunicorn installs its own handlers, a SIGTERM (the watch's, or a user's) unwinds
+    # through the finally below, which stops the model process, rather than ending this at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    code: int | str | None = 0
     try:
         model.wait_listening()
-    except ModelProcessFailed as error:
-        stopping.set()
-        model.stop()
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    threading.Thread(target=watch, name="model-process-watch", daemon=True).start()
-    code: int | str | None = 0
-    serve_pid = os.getpid()
-    try:
+        threading.Thread(target=watch, name="model-process-watch", daemon=True).start()
         GunicornServer(
             overrides,
             options | {"workers": frontends, "metrics_port": None, "model_link": model.address},
         ).run()
+    except ModelProcessFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        code = 1
     except SystemExit as exit_:
         if os.getpid() != serve_pid:  # a worker (forked in run()) exiting: not ours to clean up
             raise
         code = exit_.code
     finally:
-        if os.getpid() == serve_pid:
+        if os.getpid() == serve_pid:  # also on Ctrl-C while the model process starts
             stopping.set()
             model.stop()
     if lost.is_set():

@@ -15,7 +15,9 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Client, Connection
 from typing import Any
@@ -57,8 +59,11 @@ class _Pending:
 class ModelLink:
     """A front end's connection to the model process: calls from many request threads at once."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, on_lost: Callable[[str], None] | None = None) -> None:
+        """``on_lost``: called once, with the reason, when the connection is gone (a gunicorn worker
+        then exits, so that gunicorn starts one that connects again)."""
         self._connection = connection
+        self._on_lost = on_lost
         self._send_lock = threading.Lock()
         self._pending: dict[int, _Pending] = {}
         self._ids = itertools.count()
@@ -67,8 +72,8 @@ class ModelLink:
         self._reader.start()
 
     @classmethod
-    def connect(cls, address: LinkAddress) -> ModelLink:
-        return cls(Client(address.path, "AF_UNIX", authkey=address.authkey))
+    def connect(cls, address: LinkAddress, on_lost: Callable[[str], None] | None = None) -> ModelLink:
+        return cls(Client(address.path, "AF_UNIX", authkey=address.authkey), on_lost)
 
     def call(self, kind: str, *args: Any, timeout_s: float = CONTROL_TIMEOUT_S) -> Any:
         """Send a message and wait for its answer; the model process's error is raised as itself."""
@@ -116,15 +121,26 @@ class ModelLink:
 
     def _lose(self, reason: str) -> None:
         """Fail every waiting call: the model process is gone, and so are their answers."""
-        if self.lost is None:
+        first = self.lost is None
+        if first:
             self.lost = reason
             log.error("front end %d: %s", os.getpid(), reason)
         for pending in list(self._pending.values()):
             pending.ok, pending.payload = False, ("NotReady", f"model not ready ({reason})", 5)
             pending.done.set()
+        if first and self._on_lost is not None:
+            self._on_lost(reason)
 
     def close(self) -> None:
+        """Hang up: a shutdown wakes the reader blocked on the socket (a close alone would not)."""
+        self._on_lost = None
         self._lose("front end closed")
+        with (
+            contextlib.suppress(OSError),
+            socket.fromfd(self._connection.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as dup,
+        ):
+            dup.shutdown(socket.SHUT_RDWR)
+        self._reader.join(timeout=5)
         self._connection.close()
 
 
@@ -146,6 +162,7 @@ class FrontendService:
         self._tokenizer: TextTokenizer | None = None
         self._info: ModelInfo | None = None
         self._fetch_lock = threading.Lock()
+        self.link_address: LinkAddress | None = None
 
     @classmethod
     def connect(
@@ -155,8 +172,11 @@ class FrontendService:
         *,
         frontends: int,
         tracing: ServerTracing | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> FrontendService:
-        return cls(config, ModelLink.connect(address), frontends=frontends, tracing=tracing)
+        service = cls(config, ModelLink.connect(address, on_lost), frontends=frontends, tracing=tracing)
+        service.link_address = address
+        return service
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self

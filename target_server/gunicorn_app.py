@@ -4,6 +4,8 @@ with ``serve --frontends N``, N workers that parse and tokenize for a model proc
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -31,7 +33,9 @@ class GunicornServer(BaseApplication):
         if link is not None:  # serve --frontends N: this worker parses and tokenizes, the model is elsewhere
             from target_server.app import create_frontend_app
 
-            return create_frontend_app(self.overrides, link, frontends=self.options["workers"])
+            return create_frontend_app(
+                self.overrides, link, frontends=self.options["workers"], on_lost=_exit_worker
+            )
         from target_server.app import create_app, service_of
         from target_server.metrics import serve_metrics
 
@@ -43,6 +47,14 @@ class GunicornServer(BaseApplication):
                 service.metrics.registry, bind_host(self.options["bind"]), port
             )
         return app
+
+
+def _exit_worker(reason: str) -> None:
+    """A front end whose link to the model process is gone exits, gracefully (its requests are
+    answered 503 meanwhile): gunicorn starts another, which connects again, or, with the model
+    process gone for good, cannot boot, and serve stops."""
+    logging.getLogger("target_server").error("front end exits (%s); gunicorn replaces it", reason)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def bind_host(bind: str) -> str:

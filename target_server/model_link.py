@@ -124,6 +124,9 @@ class ModelProcessHandle:
                 env=env,
                 stdin=subprocess.DEVNULL,
                 pass_fds=(write_end,),
+                # Not in the serve process's group: a Ctrl-C or a stop sent to the group must not
+                # stop the model before the front ends have drained; stop() stops it after them.
+                start_new_session=True,
             )
         except BaseException:
             os.close(read_end)

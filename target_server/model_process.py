@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
-import itertools
 import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import socket
 import sys
 import threading
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection, Listener
+from multiprocessing.connection import Connection, Listener, answer_challenge, deliver_challenge
 from typing import Any
 
 from target_server.batching import Job
@@ -65,13 +63,12 @@ class _Peer:
         self.outbox.put((request_id, ok, payload))
 
     def job_done(self, request_id: int, trace: PassLinks | None, job: Job) -> None:
-        """A job's end (on the batcher's thread): the writer settles and answers it; once the front
-        end is gone, it is settled here (its tokens must leave the admission budget all the same)."""
+        """A job's end, on the thread that ended it (the batcher's, or the deadlines'): its tokens
+        leave the admission budget now, whatever becomes of its answer; the writer sends it."""
+        self.service.settle(job)
         with self._closing:
             if not self.closed:
                 self.outbox.put((request_id, job, trace))
-                return
-        self.service.settle(job)
 
     def close(self) -> None:
         """The reader saw the front end hang up: the writer ends after what is queued."""
@@ -91,22 +88,24 @@ class _Peer:
     def _write(self) -> None:
         gone = False
         while (item := self.outbox.get()) is not None:
-            if len(item) == 3 and isinstance(item[1], Job):
-                item = self._answer_job(*item)
             if gone:
-                continue  # the front end is gone (its worker restarted): settle its jobs, tell nobody
+                continue  # the front end is gone (its worker restarted): nobody to tell
             try:
+                if len(item) == 3 and isinstance(item[1], Job):
+                    item = self._answer_job(*item)
                 self.connection.send(item)
             except (OSError, ValueError):
                 gone = True
-            except Exception:  # an answer that does not pickle: a bug, answered as such
+            except Exception:  # an answer that does not pickle: a bug, answered as one
                 log.exception("model process: could not send an answer")
-                self.connection.send((item[0], False, error_payload(ForwardPassFailed("unsendable answer"))))
+                with contextlib.suppress(Exception):
+                    self.connection.send(
+                        (item[0], False, error_payload(ForwardPassFailed("unsendable answer")))
+                    )
         with contextlib.suppress(OSError):
             self.connection.close()
 
     def _answer_job(self, request_id: int, job: Job, trace: PassLinks | None) -> tuple:
-        self.service.settle(job)
         try:
             vectors = job.answer()
         except ServiceError as error:
@@ -120,48 +119,60 @@ class _Peer:
 class _Deadlines:
     """Request timeouts without a thread per request: one thread fails each job still running at its
     deadline with TimedOut, as a request thread's ``Job.wait`` would (its inputs not yet run are
-    skipped)."""
+    skipped). A job leaves the watch when it ends, so the watch holds only running jobs; every job
+    has the same timeout, so insertion order is deadline order."""
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        # Weak references: a job answered long before its deadline is not kept alive by its entry.
-        self._heap: list[tuple[float, int, weakref.ref[Job]]] = []
-        self._count = itertools.count()
+        self._running: dict[Job, float] = {}
         self._cond = threading.Condition()
         threading.Thread(target=self._run, name="deadlines", daemon=True).start()
 
     def watch(self, job: Job) -> None:
         with self._cond:
-            heapq.heappush(
-                self._heap, (job.enqueued_at + self.timeout_s, next(self._count), weakref.ref(job))
-            )
-            if len(self._heap) == 1:
+            if job.done.is_set():  # ended before it was watched (forget ran first): nothing to time
+                return
+            self._running[job] = job.enqueued_at + self.timeout_s
+            if len(self._running) == 1:
                 self._cond.notify()
+
+    def forget(self, job: Job) -> None:
+        with self._cond:
+            self._running.pop(job, None)
+
+    def __len__(self) -> int:
+        return len(self._running)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap:
+                while not self._running:
                     self._cond.wait()
-                deadline, _, ref = self._heap[0]
-                job = ref()
-                now = time.perf_counter()
-                if now < deadline and job is not None and not job.done.is_set():
+                job, deadline = next(iter(self._running.items()))
+                wait = deadline - time.perf_counter()
+                if wait > 0:
                     del job
-                    self._cond.wait(deadline - now)
+                    self._cond.wait(wait)
                     continue
-                heapq.heappop(self._heap)
-            if job is not None and not job.done.is_set():
+                del self._running[job]
+            try:
                 job.cancelled = True
                 job.fail(TimedOut.after(self.timeout_s))
+            except Exception:
+                log.exception("model process: timing out a job failed")
+            del job
 
 
 class ModelProcess:
     """Accepts front ends and answers their messages from an :class:`EmbeddingService`."""
 
-    def __init__(self, service: EmbeddingService, listener: Listener, workers: int) -> None:
+    def __init__(self, service: EmbeddingService, listener: Listener, authkey: bytes, workers: int) -> None:
+        """``listener`` takes no key itself (its accept would run the challenge on the accepting
+        thread): each connection answers ``authkey``'s challenge on its own thread."""
         self.service = service
         self.listener = listener
+        self.authkey = authkey
+        self._closing = False
         self.deadlines = _Deadlines(service.config.request_timeout_s)
         # `none` runs each request's passes on the thread that submits it: give those a pool, as
         # many threads as the front ends have request threads; the queueing modes submit at once.
@@ -173,18 +184,31 @@ class ModelProcess:
         self._peers: set[_Peer] = set()
 
     def serve_forever(self) -> None:
-        """Accept front ends until the listener is closed."""
+        """Accept front ends until :meth:`close`. The key's challenge runs on each connection's own
+        thread, so a client that hangs up or never answers holds up nobody but itself."""
         while True:
             try:
                 connection = self.listener.accept()
-            except OSError:  # closed: shutting down
-                return
-            except Exception as error:  # a wrong key (multiprocessing.AuthenticationError), a hang-up
-                log.warning("refused a connection to the model process: %s", error)
+            except OSError as error:
+                if self._closing:
+                    return
+                log.warning("model process: accept failed: %s", error)
                 continue
-            peer = _Peer(connection, self.service)
-            self._peers.add(peer)
-            threading.Thread(target=self._serve, args=(peer,), name="model-link-reader", daemon=True).start()
+            threading.Thread(
+                target=self._admit, args=(connection,), name="model-link-reader", daemon=True
+            ).start()
+
+    def _admit(self, connection: Connection) -> None:
+        try:
+            deliver_challenge(connection, self.authkey)
+            answer_challenge(connection, self.authkey)
+        except Exception as error:  # a wrong key (AuthenticationError), a hang-up, garbage
+            log.warning("refused a connection to the model process: %s", error or type(error).__name__)
+            connection.close()
+            return
+        peer = _Peer(connection, self.service)
+        self._peers.add(peer)
+        self._serve(peer)
 
     def _serve(self, peer: _Peer) -> None:
         while True:
@@ -210,7 +234,7 @@ class ModelProcess:
         request_id, args = message[1], message[2:]
         if kind == EMBED:
             if self.pool is not None:
-                self.pool.submit(self._embed, peer, request_id, *args)
+                self.pool.submit(self._embed_logged, peer, request_id, *args)
             else:
                 self._embed(peer, request_id, *args)
             return
@@ -234,6 +258,17 @@ class ModelProcess:
             return service.embedder.text_tokenizer, info
         raise ForwardPassFailed(f"unknown message {kind!r} (a front end of another version?)")
 
+    def _job_done(self, peer: _Peer, request_id: int, trace: PassLinks | None, job: Job) -> None:
+        self.deadlines.forget(job)
+        peer.job_done(request_id, trace, job)
+
+    def _embed_logged(self, *args: Any) -> None:
+        """``_embed`` on a pool thread (``none`` mode), whose future nobody reads."""
+        try:
+            self._embed(*args)
+        except Exception:
+            log.exception("model process: embedding failed")
+
     def _embed(
         self,
         peer: _Peer,
@@ -242,22 +277,26 @@ class ModelProcess:
         task: str | None,
         link: tuple[int, int, int] | None,
     ) -> None:
-        tracing = self.service.tracing
-        trace = PassLinks(tracing.remote_context(link)) if link is not None and tracing is not None else None
+        """Submit a front end's request; the answer goes out when the job ends (``_job_done``), an
+        error that keeps it from starting at once. Every path answers."""
         try:
-            job = self.service.submit_ids(
-                ids, task, trace, on_done=functools.partial(peer.job_done, request_id, trace)
+            tracing = self.service.tracing
+            trace = (
+                PassLinks(tracing.remote_context(link)) if link is not None and tracing is not None else None
             )
+            job = self.service.submit_ids(
+                ids, task, trace, on_done=functools.partial(self._job_done, peer, request_id, trace)
+            )
+            self.deadlines.watch(job)
         except ServiceError as error:  # not admitted (Overloaded, NotReady), or `none` mode's TimedOut
             peer.reply(request_id, False, error_payload(error))
         except Exception as error:
             log.exception("model process: embedding failed")
             peer.reply(request_id, False, error_payload(ForwardPassFailed(f"model process: {error}")))
-        else:
-            self.deadlines.watch(job)
 
     def close(self) -> None:
         """Stop accepting and hang up on every front end (they answer 503 from then on)."""
+        self._closing = True
         self.listener.close()
         for peer in list(self._peers):
             peer.hang_up()
@@ -265,11 +304,13 @@ class ModelProcess:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """The serve process gone (killed, so it could not stop us): stop too, rather than hold the model."""
+def _exit_with_parent(parent: int, folder: str) -> None:
+    """The serve process gone (killed, so it could not stop us): stop too, rather than hold the
+    model, and remove the socket's folder, which the serve process would have removed."""
     while os.getppid() == parent:
         time.sleep(0.5)
     log.error("the serve process (pid %d) is gone; the model process stops", parent)
+    shutil.rmtree(folder, ignore_errors=True)
     os._exit(1)
 
 
@@ -296,17 +337,20 @@ def main() -> int:
         level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
     )
     logging.getLogger("target_server").setLevel(logging.INFO)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    os.set_inheritable(spec["lifeline"], False)  # only this process holds it: its exit closes it
+    address = spec["address"]
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(), os.path.dirname(address)), daemon=True
+    ).start()
     _, config = resolve_config(spec["overrides"])
     service = EmbeddingService(config)
-    server = ModelProcess(
-        service, Listener(spec["address"], "AF_UNIX", backlog=128, authkey=authkey), spec["workers"]
-    )
-    log.info("model process listening for %d front-end thread(s)", spec["workers"])
+    # The metrics listener first: a port in use fails the start before the front ends connect.
     if spec["metrics_port"] is not None:
         service.metrics_port = serve_metrics(
             service.metrics.registry, spec["metrics_host"], spec["metrics_port"]
         )
+    server = ModelProcess(service, Listener(address, "AF_UNIX", backlog=128), authkey, spec["workers"])
+    log.info("model process for %d front-end thread(s): listening at %s", spec["workers"], address)
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     try:
@@ -317,7 +361,9 @@ def main() -> int:
     finally:
         server.close()
         service.close()
-    return 0
+    logging.shutdown()
+    # Pool threads (`none` mode) may still wait on the device lock: they have nobody to answer.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -395,6 +395,8 @@ class Batcher(ABC):
     def release(self, job: Job) -> None:
         """Called once a request is answered (or abandoned): its tokens leave the admission budget."""
         with self._admission_lock:
+            if job not in self._admitted:  # released already: a job's tokens leave once
+                return
             self._in_flight_tokens -= job.tokens
             self._admitted.discard(job)
 

@@ -35,5 +35,16 @@ def test_a_tiny_run_serves_each_count_and_keeps_its_raw_files(tmp_path, spawn: N
     assert [(c["frontends"], c["batch_size"]) for c in cells] == [(1, 1), (2, 1)]
     assert all(c["failures"] == 0 and c["tokens_per_s"] > 0 for c in cells)
     assert "median ratio" in (out / "frontends.txt").read_text()
-    assert "model process listening" in (out / "server-r1-f2.log").read_text()  # the split server's log
+    assert "model process for" in (out / "server-r1-f2.log").read_text()  # the split server's log
     assert "model process" not in (out / "server-r1-f1.log").read_text()
+
+
+def test_the_gpu_summary_shows_the_frontends_table() -> None:
+    from dataclasses import asdict
+
+    gpu = load_script("gpu")
+    cells = [cell(1, 1, 1, 100.0), cell(1, 4, 1, 300.0)]
+    figures = {"args": {"frontends": [1, 4], "batch_sizes": [1]}, "cells": [asdict(c) for c in cells]}
+    summary = gpu.summary_markdown("a GPU", [gpu.PartResult("frontends", "ok", 30.0, figures)])
+    assert "## serve --frontends N (null model)" in summary
+    assert "| 1 | 4 | 300 |" in summary and "| 3.00 | 3.00 |" in summary

@@ -34,6 +34,7 @@ from target_server.cli import main as serve_main
 from target_server.config import resolve_config
 from target_server.domain_errors import ForwardPassFailed, TimedOut
 from target_server.embedder import BUNDLED_MODEL_ID, SentenceTransformerEmbedder
+from target_server.frontend import ModelLink
 from target_server.model_link import LinkAddress
 from target_server.model_process import ModelProcess
 from target_server.service import EmbeddingService
@@ -60,7 +61,7 @@ def split_server(
     service.load()
     with tempfile.TemporaryDirectory() as folder:
         address = LinkAddress(os.path.join(folder, "model.sock"), secrets.token_bytes(32))
-        model = ModelProcess(service, Listener(address.path, "AF_UNIX", authkey=address.authkey), workers=16)
+        model = ModelProcess(service, Listener(address.path, "AF_UNIX"), address.authkey, workers=16)
         threading.Thread(target=model.serve_forever, daemon=True).start()
         apps = [
             create_frontend_app(settings, address, frontends=frontends, tracing=frontend_tracing)
@@ -145,11 +146,13 @@ def test_metrics_add_up_every_front_end(embedder) -> None:
 
 @listens
 def test_admission_and_timeouts_cross_the_boundary(embedder) -> None:
-    # A timeout batch that waits 5 s: the first request holds the budget, the second is refused at
-    # once (429 with Retry-After); a 0.4 s request timeout fails the first with the server's 503.
+    # A timeout batch that waits 8 s: the first request holds the budget, the second is refused at
+    # once (429 with Retry-After); a 2 s request timeout fails the first with the server's 503.
     with split_server(
-        embedder, batching="timeout", batch_timeout_s=5.0, max_queue_tokens=40, request_timeout_s=0.4
+        embedder, batching="timeout", batch_timeout_s=8.0, max_queue_tokens=40, request_timeout_s=2.0
     ) as (model, (first, second)):
+        for app in (first, second):  # each front end fetches the tokenizer before the race
+            assert app.test_client().get("/openapi.json").status_code == 200
         answers = {}
         holder = threading.Thread(
             target=lambda: answers.setdefault(
@@ -178,24 +181,40 @@ def test_input_errors_are_answered_by_the_front_end(embedder) -> None:
         assert model.service.metrics.value("embed_inputs_total") == 0  # nothing reached the batcher
 
 
+class SlowPasses:
+    """The real embedder, each forward pass held for ``seconds`` (a long pass, on demand)."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder, seconds: float) -> None:
+        self.inner, self.seconds = inner, seconds
+        self.running = threading.Event()
+
+    def embed(self, batch, task=None):
+        self.running.set()
+        time.sleep(self.seconds)
+        return self.inner.embed(batch, task)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
 @listens
-def test_none_mode_runs_through_the_pool(embedder) -> None:
-    with split_server(embedder, batching="none") as (model, (first, second)):
-        results = []
-        threads = [
-            threading.Thread(
-                target=lambda app=app: results.append(
-                    app.test_client().post("/embed", json={"texts": ["a b c"]})
-                )
-            )
-            for app in (first, second, first, second)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert [r.status_code for r in results] == [200] * 4
-        assert model.pool is not None
+def test_none_mode_runs_passes_off_the_front_ends_reader(embedder) -> None:
+    # `none` runs a request's passes on the thread that submits it: not the thread that reads the
+    # front end's messages, or /health through the same front end would wait for the pass.
+    slow = SlowPasses(embedder, 1.5)
+    with split_server(slow, frontends=1, batching="none") as (_, (front,)):
+        assert front.test_client().get("/openapi.json").status_code == 200
+        answers = []
+        request = threading.Thread(
+            target=lambda: answers.append(front.test_client().post("/embed", json={"texts": ["a b c"]}))
+        )
+        request.start()
+        assert slow.running.wait(10)
+        started = time.monotonic()
+        assert front.test_client().get("/health").status_code == 200
+        assert time.monotonic() - started < 1.0, "the health check waited for the pass"
+        request.join(timeout=30)
+        assert [answer.status_code for answer in answers] == [200]
 
 
 @listens
@@ -225,6 +244,27 @@ def test_a_wrong_key_is_refused_and_serving_goes_on(embedder) -> None:
         with pytest.raises(ForwardPassFailed, match="unknown message"):
             link.call("no such kind")
         assert first.test_client().post("/embed", json={"texts": ["still here"]}).status_code == 200
+
+
+@listens
+def test_a_client_that_hangs_up_or_never_speaks_stops_nobody(embedder) -> None:
+    import socket
+
+    with split_server(embedder, frontends=1) as (model, (first,)):
+        hang_up = socket.socket(socket.AF_UNIX)
+        hang_up.connect(model.listener.address)
+        hang_up.close()  # gone before the key's challenge
+        silent = socket.socket(socket.AF_UNIX)
+        silent.connect(model.listener.address)  # connected, never answers the challenge
+        try:
+            time.sleep(0.2)
+            # The model process still accepts, and a new front end gets in past the silent one.
+            late = ModelLink.connect(first.extensions[EXTENSION].link_address)
+            assert late.call("state")["healthy"] is True
+            late.close()
+            assert first.test_client().post("/embed", json={"texts": ["still here"]}).status_code == 200
+        finally:
+            silent.close()
 
 
 @listens
@@ -280,19 +320,23 @@ def test_a_slow_tokenizer_pickles_too(bundled_model) -> None:
     assert len(copy.tokenize(["word " * 40])[0]) == 16
 
 
-def test_a_job_ends_once_when_its_results_and_a_timeout_race() -> None:
-    for _ in range(200):
-        ends: list[Job] = []
-        job = Job(ids=[[1, 2]], task=None, tokens=2, on_done=ends.append)
-        racers = [
-            threading.Thread(target=job.complete, args=(0, np.zeros(2, np.float32))),
-            threading.Thread(target=job.fail, args=(TimedOut.after(1),)),
-        ]
-        for racer in racers:
-            racer.start()
-        for racer in racers:
-            racer.join()
-        assert ends == [job] and job.done.is_set()
+def test_a_job_ends_once_when_a_timeout_comes_between_its_last_result_and_its_end() -> None:
+    ends: list[Job] = []
+    job = Job(ids=[[1, 2]], task=None, tokens=2, on_done=ends.append)
+
+    class TimeoutInTheWindow(threading.Event):
+        """``done.set()`` of the last result, with the deadline's ``fail`` landing just before it."""
+
+        def set(self) -> None:
+            if not hasattr(self, "raced"):
+                self.raced = True
+                job.fail(TimedOut.after(1))
+            super().set()
+
+    job.done = TimeoutInTheWindow()
+    job.complete(0, np.zeros(2, np.float32))
+    assert ends == [job]  # answered once, with its vector
+    assert job.error is None and job.answer().shape == (1, 2)
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])
@@ -305,26 +349,39 @@ def test_frontends_below_one_is_refused_before_anything_starts(value, capsys) ->
 
 
 @contextlib.contextmanager
-def served(*flags: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """``python -m target_server --frontends 2`` on the null model, until /health is 200."""
+def served(tmp_path, *flags: str) -> Iterator[tuple[subprocess.Popen, str, Callable[[], str]]]:
+    """``python -m target_server --frontends 2`` on the null model in a session of its own, until
+    /health is 200; yields the process, its URL and a reader of its log. Every process of the
+    server, as found at start, is killed at the end, whatever the test did."""
     port = free_port()
+    log = tmp_path / "serve.log"
     command = [sys.executable, "-m", "target_server", "--port", str(port), "--model", "null:64"]
-    process = subprocess.Popen(
-        [*command, "--no-warmup", "--threads", "4", "--frontends", "2", *flags],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [*command, "--no-warmup", "--threads", "4", "--frontends", "2", *flags],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
+    everyone: list[psutil.Process] = []
     try:
-        assert eventually(lambda: http_status(f"{url}/health") == 200, 120), process.stderr
-        yield process, url
+        ready = eventually(lambda: http_status(f"{url}/health") == 200 or process.poll() is not None, 120)
+        assert ready and process.poll() is None, log.read_text()[-3000:]
+        everyone = psutil.Process(process.pid).children(recursive=True)
+        yield process, url, log.read_text
     finally:
-        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-            for child in psutil.Process(process.pid).children(recursive=True):
-                child.kill()
-        process.kill()
+        for member in [*everyone, process]:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                member.kill()
         process.wait()
+
+
+def gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def family(pid: int) -> tuple[list[psutil.Process], psutil.Process]:
@@ -339,10 +396,10 @@ def family(pid: int) -> tuple[list[psutil.Process], psutil.Process]:
     return [child for child in children if child not in model], model[0]
 
 
-def test_serve_runs_two_front_ends_and_stops_whole_on_sigterm(spawn: None) -> None:
+def test_serve_runs_two_front_ends_and_stops_whole_on_sigterm(tmp_path, spawn: None) -> None:
     import requests
 
-    with served() as (process, url):
+    with served(tmp_path) as (process, url, log):
         workers, model = family(process.pid)
         assert len(workers) == 2
         answer = requests.post(f"{url}/embed", json={"texts": ["hello", "world"]}, timeout=30)
@@ -358,27 +415,43 @@ def test_serve_runs_two_front_ends_and_stops_whole_on_sigterm(spawn: None) -> No
             assert requests.post(f"{url}/embed", json={"texts": ["again"]}, timeout=30).status_code == 200
         workers = family(process.pid)[0]
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
-        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in [*workers, model])
+        assert process.wait(timeout=60) == 0, log()[-3000:]
+        assert all(gone(p) for p in [*workers, model])
+        folder = os.path.dirname(
+            next(line for line in log().splitlines() if "listening at" in line).split()[-1]
+        )
+        assert not os.path.exists(folder), "the socket's folder outlived the server"
 
 
-def test_a_dead_model_process_stops_the_server_with_an_error(spawn: None) -> None:
-    with served() as (process, url):
+def test_a_stop_sent_to_the_whole_group_is_a_clean_stop(tmp_path, spawn: None) -> None:
+    # What Ctrl-C in a terminal and target_server.launcher do: signal every process of the group.
+    # The model process is not in it, so it outlives the front ends' drain and stops after them.
+    with served(tmp_path) as (process, _, log):
+        workers, model = family(process.pid)
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log()[-3000:]
+        assert "the model process exited" not in log()
+        assert eventually(lambda: all(gone(p) for p in [*workers, model]), 10)
+
+
+def test_a_dead_model_process_stops_the_server_with_an_error(tmp_path, spawn: None) -> None:
+    with served(tmp_path) as (process, url, log):
         workers, model = family(process.pid)
         model.kill()
-        assert process.wait(timeout=60) == 1
-        assert "the model process exited" in process.stderr.read()
-        assert eventually(
-            lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
-        )
+        assert process.wait(timeout=60) == 1, log()[-3000:]
+        assert "the model process exited" in log()
+        assert eventually(lambda: all(gone(w) for w in workers))
         assert http_status(f"{url}/health", timeout_s=1) is None
 
 
-def test_a_killed_serve_process_takes_its_model_process_along(spawn: None) -> None:
-    with served() as (process, _):
+def test_a_killed_serve_process_takes_its_model_process_along(tmp_path, spawn: None) -> None:
+    with served(tmp_path) as (process, _, log):
         workers, model = family(process.pid)
+        folder = os.path.dirname(
+            next(line for line in log().splitlines() if "listening at" in line).split()[-1]
+        )
         process.kill()
         process.wait()
-        gone = lambda p: not p.is_running() or p.status() == psutil.STATUS_ZOMBIE  # noqa: E731
         assert eventually(lambda: gone(model), 10), "the model process outlived its serve process"
         assert eventually(lambda: all(gone(w) for w in workers), 15)
+        assert not os.path.exists(folder), "the socket's folder outlived the model process"
