@@ -11,6 +11,7 @@ process's registry, to which each front end reports the HTTP answers it gave.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -43,6 +44,9 @@ from target_server.tracing import ServerTracing, span_ids, step, trace_job
 
 log = logging.getLogger(__name__)
 
+# A front end reports its HTTP answers (embed_requests_total) in one message this often, not one
+# message per answer: the model process's CPU per request is what bounds the whole server.
+COUNT_INTERVAL_S = 0.25
 CONTROL_TIMEOUT_S = 10.0  # health, info, metrics: the model process answers these from its reader thread
 # An embed call waits for the model process's own answer, which comes within the request timeout;
 # this much more covers the trip, so a model process that stopped answering still gets a 503.
@@ -163,6 +167,10 @@ class FrontendService:
         self._info: ModelInfo | None = None
         self._fetch_lock = threading.Lock()
         self.link_address: LinkAddress | None = None
+        self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self._count_lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._report_counts, name="count-reporter", daemon=True).start()
 
     @classmethod
     def connect(
@@ -238,12 +246,29 @@ class FrontendService:
         return EmbedResult(vectors=vectors, tokens=tokens, queue_ms=queue_ms, inference_ms=inference_ms)
 
     def count_request(self, endpoint: str, status: int) -> None:
-        self.link.post(COUNT, endpoint, status)
+        with self._count_lock:
+            self._counts[endpoint, status] += 1
+
+    def flush_counts(self) -> None:
+        """Send the answers counted since the last report (nothing if none)."""
+        with self._count_lock:
+            counts, self._counts = self._counts, collections.Counter()
+        if counts:
+            self.link.post(COUNT, dict(counts))
+
+    def _report_counts(self) -> None:
+        while not self._stop.wait(COUNT_INTERVAL_S):
+            self.flush_counts()
 
     def render_metrics(self) -> bytes:
+        """The model process's registry: this front end's answers up to now are in it (they go first,
+        on the same connection); another front end's may be up to COUNT_INTERVAL_S behind."""
+        self.flush_counts()
         return self.link.call(METRICS)
 
     def close(self) -> None:
+        self._stop.set()
+        self.flush_counts()
         self.link.close()
         if self.tracing is not None:
             self.tracing.close()

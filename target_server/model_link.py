@@ -49,7 +49,7 @@ STATE = "state"  # () -> {"healthy": bool, "state": str}
 INFO = "info"  # () -> the service's /info payload
 METRICS = "metrics"  # () -> the Prometheus text of the model process's registry
 TOKENIZER = "tokenizer"  # () -> (TextTokenizer, ModelInfo), or NotReady while loading
-COUNT = "count"  # (endpoint, status): one HTTP answer for embed_requests_total; no reply
+COUNT = "count"  # ({(endpoint, status): answers}): a front end's HTTP answers since its last; no reply
 
 LISTEN_TIMEOUT_S = 120.0  # the model process imports torch, then listens before it loads the model
 STOP_TIMEOUT_S = 30.0

@@ -229,7 +229,8 @@ class ModelProcess:
     def _dispatch(self, peer: _Peer, message: tuple) -> None:
         kind = message[0]
         if kind == COUNT:
-            self.service.count_request(*message[1:])
+            for (endpoint, status), times in message[1].items():
+                self.service.count_request(endpoint, status, times)
             return
         request_id, args = message[1], message[2:]
         if kind == EMBED:

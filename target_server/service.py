@@ -214,8 +214,8 @@ class EmbeddingService:
         if isinstance(trace, RequestTrace):  # a front end's trace gets its spans there
             trace_job(trace, len(job.ids), job.tokens, job.enqueued_at, job.started_at, job.finished_at)
 
-    def count_request(self, endpoint: str, status: int) -> None:
-        self.metrics.requests.labels(endpoint, str(status)).inc()
+    def count_request(self, endpoint: str, status: int, times: int = 1) -> None:
+        self.metrics.requests.labels(endpoint, str(status)).inc(times)
 
     def render_metrics(self) -> bytes:
         return self.metrics.render()
