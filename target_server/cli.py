@@ -168,7 +168,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     http.add_argument(
         "--frontends",
         type=int,
-        default=1,
         metavar="N",
         help="front-end processes (default 1: one process parses, tokenizes and runs the model). N > 1: "
         "the model, batcher, admission and metrics in a model process of their own, and N gunicorn "
@@ -198,7 +197,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-SERVER_FLAGS = ("host", "port", "threads", "frontends", "metrics_port", "access_log", "log_level")
+SERVER_FLAGS = ("host", "port", "threads", "metrics_port", "access_log", "log_level")
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -241,10 +240,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except (ConfigError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for flag, value in (("--threads", args.threads), ("--frontends", args.frontends)):
-        if value < 1:
-            print(f"error: {flag} must be at least 1, got {value}", file=sys.stderr)
-            return 2
+    if args.threads < 1:
+        print(f"error: --threads must be at least 1, got {args.threads}", file=sys.stderr)
+        return 2
     tracing_error = check_tracing(config.otel)
     if tracing_error is not None:
         print(f"error: {tracing_error}", file=sys.stderr)
@@ -268,8 +266,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         # No per-user control socket: several servers (tests, one per GPU) must not share one.
         "control_socket_disable": True,
     }
-    if args.frontends > 1:
-        return serve_with_frontends(overrides, options, args.frontends)
+    if config.frontends > 1:
+        return serve_with_frontends(overrides, options, config.frontends)
     from target_server.gunicorn_app import GunicornServer
 
     GunicornServer(overrides, options).run()

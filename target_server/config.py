@@ -63,6 +63,10 @@ class ServerConfig:
     cpu_threads: int | None = None
     # OpenTelemetry traces (serve --otel); the standard OTEL_* variables turn them on too (tracing.py).
     otel: bool = False
+    # Processes that take HTTP requests (serve --frontends); above 1, the model runs in a process of
+    # its own (target_server.model_process). A setting, not only a flag, so a container's
+    # EMBED_BENCH_FRONTENDS sets it.
+    frontends: int = 1
     # Load the model on a background thread so /health answers 503 while loading (readiness probes).
     load_in_background: bool = False
 
@@ -166,6 +170,12 @@ class ServerConfig:
         need(
             isinstance(self.warmup_seconds, (int, float)) and 0 <= self.warmup_seconds <= 3600,
             f"warmup_seconds must be between 0 and 3600, got {self.warmup_seconds!r}",
+        )
+        need(
+            isinstance(self.frontends, int)
+            and not isinstance(self.frontends, bool)
+            and 1 <= self.frontends <= 256,
+            f"frontends must be at least 1 (one process) and at most 256, got {self.frontends!r}",
         )
         need(
             self.cpu_threads is None or (isinstance(self.cpu_threads, int) and self.cpu_threads >= 0),

@@ -22,8 +22,10 @@ def test_env_vars_fill_what_overrides_do_not(monkeypatch) -> None:
     monkeypatch.setenv("EMBED_BENCH_BATCHING", "timeout")
     monkeypatch.setenv("EMBED_BENCH_MAX_BATCH_TOKENS", "4096")
     monkeypatch.setenv("EMBED_BENCH_API_KEY", "12345")
+    monkeypatch.setenv("EMBED_BENCH_FRONTENDS", "4")  # a container's way to split the server
     _, config = resolve_config({"max_batch_tokens": 1024})
     assert (config.batching, config.max_batch_tokens, config.api_key) == ("timeout", 1024, "12345")
+    assert config.frontends == 4
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,8 @@ def test_env_vars_fill_what_overrides_do_not(monkeypatch) -> None:
         ),
         ({"engine": "openvino", "dtype": "bfloat16"}, "runs in float32 .*drop --dtype bfloat16"),
         ({"engine": "onnx", "model": "null:384"}, "the null model has no forward pass"),
+        ({"frontends": 0}, r"frontends must be at least 1 \(one process\) and at most 256, got 0"),
+        ({"frontends": True}, "frontends must be at least 1"),
     ],
 )
 def test_bad_settings_name_what_to_fix(overrides, message) -> None:

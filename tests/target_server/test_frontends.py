@@ -342,7 +342,10 @@ def test_a_job_ends_once_when_a_timeout_comes_between_its_last_result_and_its_en
 @pytest.mark.parametrize("value", ["0", "-2"])
 def test_frontends_below_one_is_refused_before_anything_starts(value, capsys) -> None:
     assert serve_main(["--frontends", value]) == 2
-    assert f"--frontends must be at least 1, got {value}" in capsys.readouterr().err
+    assert (
+        f"error: frontends must be at least 1 (one process) and at most 256, got {value}"
+        in capsys.readouterr().err
+    )
 
 
 # ---- the real processes -----------------------------------------------------------------------------
