@@ -24,6 +24,8 @@ QUANTIZATIONS = ("none", "int8")
 ATTENTIONS = ("padded", "packed")
 BUNDLED_MODEL = "bundled"
 ENV_PREFIX = "EMBED_BENCH"
+# One log line format for every server process (gunicorn's workers, the model process): the pid tells them apart.
+LOG_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
 class ConfigError(ValueError):

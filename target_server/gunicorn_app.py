@@ -10,6 +10,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from target_server.config import LOG_FORMAT
+
 
 class GunicornServer(BaseApplication):
     def __init__(self, overrides: dict[str, Any], options: dict[str, Any]) -> None:
@@ -27,7 +29,7 @@ class GunicornServer(BaseApplication):
         """Runs in the worker process (no preload), so CUDA is initialized after the fork."""
         logging.basicConfig(
             level=self.options.get("loglevel", "info").upper(),
-            format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            format=LOG_FORMAT,
         )
         link = self.options.get("model_link")
         if link is not None:  # serve --frontends N: this worker parses and tokenizes, the model is elsewhere

@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection, Listener, answer_challenge, d
 from typing import Any
 
 from target_server.batching import Job
-from target_server.config import resolve_config
+from target_server.config import LOG_FORMAT, resolve_config
 from target_server.domain_errors import ForwardPassFailed, ServiceError, TimedOut
 from target_server.metrics import serve_metrics
 from target_server.model_link import (
@@ -334,9 +334,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("target_server").setLevel(logging.INFO)
     os.set_inheritable(spec["lifeline"], False)  # only this process holds it: its exit closes it
     address = spec["address"]
