@@ -38,6 +38,19 @@ def spawn() -> None:
     """Marks a test (or a fixture) as one that starts processes, servers or browsers: the slow tier."""
 
 
+# A bundled server's warm-up (a full-budget pass, then passes until the latency settles) takes 5-6 s of
+# its 14 s start on 2 cores. Servers the tests start skip it, unless the test is timing-sensitive
+# (marked ``serial``: it measures latencies and rates, which the warm-up steadies) or sets
+# EMBED_BENCH_WARMUP itself (the warm-up's own test). Set before each test's fixtures, module-scoped
+# servers included, so a test started alone behaves as in its tier.
+WARMUP_ENV = "EMBED_BENCH_WARMUP"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    os.environ[WARMUP_ENV] = "true" if item.get_closest_marker("serial") else "false"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -91,6 +91,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="the search's first rate, requests/s (default: 8)",
     )
     parser.add_argument(
+        "--capacity-max-rate",
+        type=float,
+        default=None,
+        help="the search's highest rate, requests/s (default: none); a mode that meets the target there "
+        "gets a capacity of at least it",
+    )
+    parser.add_argument(
         "--capacity-step-s",
         type=float,
         default=10.0,
@@ -227,6 +234,7 @@ def capacity_options(args: argparse.Namespace) -> list[str]:
         f"{args.capacity_step_s:g}",
         "--confirm-repeats",
         str(args.capacity_confirm_repeats),
+        *(["--max-rate", f"{args.capacity_max_rate:g}"] if args.capacity_max_rate is not None else []),
     ]
 
 

@@ -213,6 +213,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         label="SLO success (%)",
     ),
     OptionSpec(
+        "--max-rate",
+        None,
+        float,
+        "Capacity search: the highest rate it tries, in requests/s (a hosted API's rate limit, or a bound on "
+        "how long the search runs); a deployment that meets the target there has a capacity of at least it.",
+        label="Search max rate (/s)",
+    ),
+    OptionSpec(
         "--confirm-repeats",
         2,
         int,
@@ -313,6 +321,7 @@ class BenchOptions:
     max_lag: float = 5.0
     slo_p95_ms: float | None = None
     slo_success_pct: float = 99.9
+    max_rate: float | None = None
     confirm_repeats: int = 2
     trace: str = ""
     trace_speed: float = 1.0
@@ -334,6 +343,7 @@ class BenchOptions:
             "cell_duration",
             "max_lag",
             "slo_p95_ms",
+            "max_rate",
             "trace_speed",
             "trace_max_gap",
         ):

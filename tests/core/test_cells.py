@@ -295,3 +295,29 @@ def test_confirmation_rounds_come_from_the_grid_file_or_the_option() -> None:
     assert grid_of(options, 1).capacity.search().confirm_repeats == 0
     with pytest.raises(OptionError, match="--confirm-repeats takes 0 to 10 rounds"):
         BenchOptions(confirm_repeats=-1)
+
+
+def test_max_rate_bounds_the_search_and_a_pass_there_answers_at_least_it() -> None:
+    """``--max-rate``: the search climbs to it, not past it; meeting the target there ends the search
+    with ``at_rate_limit`` (a capacity of at least that rate); below the start rate it says which
+    options to change."""
+    from embed_bench.core.options import OptionError
+
+    options = BenchOptions(grid="capacity", slo_p95_ms=200, request_rate=2, max_rate=8, confirm_repeats=0)
+    search = grid_of(options, 1).capacity.search()
+    rates = []
+    while (rate := search.next_rate()) is not None:  # every step meets the target
+        rates.append(rate)
+        search.record(StepResult(rate, 10.0, 100.0, rate * 16))
+    assert rates == [2.0, 4.0, 8.0]
+    result = search.result
+    assert result.at_rate_limit and result.converged and result.capacity_requests_per_s == 8
+    assert "at least 8" in result.describe()
+    unbounded = grid_of(BenchOptions(grid="capacity", slo_p95_ms=200), 1).capacity
+    assert unbounded.max_rate == float("inf")
+    with pytest.raises(
+        GridError, match=re.escape("--max-rate 4 is below the search's start rate (--request-rate 8)")
+    ):
+        grid_of(BenchOptions(grid="capacity", slo_p95_ms=200, request_rate=8, max_rate=4), 1)
+    with pytest.raises(OptionError, match="--max-rate"):
+        BenchOptions(max_rate=0)

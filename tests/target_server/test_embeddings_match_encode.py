@@ -40,13 +40,21 @@ def post(url: str, path: str, texts: list[str]) -> tuple[np.ndarray, int, dict]:
     )
 
 
+# 16 requests of 1..8 texts of 1..300 words (up to the model's 256-token limit), both endpoints,
+# 8 in flight at once: enough to batch requests together in every mode, at a third of the CPU
+# time of 24 requests of 1..12 texts (the suite's slowest tests on two cores).
+REQUESTS_TEXTS = [mixed_texts(1 + i % 8, seed=i, max_words=300) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def reference(bundled_model) -> dict[int, np.ndarray]:
+    """What ``encode`` returns for each request, computed once for the three modes (12 s of a core)."""
+    return {i: bundled_model.encode(texts) for i, texts in enumerate(REQUESTS_TEXTS)}
+
+
 @pytest.mark.parametrize("mode", ["continuous", "timeout", "none"])
-def test_concurrent_mixed_requests_match_encode(bundled_model, mode: str) -> None:
-    # 16 requests of 1..8 texts of 1..300 words (up to the model's 256-token limit), both endpoints,
-    # 8 in flight at once: enough to batch requests together in every mode, at a third of the CPU
-    # time of 24 requests of 1..12 texts (the suite's slowest tests on two cores).
-    requests_texts = [mixed_texts(1 + i % 8, seed=i, max_words=300) for i in range(16)]
-    reference = {i: bundled_model.encode(texts) for i, texts in enumerate(requests_texts)}
+def test_concurrent_mixed_requests_match_encode(bundled_model, reference, mode: str) -> None:
+    requests_texts = REQUESTS_TEXTS
     args = ["--batching", mode, "--max-batch-tokens", "2048", "--threads", "16"]
     if mode == "timeout":
         args += ["--batch-timeout", "0.3"]

@@ -54,7 +54,9 @@ def test_serve_with_cpu_threads_warms_up_until_the_latency_settles(tmp_path: Pat
 
     log = tmp_path / "server.log"
     with (
-        running_target_server("--cpu-threads", "2", "--warmup-seconds", "60", log_path=log) as url,
+        running_target_server(
+            "--cpu-threads", "2", "--warmup-seconds", "60", log_path=log, env={"EMBED_BENCH_WARMUP": "true"}
+        ) as url,  # fmt: skip
         urllib.request.urlopen(f"{url}/info", timeout=10) as response,
     ):
         info = json.loads(response.read())
