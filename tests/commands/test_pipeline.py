@@ -114,8 +114,9 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
     grid.write_text("[[cells]]\nconcurrency = 2\nbatch_size = 2\npassage_tokens = [16, 32, 64, 128]\n")
     run_dir = tmp_path / "run"
     process = subprocess.Popen(
-        # 300 requests per user: a few seconds per cell, so the interrupt lands mid-run
-        [sys.executable, "-m", "embed_bench", *run_args(server, grid, run_dir, "300"), "--workers", workers],
+        # 150 requests per user: seconds per cell (2-3 on a quiet machine, more under load), so the
+        # interrupt lands mid-run
+        [sys.executable, "-m", "embed_bench", *run_args(server, grid, run_dir, "150"), "--workers", workers],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -129,7 +130,7 @@ def test_ctrl_c_leaves_a_reportable_run(server: str, tmp_path: Path, stop_signal
         if cells.exists() and len(cells.read_text().splitlines()) >= 3:
             break
         time.sleep(0.2)
-    time.sleep(3)  # into the second cell: it has completed requests when it is cut short
+    time.sleep(1.5)  # into the second cell: it has completed requests when it is cut short
     assert process.poll() is None, "the run ended before it could be interrupted"
     os.kill(process.pid, stop_signal)
     stdout, stderr = process.communicate(timeout=120)

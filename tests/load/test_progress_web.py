@@ -15,7 +15,7 @@ from tests.load.runs import wait_for, web_ui_locust, write_grid
 pytestmark = pytest.mark.usefixtures("spawn")
 
 KEY = "jina_progress_key"
-SLOW = "b=128 t=4096 c=2"  # 2 users x (1 warm-up + 3 measured) = 8 bodies of 128 x 4096 tokens
+SLOW = "b=128 t=2048 c=2"  # 2 users x (1 warm-up + 3 measured) = 8 bodies of 128 x 2048 tokens, 0.6 s each
 
 
 def get_json(url: str) -> dict:
@@ -26,7 +26,7 @@ def get_json(url: str) -> dict:
 @pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "master-and-workers"])
 def test_state_json_shows_the_preparation_as_it_goes(tmp_path, workers: int) -> None:
     run_dir = tmp_path / "run"
-    grid = write_grid(tmp_path / "grid.toml", [(1, 1, 16), (2, 128, 4096)])
+    grid = write_grid(tmp_path / "grid.toml", [(1, 1, 16), (2, 128, 2048)])
     seen: list[dict] = []
     rows: list[dict] = []
     with (
