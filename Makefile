@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # Parallel test processes (pytest-xdist): two per core. Most tests wait on the servers and Locust
 # processes they start; on 2 cores, 4 processes ran the parallel part in 891 s against 1,054 s for 2,
 # the cores 96% busy (docs/development.md).
-JOBS   ?= $(shell echo $$(( 2 * $$(nproc) )))
+JOBS   ?= $(shell $(PYTHON) -c "import os; print(2 * len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 2 * (os.cpu_count() or 1))")
 
 # Python may write its bytecode caches (__pycache__, git-ignored) whatever the shell says: with
 # PYTHONDONTWRITEBYTECODE set, every test process rewrote and compiled the test modules again (pytest's
