@@ -422,15 +422,16 @@ def grid_of(options: BenchOptions, concurrency: int) -> Grid:
     if options.grid == CAPACITY_GRID:
         if options.slo_p95_ms is None:
             raise GridError("--grid capacity needs --slo-p95-ms")
-        if options.max_rate is not None and options.max_rate < (options.request_rate or 1.0):
+        start_rate = options.request_rate or 1.0
+        if options.max_rate is not None and options.max_rate < start_rate:
             raise GridError(
                 f"--max-rate {options.max_rate:g} is below the search's start rate "
-                f"(--request-rate {options.request_rate or 1.0:g}): raise --max-rate or lower --request-rate"
+                f"(--request-rate {start_rate:g}): raise --max-rate or lower --request-rate"
             )
         spec = CapacitySpec(
             shapes=shape,
             target=Target(options.slo_p95_ms, options.slo_success_pct),
-            start_rate=options.request_rate or 1.0,
+            start_rate=start_rate,
             arrival=options.arrival,
             max_step_s=options.cell_duration,
             max_rate=options.max_rate or float("inf"),

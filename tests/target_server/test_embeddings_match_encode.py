@@ -54,18 +54,17 @@ def reference(bundled_model) -> dict[int, np.ndarray]:
 
 @pytest.mark.parametrize("mode", ["continuous", "timeout", "none"])
 def test_concurrent_mixed_requests_match_encode(bundled_model, reference, mode: str) -> None:
-    requests_texts = REQUESTS_TEXTS
     args = ["--batching", mode, "--max-batch-tokens", "2048", "--threads", "16"]
     if mode == "timeout":
         args += ["--batch-timeout", "0.3"]
     with running_target_server(*args) as url, ThreadPoolExecutor(8) as pool:
         futures = {
             i: pool.submit(post, url, "/embed" if i % 2 else "/v1/embeddings", texts)
-            for i, texts in enumerate(requests_texts)
+            for i, texts in enumerate(REQUESTS_TEXTS)
         }
         results = {i: future.result() for i, future in futures.items()}
     for i, (vectors, tokens, headers) in results.items():
-        texts = requests_texts[i]
+        texts = REQUESTS_TEXTS[i]
         assert vectors.shape == (len(texts), 384)
         assert cosine_rows(vectors, reference[i]).min() >= 0.9999, f"request {i} differs from encode"
         assert tokens == expected_tokens(bundled_model, texts)
